@@ -1,0 +1,390 @@
+"""A local Apache Kafka cluster of 1 or 3 combined broker+controller KRaft nodes on loopback.
+
+Layout under the runtime folder (``--runtime-dir``, default ``~/.local/state/tradeflux``)::
+
+    broker/cluster.json          cluster id, version and the nodes' ports (kept across stop/start)
+    broker/node-<id>/server.properties, data/, server.log, pid
+
+Node ``i`` (1-based) listens on ``port + 2*(i-1)`` for clients and the next port for the
+controller quorum. Nodes run in their own session, so Ctrl-C of the CLI does not kill them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+
+from tradeflux.broker.admin import admin_client
+from tradeflux.broker.errors import BrokerError, PortInUseError
+from tradeflux.broker.jars import fetch_kafka, find_java, pinned_kafka_version
+from tradeflux.config import Settings
+
+HOST = "127.0.0.1"
+_VERSION_RE = re.compile(r"Kafka version: (\S+)")
+_COMMIT_RE = re.compile(r"Kafka commitId: (\S+)")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One broker+controller process of the local cluster."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    folder: str
+
+    @property
+    def path(self) -> Path:
+        """Return this node's folder."""
+        return Path(self.folder)
+
+    @property
+    def log_file(self) -> Path:
+        """Return the file the node's stdout and stderr go to."""
+        return self.path / "server.log"
+
+    @property
+    def pid_file(self) -> Path:
+        """Return the file holding the node's process id while it runs."""
+        return self.path / "pid"
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """A local cluster's identity and layout, as kept in ``cluster.json``."""
+
+    cluster_id: str
+    kafka_version: str
+    heap: str
+    nodes: tuple[Node, ...]
+
+    @property
+    def bootstrap(self) -> str:
+        """Return the bootstrap servers of all nodes, comma separated."""
+        return ",".join(f"{HOST}:{n.port}" for n in self.nodes)
+
+
+def broker_dir(settings: Settings) -> Path:
+    """Return the folder holding the local cluster's files."""
+    return settings.runtime_dir / "broker"
+
+
+def load_cluster(settings: Settings) -> LocalCluster | None:
+    """Return the local cluster recorded under the runtime folder, if any."""
+    path = broker_dir(settings) / "cluster.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    nodes = tuple(Node(**n) for n in data.pop("nodes"))
+    return LocalCluster(nodes=nodes, **data)
+
+
+def _save_cluster(settings: Settings, cluster: LocalCluster) -> None:
+    path = broker_dir(settings) / "cluster.json"
+    path.write_text(json.dumps(asdict(cluster), indent=2) + "\n")
+
+
+def node_pid(node: Node) -> int | None:
+    """Return the pid of the node's java process if it is running, else None."""
+    try:
+        pid = int(node.pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    # Guard against pid reuse: it must be *our* kafka.Kafka for this node.
+    if b"kafka.Kafka" not in cmdline or str(node.path).encode() not in cmdline:
+        return None
+    return pid
+
+
+def running_pids(settings: Settings) -> list[int]:
+    """Return the pids of the local cluster's running nodes."""
+    cluster = load_cluster(settings)
+    if cluster is None:
+        return []
+    return [pid for node in cluster.nodes if (pid := node_pid(node)) is not None]
+
+
+def _new_cluster_id() -> str:
+    """Return a KRaft cluster id: a random UUID in URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            raise PortInUseError(
+                f"port {port} on {HOST} is already in use by another process; stop it, "
+                f"or start the broker on other ports with --port N (it needs N..N+1 per node)"
+            ) from None
+
+
+def _properties(node: Node, cluster: LocalCluster) -> str:
+    count = len(cluster.nodes)
+    rf = min(3, count)
+    isr = 2 if count >= 3 else 1
+    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in cluster.nodes)
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": node.node_id,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(node.path / "data"),
+        "auto.create.topics.enable": "false",
+        "num.partitions": 6,
+        "default.replication.factor": rf,
+        "min.insync.replicas": isr,
+        "offsets.topic.replication.factor": rf,
+        "offsets.topic.num.partitions": 12,
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": isr,
+        "transaction.state.log.num.partitions": 12,
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": isr,
+        "group.initial.rebalance.delay.ms": 0,
+        "unclean.leader.election.enable": "false",
+        "log.retention.hours": 24,
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def _java_command(java: str, libs: Path, heap: str, log4j: Path, main: str) -> list[str]:
+    return [
+        java,
+        f"-Xmx{heap}",
+        "-Xms128m",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        f"{libs}/*",
+        main,
+    ]
+
+
+def _last_error(log_file: Path) -> str:
+    """Return the most telling line of a node's log, for a failed start."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "no log written"
+    for line in reversed(lines):
+        if " ERROR " in line or "Exception" in line:
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else "empty log"
+
+
+def start_cluster(
+    settings: Settings,
+    nodes: int = 1,
+    port: int = 9092,
+    fresh: bool = False,
+    timeout_s: float = 90.0,
+    on_artifact: Callable[[str], None] | None = None,
+) -> LocalCluster:
+    """Start (formatting on first use) a local cluster and return once every node answers.
+
+    Raises BrokerError subclasses with one-line messages: java missing, Maven failure,
+    a port in use, a cluster already running, a node that died while starting.
+    """
+    if nodes not in (1, 3):
+        raise BrokerError(f"--nodes must be 1 or 3, got {nodes}")
+    java = find_java()
+    if running_pids(settings):
+        cluster = load_cluster(settings)
+        bootstrap = cluster.bootstrap if cluster else "?"
+        raise BrokerError(
+            f"a local tradeflux broker is already running at {bootstrap} "
+            f"(runtime folder {settings.runtime_dir}); stop it with `tradeflux broker stop`"
+        )
+    version = settings.kafka_version or pinned_kafka_version()
+    folder = broker_dir(settings)
+    cluster = load_cluster(settings)
+    wanted_ports = [port + 2 * i for i in range(nodes)]
+    if cluster is not None and not fresh:
+        same = [n.port for n in cluster.nodes] == wanted_ports and cluster.kafka_version == version
+        if not same:
+            raise BrokerError(
+                f"the local cluster in {folder} has {len(cluster.nodes)} node(s) on port(s) "
+                f"{[n.port for n in cluster.nodes]} with Kafka {cluster.kafka_version}; start it "
+                "with those options, or pass --fresh to wipe it and start anew"
+            )
+    for p in wanted_ports:
+        _check_port_free(p)
+        _check_port_free(p + 1)
+    libs = fetch_kafka(settings.cache_dir, version, on_artifact)
+    log4j = Path(str(resources.files("tradeflux.broker").joinpath("log4j2.yaml")))
+    if cluster is None or fresh:
+        if folder.exists():
+            _wipe(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        layout = tuple(
+            Node(i + 1, p, p + 1, str(folder / f"node-{i + 1}")) for i, p in enumerate(wanted_ports)
+        )
+        cluster = LocalCluster(_new_cluster_id(), version, settings.broker_heap, layout)
+        for node in cluster.nodes:
+            node.path.mkdir(parents=True)
+            props = node.path / "server.properties"
+            props.write_text(_properties(node, cluster))
+            cmd = _java_command(java, libs, "256m", log4j, "kafka.tools.StorageTool")
+            fmt = subprocess.run(
+                [*cmd, "format", "-t", cluster.cluster_id, "-c", str(props)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if fmt.returncode != 0:
+                reason = (fmt.stderr or fmt.stdout).strip().splitlines()
+                raise BrokerError(
+                    f"formatting KRaft storage of node {node.node_id} failed: "
+                    f"{reason[-1] if reason else 'no output'}"
+                )
+        _save_cluster(settings, cluster)
+    for node in cluster.nodes:
+        cmd = _java_command(java, libs, cluster.heap, log4j, "kafka.Kafka")
+        with node.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                [*cmd, str(node.path / "server.properties")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        node.pid_file.write_text(f"{proc.pid}\n")
+    _wait_until_ready(settings, cluster, timeout_s)
+    return cluster
+
+
+def _wait_until_ready(settings: Settings, cluster: LocalCluster, timeout_s: float) -> None:
+    """Wait until a metadata request lists every node, or fail with the reason."""
+    admin = admin_client(replace(settings, bootstrap=cluster.bootstrap, kafka={}))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for node in cluster.nodes:
+            if node_pid(node) is None:
+                _stop_nodes(cluster, grace_s=5.0)
+                raise BrokerError(
+                    f"broker node {node.node_id} exited while starting: "
+                    f"{_last_error(node.log_file)} (full log: {node.log_file})"
+                )
+        try:
+            meta = admin.list_topics(timeout=2.0)
+            if len(meta.brokers) == len(cluster.nodes):
+                return
+        except KafkaException:
+            pass
+        if time.monotonic() > deadline:
+            _stop_nodes(cluster, grace_s=5.0)
+            raise BrokerError(
+                f"the local broker did not answer within {timeout_s:g}s; "
+                f"see {cluster.nodes[0].log_file}"
+            )
+        time.sleep(0.2)
+
+
+def _wipe(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink()
+    folder.rmdir()
+
+
+def _stop_nodes(cluster: LocalCluster, grace_s: float) -> list[int]:
+    """SIGTERM every running node, wait up to ``grace_s``, SIGKILL what is left."""
+    pids = {node.node_id: pid for node in cluster.nodes if (pid := node_pid(node)) is not None}
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids.values():
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for pid in pids.values():
+        _reap(pid)
+    for node in cluster.nodes:
+        node.pid_file.unlink(missing_ok=True)
+    return sorted(pids.values())
+
+
+def _alive(pid: int) -> bool:
+    """Tell whether ``pid`` is a live (not zombie) process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _reap(pid: int) -> None:
+    """Collect a child's exit status, if it was our child, so no zombie is left."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_cluster(settings: Settings, grace_s: float = 60.0) -> list[int]:
+    """Stop every node of the local cluster; return the pids that were stopped."""
+    cluster = load_cluster(settings)
+    if cluster is None:
+        return []
+    return _stop_nodes(cluster, grace_s)
+
+
+def kill_node(cluster: LocalCluster, node_id: int) -> int:
+    """SIGKILL one node (for fault tests) and return its pid."""
+    node = next(n for n in cluster.nodes if n.node_id == node_id)
+    pid = node_pid(node)
+    if pid is None:
+        raise BrokerError(f"node {node_id} is not running")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _reap(pid)
+    return pid
+
+
+def reported_version(node: Node) -> tuple[str, str] | None:
+    """Return (version, commit id) as the node printed them at its last start."""
+    version = commit = None
+    with contextlib.suppress(FileNotFoundError):
+        for line in node.log_file.read_text(errors="replace").splitlines():
+            if (m := _VERSION_RE.search(line)) and "AppInfoParser" in line:
+                version = m.group(1)
+            elif (m := _COMMIT_RE.search(line)) and "AppInfoParser" in line:
+                commit = m.group(1)
+    return (version, commit or "?") if version else None
+
+
+def tail_log(node: Node, lines: int) -> Iterator[str]:
+    """Yield the last ``lines`` lines of a node's log."""
+    try:
+        text = node.log_file.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return
+    yield from text[-lines:]

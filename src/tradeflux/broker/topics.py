@@ -1,0 +1,213 @@
+"""The topic set of ARCHITECTURE.md section 3: creation (idempotent), listing, description.
+
+Topics that are joined by key must have the same partition count (co-partitioning);
+``create_topics`` checks that after creating, including for topics that existed before.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+
+from tradeflux.broker.admin import admin_client, unreachable
+from tradeflux.broker.errors import TopicError
+from tradeflux.config import Settings
+
+
+class TopicSet(enum.StrEnum):
+    """Which topics ``tradeflux topics create`` provisions."""
+
+    ALL = "all"
+    CORE = "core"
+    REFDATA = "refdata"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of the contract: its name, key, and whether it is compacted."""
+
+    name: str
+    key: str
+    compacted: bool
+    sets: frozenset[TopicSet]
+    copartition_group: str | None = None  # topics of a group are joined by key
+
+
+_ALL, _CORE, _REF = TopicSet.ALL, TopicSet.CORE, TopicSet.REFDATA
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("refdata.instruments", "instrument id", True, frozenset({_ALL, _CORE, _REF})),
+    TopicSpec("refdata.accounts", "account id", True, frozenset({_ALL, _CORE, _REF})),
+    TopicSpec("refdata.counterparties", "counterparty id", True, frozenset({_ALL, _CORE, _REF})),
+    TopicSpec("refdata.limits", "account id", True, frozenset({_ALL, _CORE, _REF})),
+    TopicSpec("marketdata.prices", "instrument id", True, frozenset({_ALL, _CORE, _REF})),
+    TopicSpec("marketdata.fx", "currency pair", True, frozenset({_ALL, _CORE, _REF})),
+    TopicSpec("trades.raw", "trade id", False, frozenset({_ALL, _CORE})),
+    TopicSpec("trades.rejected", "trade id", False, frozenset({_ALL, _CORE})),
+    TopicSpec("trades.enriched", "account id", False, frozenset({_ALL, _CORE}), "account"),
+    TopicSpec("positions", "account + instrument", True, frozenset({_ALL, _CORE}), "account"),
+    TopicSpec("pnl", "account", True, frozenset({_ALL, _CORE}), "account"),
+    TopicSpec("risk.alerts", "account", False, frozenset({_ALL}), "account"),
+    TopicSpec("analytics.bars", "instrument + window", False, frozenset({_ALL})),
+    TopicSpec(
+        "settlement.obligations",
+        "counterparty + currency + settlement date",
+        True,
+        frozenset({_ALL}),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A topic as the cluster describes it."""
+
+    name: str
+    partitions: int
+    replication: int
+    cleanup_policy: str
+    leaders: tuple[int, ...]
+    in_sync: tuple[int, ...]  # smallest ISR size over the partitions, per partition order
+
+
+def topic_specs(topic_set: TopicSet) -> list[TopicSpec]:
+    """Return the specs of the topics in ``topic_set``."""
+    return [spec for spec in TOPICS if topic_set in spec.sets]
+
+
+def _broker_count(settings: Settings, timeout_s: float) -> int:
+    admin = admin_client(settings)
+    try:
+        return len(admin.list_topics(timeout=timeout_s).brokers)
+    except KafkaException as exc:
+        raise unreachable(settings, timeout_s, exc) from None
+
+
+def create_topics(
+    settings: Settings,
+    topic_set: TopicSet = TopicSet.ALL,
+    timeout_s: float = 15.0,
+) -> dict[str, str]:
+    """Create the missing topics of ``topic_set``; return ``{name: "created" | "exists"}``.
+
+    Idempotent. Raises TopicError when an existing topic has a different cleanup policy
+    or breaks co-partitioning with the rest of its group.
+    """
+    brokers = _broker_count(settings, timeout_s)
+    replication = settings.replication or min(3, brokers)
+    if replication > brokers:
+        raise TopicError(
+            f"replication {replication} needs at least {replication} brokers, the cluster has "
+            f"{brokers}; lower --replication"
+        )
+    specs = topic_specs(topic_set)
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [s for s in specs if settings.topic_prefix + s.name not in existing]
+    outcome = {settings.topic_prefix + s.name: "exists" for s in specs}
+    if wanted:
+        new = [
+            NewTopic(
+                settings.topic_prefix + s.name,
+                num_partitions=settings.partitions,
+                replication_factor=replication,
+                config=_topic_config(s, replication),
+            )
+            for s in wanted
+        ]
+        for name, future in admin.create_topics(new, request_timeout=timeout_s).items():
+            try:
+                future.result()
+                outcome[name] = "created"
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise TopicError(
+                        f"could not create topic {name}: {exc.args[0].str()}"
+                    ) from None
+    states = {t.name: t for t in describe_topics(settings, [n for n in outcome], timeout_s)}
+    _check_layout(settings, specs, states)
+    return outcome
+
+
+def _topic_config(spec: TopicSpec, replication: int) -> dict[str, str]:
+    config = {"cleanup.policy": "compact" if spec.compacted else "delete"}
+    if replication >= 3:
+        config["min.insync.replicas"] = "2"
+    if spec.compacted:
+        # Compact promptly so that restores and global tables read little.
+        config["min.cleanable.dirty.ratio"] = "0.1"
+        config["segment.ms"] = str(60 * 60 * 1000)
+    return config
+
+
+def _check_layout(
+    settings: Settings, specs: list[TopicSpec], states: dict[str, TopicState]
+) -> None:
+    groups: dict[str, dict[str, int]] = {}
+    for spec in specs:
+        name = settings.topic_prefix + spec.name
+        state = states[name]
+        want = "compact" if spec.compacted else "delete"
+        if want not in state.cleanup_policy.split(","):
+            raise TopicError(
+                f"topic {name} exists with cleanup.policy={state.cleanup_policy}, the design "
+                f"needs {want}; alter or delete it"
+            )
+        if spec.copartition_group:
+            groups.setdefault(spec.copartition_group, {})[name] = state.partitions
+    for group, counts in groups.items():
+        if len(set(counts.values())) > 1:
+            detail = ", ".join(f"{n}={p}" for n, p in sorted(counts.items()))
+            raise TopicError(
+                f"topics joined by {group} must have the same partition count, but {detail}; "
+                "recreate the odd one out with the same count"
+            )
+
+
+def list_topics(settings: Settings, timeout_s: float = 10.0) -> list[str]:
+    """Return the names of the cluster's topics, internal ones left out."""
+    admin = admin_client(settings)
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise unreachable(settings, timeout_s, exc) from None
+    return sorted(name for name in meta.topics if not name.startswith("__"))
+
+
+def describe_topics(
+    settings: Settings, names: list[str] | None = None, timeout_s: float = 10.0
+) -> list[TopicState]:
+    """Describe ``names`` (default: every non-internal topic) from metadata and configs."""
+    admin = admin_client(settings)
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise unreachable(settings, timeout_s, exc) from None
+    if names is None:
+        names = sorted(n for n in meta.topics if not n.startswith("__"))
+    missing = [n for n in names if n not in meta.topics]
+    if missing:
+        raise TopicError(
+            f"no such topic: {', '.join(missing)}; create the set with `tradeflux topics create`"
+        )
+    resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+    policies: dict[str, str] = {}
+    if resources:
+        for res, future in admin.describe_configs(resources, request_timeout=timeout_s).items():
+            policies[res.name] = future.result()["cleanup.policy"].value
+    states = []
+    for name in names:
+        parts = sorted(meta.topics[name].partitions.values(), key=lambda p: p.id)
+        states.append(
+            TopicState(
+                name=name,
+                partitions=len(parts),
+                replication=len(parts[0].replicas) if parts else 0,
+                cleanup_policy=policies.get(name, "?"),
+                leaders=tuple(p.leader for p in parts),
+                in_sync=tuple(len(p.isrs) for p in parts),
+            )
+        )
+    return states

@@ -1,0 +1,158 @@
+"""One settings object: flags > ``TRADEFLUX_*`` environment > config file > defaults.
+
+The config file is TOML (``--config FILE`` or ``TRADEFLUX_CONFIG``)::
+
+    bootstrap = "kafka-1.bank.internal:9093"
+    partitions = 12
+    replication = 3
+
+    [kafka]                      # any librdkafka setting, passed through as is
+    "security.protocol" = "SASL_SSL"
+    "sasl.mechanism" = "SCRAM-SHA-512"
+
+librdkafka settings also come from the environment: ``TRADEFLUX_KAFKA_SASL_USERNAME=u``
+sets ``sasl.username`` (underscores become dots; lower case).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tradeflux.errors import ConfigError
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+_SECRET_WORDS = ("password", "secret", "key", "token", "jaas")
+_KAFKA_ENV_PREFIX = "TRADEFLUX_KAFKA_"
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tradeflux"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tradeflux"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a tradeflux process needs to find its cluster and its files."""
+
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    kafka: Mapping[str, str] = field(default_factory=dict)
+    partitions: int = 6
+    replication: int | None = None  # None: min(3, brokers in the cluster)
+    topic_prefix: str = ""
+    runtime_dir: Path = field(default_factory=_default_state_dir)
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    kafka_version: str | None = None  # None: the version pinned in broker/pom.xml
+    broker_heap: str = "512m"
+
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
+        """Return a librdkafka configuration for this cluster, with ``overrides`` on top."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, **self.kafka}
+        conf.update(overrides)
+        return conf
+
+    def describe(self) -> dict[str, str]:
+        """Return the settings as printable strings, secrets redacted."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kafka":
+                for k, v in sorted(value.items()):
+                    secret = any(word in k.lower() for word in _SECRET_WORDS)
+                    out[f"kafka.{k}"] = "***" if secret else str(v)
+            else:
+                out[f.name] = "" if value is None else str(value)
+        return out
+
+
+_ENV_FIELDS: dict[str, str] = {
+    "TRADEFLUX_BOOTSTRAP": "bootstrap",
+    "TRADEFLUX_PARTITIONS": "partitions",
+    "TRADEFLUX_REPLICATION": "replication",
+    "TRADEFLUX_TOPIC_PREFIX": "topic_prefix",
+    "TRADEFLUX_RUNTIME_DIR": "runtime_dir",
+    "TRADEFLUX_CACHE_DIR": "cache_dir",
+    "TRADEFLUX_KAFKA_VERSION": "kafka_version",
+    "TRADEFLUX_BROKER_HEAP": "broker_heap",
+}
+
+
+def _coerce(name: str, raw: Any, origin: str) -> Any:
+    """Turn a raw value from ``origin`` into the type of field ``name``, or explain why not."""
+    if name in ("partitions", "replication"):
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{origin}: {name} must be a whole number, got {raw!r}; for example {name}=6"
+            ) from None
+        if value < 1:
+            raise ConfigError(f"{origin}: {name} must be at least 1, got {value}")
+        return value
+    if name in ("runtime_dir", "cache_dir"):
+        return Path(str(raw)).expanduser()
+    if name == "bootstrap":
+        text = str(raw).strip()
+        if not text or any(":" not in part for part in text.split(",")):
+            raise ConfigError(
+                f"{origin}: bootstrap must be host:port[,host:port...], got {raw!r}; "
+                "for example 127.0.0.1:9092"
+            )
+        return text
+    return str(raw)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> Settings:
+    """Build the settings from defaults, then the config file, then the environment, then flags.
+
+    ``flags`` whose value is None were not given and do not override anything.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    kafka: dict[str, str] = {}
+    path = config_file or (Path(env["TRADEFLUX_CONFIG"]) if env.get("TRADEFLUX_CONFIG") else None)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"config file {path} does not exist; pass an existing TOML file"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        known = {f.name for f in fields(Settings)}
+        for key, raw in data.items():
+            if key == "kafka":
+                if not isinstance(raw, dict):
+                    raise ConfigError(f"{path}: [kafka] must be a table of librdkafka settings")
+                kafka.update({str(k): str(v) for k, v in raw.items()})
+            elif key.replace("-", "_") in known:
+                name = key.replace("-", "_")
+                values[name] = _coerce(name, raw, str(path))
+            else:
+                raise ConfigError(
+                    f"{path}: unknown setting {key!r}; known: {', '.join(sorted(known))}"
+                )
+    for var, name in _ENV_FIELDS.items():
+        if env.get(var):
+            values[name] = _coerce(name, env[var], var)
+    for var, raw in env.items():
+        if var.startswith(_KAFKA_ENV_PREFIX) and var not in _ENV_FIELDS:
+            kafka[var[len(_KAFKA_ENV_PREFIX) :].lower().replace("_", ".")] = raw
+    for name, raw in flags.items():
+        if raw is not None:
+            values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
+    return replace(Settings(), kafka=kafka, **values)
