@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,8 +22,20 @@ from tradeflux.broker.topics import TopicSet, create_topics, describe_topics, li
 from tradeflux.config import Settings, load_settings
 from tradeflux.errors import TradefluxError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool) -> Console:
+    """Return a console; output to a pipe or file is never wrapped or cut at 80 columns.
+
+    Scripts and logs read what the commands print (cluster ids, topic names, the
+    ``export`` line), so only a terminal gets rich's width-fitted layout.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream is not None and stream.isatty() else 10_000
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
 
 app = typer.Typer(
     name="tradeflux",
@@ -289,6 +300,63 @@ def topics_describe(
     console.print(table)
 
 
+@app.command("run")
+def run(
+    target: Annotated[str, typer.Argument(help="The service, as module:attribute.")],
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Stable id of this instance (its transactional id); keep it across restarts "
+            "so a restarted instance fences its crashed self at once [default: hostname]"
+        ),
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics, /healthz, /readyz here (0: any port).")
+    ] = None,
+    batch_max_records: Annotated[int, typer.Option(help="Most records per batch.")] = 5000,
+    batch_max_wait_ms: Annotated[
+        int, typer.Option(help="Longest wait for a batch's first record, ms.")
+    ] = 100,
+    session_timeout_ms: Annotated[
+        int, typer.Option(help="Group session timeout: how soon a dead instance's partitions move.")
+    ] = 10000,
+) -> None:
+    """Run one service instance against the configured cluster (exactly-once, until SIGTERM)."""
+    import socket
+
+    from tradeflux.stream.app import RuntimeConfig
+    from tradeflux.stream.runner import (
+        ServiceNotFoundError,
+        configure_logging,
+        load_service,
+        run_service,
+    )
+
+    settings = _state.settings(topic_prefix=prefix)
+    configure_logging(logging.DEBUG if _state.debug else logging.INFO)
+    try:
+        service = load_service(target)
+    except ServiceNotFoundError as exc:
+        raise TradefluxError(f"{exc}; name a Service as module:attribute") from None
+    config = RuntimeConfig(
+        client=settings.client_config(),
+        instance_id=instance_id or socket.gethostname(),
+        topic_prefix=settings.topic_prefix,
+        batch_max_records=batch_max_records,
+        batch_max_wait_ms=batch_max_wait_ms,
+        session_timeout_ms=session_timeout_ms,
+        metrics_port=metrics_port,
+    )
+    for name, value in settings.describe().items():
+        logging.getLogger("tradeflux").info("setting %s=%s", name, value)
+    code = run_service(service, config)
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command("demo")
 def demo(runtime_dir: RuntimeDir = None) -> None:
     """Start a local broker, create the topics and print the cluster's status."""
@@ -307,12 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero exit code."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="tradeflux", standalone_mode=False)
-    except click.exceptions.Abort:
+        code = command.main(args=argv, prog_name="tradeflux", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
         err_console.print("tradeflux: interrupted")
         return 130
-    except click.ClickException as exc:
-        err_console.print(f"tradeflux: error: {exc.format_message()} (see --help)", markup=False)
+    except typer.TyperException as exc:  # usage errors; typer >= 0.26 vendors click
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help it printed is the answer
+            return exc.exit_code
+        err_console.print(
+            f"tradeflux: error: {exc.format_message()} (see --help)", markup=False, soft_wrap=True
+        )
         return exc.exit_code
     except TradefluxError as exc:
         if _state.debug:
@@ -322,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("tradeflux: interrupted")
         return 130
+    # typer returns (not raises) the code of typer.Exit, and 130 for Ctrl-C in a command.
+    if isinstance(code, int) and code != 0:
+        if code == 130:
+            err_console.print("tradeflux: interrupted")
+        return code
     return 0
 
 

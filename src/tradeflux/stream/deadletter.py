@@ -1,0 +1,54 @@
+"""Dead letters: a record that cannot be decoded or that its processor rejects by raising.
+
+The dead letter keeps the original key, bytes and headers, and adds headers that say
+where it came from and why: ``tf.stage``, ``tf.reason`` (a stable code), ``tf.error``
+(the exception class), ``tf.detail`` (its message, shortened), ``tf.source.topic``,
+``tf.source.partition``, ``tf.source.offset``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tradeflux.stream.context import Emitted, Headers
+
+DECODE_ERROR = "decode_error"
+PROCESSOR_ERROR = "processor_error"
+_DETAIL_MAX = 500
+
+
+def dead_letter(
+    topic: str,
+    *,
+    stage: str,
+    reason: str,
+    error: BaseException | None,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers | None,
+) -> Emitted:
+    """Build the dead-letter record for one input record, for ``topic``."""
+    detail = "" if error is None else str(error)[:_DETAIL_MAX]
+    meta: Headers = [
+        ("tf.stage", stage.encode()),
+        ("tf.reason", reason.encode()),
+        ("tf.error", (type(error).__name__ if error is not None else "").encode()),
+        ("tf.detail", detail.encode(errors="replace")),
+        ("tf.source.topic", source_topic.encode()),
+        ("tf.source.partition", str(source_partition).encode()),
+        ("tf.source.offset", str(source_offset).encode()),
+    ]
+    original = [(k, v) for k, v in headers or () if not k.startswith("tf.")]
+    return Emitted(topic, key, value, original + meta, None)
+
+
+def header_map(headers: Headers | None) -> Mapping[str, str]:
+    """Return the ``tf.*`` headers of a dead letter as text, for readers and tests."""
+    return {
+        k: v.decode() if isinstance(v, bytes) else v
+        for k, v in headers or ()
+        if k.startswith("tf.") and v is not None
+    }

@@ -1,0 +1,51 @@
+"""Load a service by ``module:attribute`` and run it: the entry point of a service process."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from tradeflux.stream.app import RuntimeConfig, StreamApp, StreamError
+from tradeflux.stream.topology import Service
+
+
+class ServiceNotFoundError(LookupError):
+    """The ``module:attribute`` does not name a Service."""
+
+
+def load_service(target: str) -> Service:
+    """Return the Service named by ``module:attribute``, e.g. ``tests.support.jobs:RUNNING_SUM``."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ServiceNotFoundError(f"{target!r} is not module:attribute")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ServiceNotFoundError(f"cannot import {module_name}: {exc}") from None
+    service = getattr(module, attr, None)
+    if not isinstance(service, Service):
+        raise ServiceNotFoundError(f"{target} is not a tradeflux Service")
+    return service
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log key=value lines to stderr, one per event."""
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        force=True,
+    )
+    logging.getLogger("tradeflux.kafka").setLevel(logging.WARNING)
+
+
+def run_service(service: Service, config: RuntimeConfig) -> int:
+    """Run ``service`` until it is stopped; return the process exit code."""
+    app = StreamApp(service, config)
+    try:
+        app.run()
+    except StreamError as exc:
+        logging.getLogger("tradeflux.stream").error("fatal: %s", exc)
+        return 1
+    return 0

@@ -1,0 +1,89 @@
+"""What a service is made of: its topics, stores, global tables, timers and processor.
+
+A service module builds one :class:`Service` and nothing else touches Kafka::
+
+    SERVICE = Service(
+        name="positions",
+        inputs=[Topic("trades.enriched", JsonCodec(EnrichedTrade))],
+        outputs=[Topic("positions", JsonCodec(Position))],
+        stores=[StoreSpec("positions", MsgpackCodec(Position))],
+        process=apply_trades,
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from tradeflux.stream.codecs import Codec, JsonCodec
+
+if TYPE_CHECKING:
+    from tradeflux.stream.context import Context, Record
+
+Processor = Callable[["Context", "Sequence[Record]"], None]
+"""Called once per input partition per batch, with that partition's records in offset order."""
+
+PunctuateFn = Callable[["Context", int], None]
+"""Called with the partition's context and the time (ms) the timer fired at."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic and the codec of its values; keys are UTF-8 strings."""
+
+    name: str
+    codec: Codec[Any] = field(default_factory=JsonCodec)
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """An in-memory key/value store, one per input partition, with a compacted changelog."""
+
+    name: str
+    codec: Codec[Any] = field(default_factory=JsonCodec)
+
+
+@dataclass(frozen=True)
+class GlobalTableSpec:
+    """A compacted topic every instance reads whole before processing, then follows."""
+
+    name: str
+    topic: str
+    codec: Codec[Any] = field(default_factory=JsonCodec)
+
+
+@dataclass(frozen=True)
+class Punctuator:
+    """A timer per assigned partition.
+
+    ``wall``: every ``every_ms`` of wall-clock time. ``stream``: each time the partition's
+    stream time (the largest record timestamp seen) crosses a multiple of ``every_ms``.
+    """
+
+    every_ms: int
+    fn: PunctuateFn
+    kind: Literal["wall", "stream"] = "wall"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A microservice: topics in, a processor, stores, global tables, timers, topics out."""
+
+    name: str
+    inputs: Sequence[Topic]
+    process: Processor
+    outputs: Sequence[Topic] = ()
+    stores: Sequence[StoreSpec] = ()
+    global_tables: Sequence[GlobalTableSpec] = ()
+    punctuators: Sequence[Punctuator] = ()
+    dead_letter_topic: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ValueError(f"service {self.name} needs at least one input topic")
+        if self.stores and len(self.inputs) != 1:
+            # A store partition belongs to one input partition; co-partitioned multi-topic
+            # tasks need an assignor that keeps partition p of every topic together.
+            raise ValueError(f"service {self.name}: a service with stores reads one input topic")

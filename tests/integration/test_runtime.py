@@ -1,0 +1,110 @@
+"""The runtime against the real broker, in-process: poison records and aborted transactions."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tests.conftest import unique
+from tests.support.jobs import RUNNING_SUM
+from tests.support.kafka_tools import (
+    ServiceProcess,
+    caught_up,
+    create_topics,
+    read_all,
+    wait_for,
+)
+from tests.support.running_sum import check_sum_outputs, make_numbers, produce_numbers
+from tradeflux.config import Settings
+from tradeflux.stream.app import InjectedAbort, RuntimeConfig, StreamApp
+from tradeflux.stream.deadletter import header_map
+
+pytestmark = pytest.mark.integration
+
+
+def _topics(settings: Settings, prefix: str) -> None:
+    create_topics(settings, {f"{prefix}numbers": 6, f"{prefix}sums": 6, f"{prefix}numbers.dlq": 1})
+
+
+def _run_in_thread(app: StreamApp) -> threading.Thread:
+    thread = threading.Thread(target=app.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_aborted_transactions_leave_no_output_and_no_state(kafka: Settings) -> None:
+    prefix = unique("abort") + "-"
+    _topics(kafka, prefix)
+    numbers = make_numbers(20_000, keys=50, seed=7)
+    produce_numbers(kafka, f"{prefix}numbers", numbers)
+    aborted: list[int] = []
+
+    def fail_some_commits(batch: int) -> None:
+        if batch in (2, 3, 5):
+            aborted.append(batch)
+            raise InjectedAbort(f"injected abort of batch {batch}")
+
+    app = StreamApp(
+        RUNNING_SUM,
+        RuntimeConfig(
+            client=kafka.client_config(),
+            instance_id="abort-test",
+            topic_prefix=prefix,
+            batch_max_records=1000,
+            before_commit=fail_some_commits,
+        ),
+    )
+    thread = _run_in_thread(app)
+    try:
+        wait_for(
+            lambda: caught_up(kafka, f"{prefix}running-sum", f"{prefix}numbers"), 90, "catch up"
+        )
+    finally:
+        app.stop()
+        thread.join(30)
+    assert aborted == [2, 3, 5]
+    committed = read_all(kafka, f"{prefix}sums")
+    check_sum_outputs(committed, numbers)
+    # The aborted batches' outputs did reach the log, and no read_committed reader saw them.
+    everything = read_all(kafka, f"{prefix}sums", committed=False)
+    assert len(everything) > len(committed) == len(numbers)
+    aborts = app.metrics.aborts.labels(**app.metrics.labels())._value.get()
+    assert aborts == 3
+
+
+def test_poison_records_go_to_dead_letters_and_the_rest_is_processed(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    prefix = unique("poison") + "-"
+    _topics(kafka, prefix)
+    numbers = make_numbers(5_000, keys=20, seed=11, poison_every=97)
+    poison = [n for n in numbers if n.poison]
+    produce_numbers(kafka, f"{prefix}numbers", numbers)
+    proc = ServiceProcess(kafka, "tests.support.jobs:RUNNING_SUM", prefix, "p1", tmp_path)
+    try:
+        wait_for(
+            lambda: caught_up(kafka, f"{prefix}running-sum", f"{prefix}numbers"), 90, "catch up"
+        )
+        assert proc.terminate() == 0
+    finally:
+        if proc.alive():
+            proc.kill()
+    check_sum_outputs(read_all(kafka, f"{prefix}sums"), numbers)
+    dead = read_all(kafka, f"{prefix}numbers.dlq")
+    assert len(dead) == len(poison) == 5_000 // 97
+    # The original key and bytes, exactly as produced.
+    originals = sorted((m.key(), m.value()) for m in dead)
+    assert originals == sorted((n.key.encode(), msgspec.json.encode(n)) for n in poison)
+    for msg in dead:
+        meta = header_map(msg.headers())
+        assert meta["tf.stage"] == "running-sum"
+        assert meta["tf.reason"] == "processor_error"
+        assert meta["tf.error"] == "PoisonError"
+        assert meta["tf.source.topic"] == f"{prefix}numbers"
+        assert meta["tf.detail"].startswith("poison record")
+        assert int(meta["tf.source.offset"]) >= 0
+    # Count in = count out + count rejected.
+    assert len(read_all(kafka, f"{prefix}sums")) + len(dead) == len(numbers)

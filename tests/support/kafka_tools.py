@@ -1,0 +1,179 @@
+"""Test tools around the real broker: topics, producing, reading back, service processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tradeflux.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.1
+) -> Any:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(every_s)
+
+
+def create_topics(settings: Settings, names: dict[str, int], compacted: Iterable[str] = ()) -> None:
+    """Create topics {name: partitions} (replication 1 unless the cluster is bigger)."""
+    admin = AdminClient(settings.client_config())
+    brokers = len(admin.list_topics(timeout=10).brokers)
+    compact = set(compacted)
+    new = [
+        NewTopic(
+            name,
+            num_partitions=parts,
+            replication_factor=min(3, brokers),
+            config={"cleanup.policy": "compact" if name in compact else "delete"},
+        )
+        for name, parts in names.items()
+    ]
+    for future in admin.create_topics(new).values():
+        future.result()
+
+
+def producer(settings: Settings, **extra: Any) -> Producer:
+    """Return a plain idempotent producer that partitions like the Java client."""
+    return Producer(
+        settings.client_config(
+            **{"partitioner": "murmur2_random", "linger.ms": 5, "enable.idempotence": True, **extra}
+        )
+    )
+
+
+def read_all(
+    settings: Settings, topic: str, timeout_s: float = 60.0, committed: bool = True
+) -> list[Any]:
+    """Read every record of ``topic`` from the beginning to its current end, in partition order.
+
+    ``committed``: read_committed (what a downstream consumer sees) or read_uncommitted.
+    Returns confluent-kafka messages.
+    """
+    consumer = Consumer(
+        settings.client_config(
+            **{
+                "group.id": f"reader-{os.getpid()}-{time.monotonic_ns()}",
+                "isolation.level": "read_committed" if committed else "read_uncommitted",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            }
+        )
+    )
+    try:
+        parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        eof: set[int] = set()
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while len(eof) < len(parts):
+            for msg in consumer.consume(10000, 0.5):
+                err = msg.error()
+                if err is None:
+                    out.append(msg)
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    eof.add(msg.partition())
+                else:
+                    raise AssertionError(f"reading {topic}: {err.str()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading {topic} did not reach its end in {timeout_s}s")
+        return out
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """Return the high watermark of every partition of ``topic``."""
+    consumer = Consumer(settings.client_config(**{"group.id": "end-offsets"}))
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in parts
+        }
+    finally:
+        consumer.close()
+
+
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Return the offsets ``group`` committed on ``topic`` (-1001 where none)."""
+    consumer = Consumer(
+        settings.client_config(**{"group.id": group, "isolation.level": "read_committed"})
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def caught_up(settings: Settings, group: str, topic: str) -> bool:
+    """Tell whether ``group`` has committed every partition of ``topic`` up to its end.
+
+    The end of a partition written in transactions includes control markers, so a
+    committed offset at the end minus the trailing marker also counts as caught up.
+    """
+    ends = end_offsets(settings, topic)
+    done = committed_offsets(settings, group, topic)
+    return all(done.get(p, -1) >= end for p, end in ends.items())
+
+
+class ServiceProcess:
+    """A ``tradeflux run`` process with its log in a file."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        target: str,
+        prefix: str,
+        instance_id: str,
+        log_dir: Path,
+        *extra: str,
+    ) -> None:
+        self.log_path = log_dir / f"{instance_id}-{time.monotonic_ns()}.log"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": settings.bootstrap}
+        cmd = [
+            sys.executable, "-m", "tradeflux.cli", "run", target,
+            "--prefix", prefix, "--instance-id", instance_id, "--session-timeout-ms", "6000",
+            *extra,
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        """Return what the process has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the process and reap it."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM the process and return its exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout_s)
+
+    def alive(self) -> bool:
+        """Tell whether the process is still running."""
+        return self.proc.poll() is None
