@@ -32,12 +32,17 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tradeflux.stream.changelog import changelog_records, changelog_topic, restore_partition
+from tradeflux.stream.changelog import (
+    Restore,
+    changelog_records,
+    changelog_topic,
+    restore_partitions,
+)
 from tradeflux.stream.context import Emitted
 from tradeflux.stream.metrics import HealthServer, StreamMetrics
 from tradeflux.stream.tables import GlobalTable
 from tradeflux.stream.task import Task
-from tradeflux.stream.topology import Service
+from tradeflux.stream.topology import Service, StoreSpec
 
 log = logging.getLogger("tradeflux.stream")
 
@@ -158,6 +163,7 @@ class StreamApp:
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
             }
         )
         self._consumer = Consumer(
@@ -250,6 +256,8 @@ class StreamApp:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.incremental_assign(partitions)
+        if not partitions:
+            return  # a cooperative round that gave this instance nothing new
         if self.service.stores:
             consumer.pause(partitions)
         for tp in partitions:
@@ -266,6 +274,8 @@ class StreamApp:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not partitions:
+            return
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._tasks.pop(key, None)
@@ -291,46 +301,44 @@ class StreamApp:
         # Committed offsets first: the fetch waits for pending transactions of this group
         # to resolve, so the changelog read after it includes everything they committed.
         self._consumer.committed(tps, timeout=self.config.commit_timeout_s)
+        started = time.monotonic()
+        restores: list[tuple[tuple[str, int], StoreSpec, Restore]] = []
         for key in pending:
             task = self._tasks.get(key)
             if task is None:
                 continue
-            started = time.monotonic()
             for spec in self.service.stores:
-                store = task.stores[spec.name]
-                labels = {**self.metrics.labels(), "store": spec.name, "partition": str(key[1])}
-
-                def progress(done: int, total: int, labels: dict[str, str] = labels) -> None:
-                    self.metrics.restore_done.labels(**labels).set(done)
-                    self.metrics.restore_total.labels(**labels).set(total)
-                    log.info(
-                        "restoring store=%s partition=%s read=%d of ~%d",
-                        labels["store"],
-                        labels["partition"],
-                        done,
-                        total,
-                    )
-
-                applied = restore_partition(
-                    self._restorer,
-                    self.changelogs[spec.name],
-                    store,
-                    spec.codec.decode,
-                    on_progress=progress,
+                restore = Restore(
+                    self.changelogs[spec.name], task.stores[spec.name], spec.codec.decode
                 )
-                self.metrics.restore_done.labels(**labels).set(applied)
-                self.metrics.store_keys.labels(**labels).set(store.committed_size)
-                log.info(
-                    "store restored service=%s store=%s partition=%d records=%d keys=%d "
-                    "seconds=%.3f",
-                    self.service.name,
-                    spec.name,
-                    key[1],
-                    applied,
-                    store.committed_size,
-                    time.monotonic() - started,
-                )
-            self._pending.discard(key)
+                restores.append((key, spec, restore))
+        labels = self.metrics.labels()
+
+        def progress(applied: int, expected: int) -> None:
+            log.info(
+                "restoring service=%s partitions=%d applied=%d of at most %d",
+                self.service.name,
+                len(pending),
+                applied,
+                expected,
+            )
+
+        restore_partitions(self._restorer, [r for _, _, r in restores], on_progress=progress)
+        for key, spec, restore in restores:
+            store_labels = {**labels, "store": spec.name, "partition": str(key[1])}
+            self.metrics.restore_done.labels(**store_labels).set(restore.applied)
+            self.metrics.restore_total.labels(**store_labels).set(restore.high)
+            self.metrics.store_keys.labels(**store_labels).set(restore.store.committed_size)
+            log.info(
+                "store restored service=%s store=%s partition=%d records=%d keys=%d seconds=%.3f",
+                self.service.name,
+                spec.name,
+                key[1],
+                restore.applied,
+                restore.store.committed_size,
+                time.monotonic() - started,
+            )
+        self._pending.difference_update(pending)
         self._consumer.resume(tps)
         self.metrics.assigned.labels(**self.metrics.labels()).set(len(self._tasks))
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from tradeflux.stream.context import Emitted
 from tradeflux.stream.stores import StorePartition
@@ -39,61 +39,74 @@ class StoreRestoreError(RuntimeError):
     """A changelog could not be read back."""
 
 
-def restore_partition(
+class Restore:
+    """One store partition to rebuild from one changelog partition."""
+
+    __slots__ = ("applied", "decode", "high", "store", "topic")
+
+    def __init__(self, topic: str, store: StorePartition, decode: Callable[[bytes], Any]) -> None:
+        self.topic = topic
+        self.store = store
+        self.decode = decode
+        self.applied = 0
+        self.high = 0
+
+
+def restore_partitions(
     consumer: Consumer,
-    topic: str,
-    store: StorePartition,
-    decode: Callable[[bytes], Any],
-    timeout_s: float = 120.0,
+    restores: list[Restore],
+    timeout_s: float = 300.0,
     on_progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Rebuild ``store`` from its changelog partition, from the beginning to the end.
+) -> None:
+    """Rebuild every store of ``restores`` from its changelog partition, all in one pass.
 
     ``consumer`` is a group-less read_committed consumer with partition EOF events on.
-    Returns the number of changelog records applied. ``on_progress(done, total)``
-    is called now and then with offsets read and the high watermark.
+    A partition is done at its end (the EOF event, or the last offset before the high
+    watermark seen when the restore began). ``on_progress(applied, expected)`` is called
+    about once a second.
     """
-    partition = store.partition
-    tp = TopicPartition(topic, partition)
-    low, high = consumer.get_watermark_offsets(tp, timeout=10.0, cached=False)
-    if high <= low:
-        return 0
-    consumer.assign([TopicPartition(topic, partition, low)])
-    applied = 0
+    todo: dict[tuple[str, int], Restore] = {}
+    for r in restores:
+        tp = TopicPartition(r.topic, r.store.partition)
+        low, r.high = consumer.get_watermark_offsets(tp, timeout=10.0, cached=False)
+        if r.high > low:
+            todo[(r.topic, r.store.partition)] = r
+    if not todo:
+        return
+    expected = sum(r.high for r in todo.values())
+    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in todo])
     deadline = time.monotonic() + timeout_s
-    last_progress = 0.0
+    last_progress = time.monotonic()
     try:
-        while True:
-            msgs = consumer.consume(10000, 0.5)
-            done = False
-            for msg in msgs:
+        while todo:
+            for msg in consumer.consume(10000, 0.05):
+                key = (msg.topic() or "", msg.partition() or 0)
+                current = todo.get(key)
+                if current is None:
+                    continue
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        done = True
+                        del todo[key]
                         continue
-                    raise StoreRestoreError(f"reading {topic}[{partition}]: {err.str()}")
-                key = msg.key()
-                if key is None:
-                    continue
-                raw = msg.value()
-                store.restore(key.decode(), None if raw is None else decode(raw))
-                applied += 1
-                offset = msg.offset() or 0
-                if offset + 1 >= high:
-                    done = True
+                    raise StoreRestoreError(f"reading {key[0]}[{key[1]}]: {err.str()}")
+                raw_key = msg.key()
+                if raw_key is not None:
+                    raw = msg.value()
+                    value = None if raw is None else current.decode(raw)
+                    current.store.restore(raw_key.decode(), value)
+                    current.applied += 1
+                if (msg.offset() or 0) + 1 >= current.high:
+                    del todo[key]
             now = time.monotonic()
             if on_progress is not None and now - last_progress > 1.0:
                 last_progress = now
-                on_progress(applied, high - low)
-            if done:
-                return applied
+                on_progress(sum(r.applied for r in restores), expected)
             if now > deadline:
                 raise StoreRestoreError(
-                    f"restoring {topic}[{partition}] took over {timeout_s:g}s "
-                    f"({applied} records applied, end offset {high})"
+                    f"restoring {len(todo)} changelog partition(s) took over {timeout_s:g}s"
                 )
     except KafkaException as exc:
-        raise StoreRestoreError(f"reading {topic}[{partition}]: {exc}") from exc
+        raise StoreRestoreError(f"reading changelogs: {exc}") from exc
     finally:
         consumer.unassign()
