@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import msgspec
 
 from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
-from tradeflux.stream.context import Context, Record
+from tradeflux.stream.context import Context
+from tradeflux.stream.records import Record
 from tradeflux.stream.topology import Service, StoreSpec, Topic
 
 

@@ -38,8 +38,8 @@ from tradeflux.stream.changelog import (
     changelog_topic,
     restore_partitions,
 )
-from tradeflux.stream.context import Emitted
 from tradeflux.stream.metrics import HealthServer, StreamMetrics
+from tradeflux.stream.records import Emitted
 from tradeflux.stream.tables import GlobalTable
 from tradeflux.stream.task import Task
 from tradeflux.stream.topology import Service, StoreSpec
@@ -519,6 +519,9 @@ class StreamApp:
                 step = max(1, len(batch) // 20)  # a sample keeps this off the hot path
                 for msg in batch[::step]:
                     latency.observe(max(0.0, (wall_ms - msg.timestamp()[1]) / 1000))
+        for task in tasks:
+            for event, n in task.take_counts().items():
+                self.metrics.events.labels(**labels, event=event).inc(n)
         dead = sum(t.dead_letters for t in tasks)
         if dead:
             self.metrics.dead_letters.labels(**labels).inc(dead)

@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from tradeflux.stream.context import Emitted
+from tradeflux.stream.records import Emitted
 from tradeflux.stream.stores import StorePartition
 
 log = logging.getLogger("tradeflux.stream.changelog")

@@ -6,59 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from tradeflux.stream.codecs import Codec
+from tradeflux.stream.deadletter import dead_letter
+from tradeflux.stream.records import Emitted, Headers, Record
 from tradeflux.stream.stores import StorePartition
-
-Headers = list[tuple[str, str | bytes | None]]
-"""Kafka record headers, as confluent-kafka reads and writes them."""
-
-
-class Record:
-    """One decoded input record, with where it came from."""
-
-    __slots__ = ("headers", "key", "offset", "partition", "raw", "timestamp_ms", "topic", "value")
-
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp_ms: int,
-        key: str | None,
-        value: Any,
-        raw: bytes | None = None,
-        headers: Headers | None = None,
-    ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp_ms = timestamp_ms
-        self.key = key
-        self.value = value
-        self.raw = raw
-        self.headers = headers
-
-    def __repr__(self) -> str:
-        return f"Record({self.topic}[{self.partition}]@{self.offset} key={self.key!r})"
-
-
-class Emitted:
-    """One output record waiting for the batch's transaction."""
-
-    __slots__ = ("headers", "key", "partition", "topic", "value")
-
-    def __init__(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers | None,
-        partition: int | None,
-    ) -> None:
-        self.topic = topic
-        self.key = key
-        self.value = value
-        self.headers = headers
-        self.partition = partition
 
 
 class UnknownNameError(KeyError):
@@ -74,12 +24,16 @@ class Context:
 
     __slots__ = (
         "_codecs",
+        "_counts_mark",
+        "_dead_letter_topic",
         "_mark",
         "_prefix",
         "_stores",
         "_tables",
+        "counts",
         "emitted",
         "partition",
+        "stage",
         "stream_time_ms",
         "wall_time_ms",
     )
@@ -91,8 +45,14 @@ class Context:
         tables: Mapping[str, Mapping[str, Any]],
         output_codecs: Mapping[str, Codec[Any]],
         topic_prefix: str = "",
+        stage: str = "",
+        dead_letter_topic: str | None = None,
     ) -> None:
         self.partition = partition
+        self.stage = stage
+        self._dead_letter_topic = dead_letter_topic
+        self.counts: dict[str, int] = {}
+        self._counts_mark: dict[str, int] = {}
         self._stores = stores
         self._tables = tables
         self._codecs = output_codecs
@@ -146,9 +106,39 @@ class Context:
             )
         )
 
+    def reject(self, record: Record, reason: str, detail: str = "") -> None:
+        """Send ``record``'s original key, bytes and headers to the dead letters.
+
+        ``reason`` is a stable code (e.g. ``UNKNOWN_INSTRUMENT``); ``detail`` says more.
+        Rejection is an outcome, not an error: the batch goes on.
+        """
+        if self._dead_letter_topic is None:
+            raise UnknownNameError(f"stage {self.stage} has no dead_letter_topic to reject to")
+        self.emitted.append(
+            dead_letter(
+                self._dead_letter_topic,
+                stage=self.stage,
+                reason=reason,
+                error=None,
+                detail=detail,
+                source_topic=record.topic,
+                source_partition=record.partition,
+                source_offset=record.offset,
+                key=None if record.key is None else record.key.encode(),
+                value=record.raw,
+                headers=record.headers,
+            )
+        )
+        self.count(f"rejected_{reason.lower()}")
+
+    def count(self, event: str, n: int = 1) -> None:
+        """Count a business event (e.g. a dropped duplicate); published once committed."""
+        self.counts[event] = self.counts.get(event, 0) + n
+
     def savepoint(self) -> None:
         """Mark the emit buffer and every store before a processor call."""
         self._mark = len(self.emitted)
+        self._counts_mark = dict(self.counts)
         for store in self._stores.values():
             store.savepoint()
 
@@ -160,6 +150,7 @@ class Context:
     def rollback_to_savepoint(self) -> None:
         """Undo the failed processor call's emits and store writes."""
         del self.emitted[self._mark :]
+        self.counts = self._counts_mark
         for store in self._stores.values():
             store.rollback_to_savepoint()
 

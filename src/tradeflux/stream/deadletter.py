@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tradeflux.stream.context import Emitted, Headers
+from tradeflux.stream.records import Emitted, Headers
 
 DECODE_ERROR = "decode_error"
 PROCESSOR_ERROR = "processor_error"
@@ -23,6 +23,7 @@ def dead_letter(
     stage: str,
     reason: str,
     error: BaseException | None,
+    detail: str = "",
     source_topic: str,
     source_partition: int,
     source_offset: int,
@@ -31,7 +32,7 @@ def dead_letter(
     headers: Headers | None,
 ) -> Emitted:
     """Build the dead-letter record for one input record, for ``topic``."""
-    detail = "" if error is None else str(error)[:_DETAIL_MAX]
+    detail = (detail or ("" if error is None else str(error)))[:_DETAIL_MAX]
     meta: Headers = [
         ("tf.stage", stage.encode()),
         ("tf.reason", reason.encode()),

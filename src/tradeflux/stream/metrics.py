@@ -46,6 +46,9 @@ class StreamMetrics:
         self.records_in = c("tradeflux_records_in_total", "Input records consumed and committed")
         self.records_out = c("tradeflux_records_out_total", "Output records committed", ("topic",))
         self.dead_letters = c("tradeflux_dead_letters_total", "Records sent to the dead letters")
+        self.events = c(
+            "tradeflux_events_total", "Business events a processor counted, committed", ("event",)
+        )
         self.aborts = c("tradeflux_transaction_aborts_total", "Batches whose transaction aborted")
         self.batch_size = Histogram(
             "tradeflux_batch_records",

@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from tradeflux.stream.codecs import Codec
-from tradeflux.stream.context import Context, Emitted, Headers, Record
+from tradeflux.stream.context import Context
 from tradeflux.stream.deadletter import DECODE_ERROR, PROCESSOR_ERROR, dead_letter
+from tradeflux.stream.records import Emitted, Headers, Record
 from tradeflux.stream.stores import StorePartition
 from tradeflux.stream.topology import Service
 
@@ -199,6 +200,12 @@ class Task:
         self.ctx.emitted = []
         return out
 
+    def take_counts(self) -> dict[str, int]:
+        """Return and clear the business-event counts of this batch."""
+        counts = self.ctx.counts
+        self.ctx.counts = {}
+        return counts
+
     def commit(self) -> None:
         """Merge every store's batch changes (the transaction committed)."""
         for store in self.stores.values():
@@ -209,3 +216,4 @@ class Task:
         for store in self.stores.values():
             store.rollback()
         self.ctx.emitted = []
+        self.ctx.counts = {}

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from tradeflux.stream.codecs import Codec, JsonCodec
 
 if TYPE_CHECKING:
-    from tradeflux.stream.context import Context, Record
+    from tradeflux.stream.context import Context
+    from tradeflux.stream.records import Record
 
 Processor = Callable[["Context", "Sequence[Record]"], None]
 """Called once per input partition per batch, with that partition's records in offset order."""

@@ -1,0 +1,1 @@
+"""Pure trade logic: schemas, validation, calendars, positions, P&L. No I/O, no Kafka."""

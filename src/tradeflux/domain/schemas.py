@@ -1,0 +1,181 @@
+"""The events and values that cross topics and HTTP edges (ARCHITECTURE.md section 3).
+
+Every price, quantity and amount is a Decimal (JSON carries it as a string, so no
+float ever touches money). Times are timezone-aware UTC. Structs are frozen.
+Schema evolution: a new field is always optional (has a default), so old records
+still decode; unknown fields in newer records are ignored by older readers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+EventType = Literal["NEW", "AMEND", "CANCEL"]
+Side = Literal["BUY", "SELL"]
+AccountStatus = Literal["ACTIVE", "SUSPENDED", "CLOSED"]
+
+
+class TradeEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A trade as captured (FIX, HTTP, Kafka): NEW, or an AMEND/CANCEL of one, versioned.
+
+    ``version`` starts at 1 for NEW and grows with each AMEND/CANCEL of the same
+    ``trade_id``. ``quantity`` is positive; ``side`` gives the sign.
+    """
+
+    event_type: EventType
+    trade_id: str
+    version: int
+    account: str
+    instrument: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    currency: str
+    venue: str  # MIC of the execution venue
+    counterparty: str
+    trade_time: dt.datetime
+    source: str = "kafka"
+    ingest_time: dt.datetime | None = None  # when tradeflux first received it
+
+
+class Instrument(msgspec.Struct, frozen=True, kw_only=True):
+    """A tradable instrument; key of ``refdata.instruments``."""
+
+    instrument_id: str
+    isin: str
+    symbol: str
+    name: str = ""
+    currency: str
+    mic: str  # primary market; its calendar and time zone apply
+    lot_size: Decimal = Decimal(1)
+    tick_size: Decimal = Decimal("0.01")
+    multiplier: Decimal = Decimal(1)
+    settlement_days: int = 2
+    asset_class: str = "EQUITY"
+    active: bool = True
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    """A trading account; key of ``refdata.accounts``."""
+
+    account_id: str
+    book: str
+    legal_entity: str
+    base_currency: str
+    status: AccountStatus = "ACTIVE"
+
+
+class Counterparty(msgspec.Struct, frozen=True, kw_only=True):
+    """A counterparty; key of ``refdata.counterparties``."""
+
+    counterparty_id: str
+    lei: str
+    name: str
+    settlement_instructions: str = ""
+    active: bool = True
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """Risk limits of an account, in its base currency; key of ``refdata.limits``."""
+
+    account_id: str
+    gross_notional: Decimal
+    net_notional: Decimal
+    position_qty: Decimal  # per instrument, absolute
+    single_trade_notional: Decimal
+
+
+class Price(msgspec.Struct, frozen=True, kw_only=True):
+    """A market price of an instrument; key of ``marketdata.prices``."""
+
+    instrument_id: str
+    bid: Decimal
+    ask: Decimal
+    last: Decimal
+    time: dt.datetime
+
+
+class FxRate(msgspec.Struct, frozen=True, kw_only=True):
+    """How many ``quote`` units one ``base`` unit buys; key ``BASEQUOTE`` of ``marketdata.fx``."""
+
+    pair: str  # e.g. "EURUSD"
+    base: str
+    quote: str
+    rate: Decimal
+    time: dt.datetime
+
+
+class EnrichedTrade(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated trade event with its reference data, dates and notional.
+
+    Keyed by account on ``trades.enriched``. An AMEND carries the full new state of the
+    trade; a CANCEL carries the state it cancels. When an AMEND moves a trade to another
+    account or instrument, the validator emits a CANCEL of the old and a NEW of the new.
+    """
+
+    event_type: EventType
+    trade_id: str
+    version: int
+    account: str
+    instrument: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    currency: str
+    venue: str
+    counterparty: str
+    trade_time: dt.datetime
+    source: str
+    ingest_time: dt.datetime | None
+    # enrichment
+    isin: str
+    symbol: str
+    mic: str
+    multiplier: Decimal
+    book: str
+    legal_entity: str
+    base_currency: str
+    counterparty_lei: str
+    notional: Decimal  # quantity * price * multiplier, in ``currency``
+    trade_date: dt.date  # in the venue's time zone
+    settlement_date: dt.date
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    """A position of an account in an instrument; keyed ``account|instrument``.
+
+    Average-cost method: ``avg_cost`` is the average price of the open quantity;
+    ``realized_pnl`` is in the instrument's ``currency``.
+    """
+
+    account: str
+    instrument: str
+    currency: str
+    quantity: Decimal
+    avg_cost: Decimal
+    realized_pnl: Decimal
+    multiplier: Decimal = Decimal(1)
+    trade_count: int = 0
+    last_trade_id: str = ""
+    as_of: dt.datetime | None = None  # the latest trade time among its trades
+
+
+class AccountPnL(msgspec.Struct, frozen=True, kw_only=True):
+    """The P&L of an account in its base currency; keyed by account."""
+
+    account: str
+    base_currency: str
+    realized: Decimal
+    unrealized: Decimal
+    total: Decimal
+    positions: int
+    missing_marks: tuple[str, ...] = ()  # instruments without a price or FX rate
+
+
+def position_key(account: str, instrument: str) -> str:
+    """Return the key of a position on ``positions``."""
+    return f"{account}|{instrument}"
