@@ -9,7 +9,7 @@ import msgspec
 from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
-from tradeflux.stream.topology import Service, StoreSpec, Topic
+from tradeflux.stream.topology import GlobalTableSpec, Service, StoreSpec, Topic
 
 
 class Number(msgspec.Struct, frozen=True):
@@ -68,4 +68,26 @@ PASSTHROUGH = Service(
     inputs=[Topic("numbers", RawCodec())],
     outputs=[Topic("copies", RawCodec())],
     process=pass_through,
+)
+
+
+def convert_amounts(ctx: Context, records: Sequence[Record]) -> None:
+    """Convert each amount with the rate of its key from the global table ``rates``."""
+    rates = ctx.table("rates")
+    for record in records:
+        number: Number = record.value
+        rate = rates.get(number.key)
+        if rate is None:
+            ctx.reject(record, "NO_RATE", f"no rate for {number.key}")
+            continue
+        ctx.emit("converted", number.key, {"seq": number.seq, "value": number.amount * rate})
+
+
+CONVERTER = Service(
+    name="converter",
+    inputs=[Topic("numbers", JsonCodec(Number))],
+    outputs=[Topic("converted")],
+    global_tables=[GlobalTableSpec("rates", "rates", JsonCodec(int))],
+    process=convert_amounts,
+    dead_letter_topic="numbers.dlq",
 )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tradeflux.config import Settings
@@ -121,8 +121,20 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
     )
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        tps = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
-        return {tp.partition: tp.offset for tp in tps}
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                tps = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
+                return {tp.partition: tp.offset for tp in tps}
+            except KafkaException as exc:  # the coordinator is loading or moving: ask again
+                if time.monotonic() > deadline:
+                    raise
+                if not exc.args[0].retriable() and exc.args[0].code() not in (
+                    KafkaError.NOT_COORDINATOR,
+                    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                ):
+                    raise
+                time.sleep(0.2)
     finally:
         consumer.close()
 

@@ -91,6 +91,7 @@ class StreamApp:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._restorer: Consumer | None = None
+        self.health_port: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -107,6 +108,7 @@ class StreamApp:
         if self.config.metrics_port is not None:
             health = HealthServer(self.metrics, self.config.metrics_port, self._alive, self.ready)
             health.start()
+            self.health_port = health.port
             log.info("metrics and health on http://127.0.0.1:%d", health.port)
         try:
             self._setup()
@@ -300,7 +302,7 @@ class StreamApp:
         tps = [TopicPartition(t, p) for t, p in pending]
         # Committed offsets first: the fetch waits for pending transactions of this group
         # to resolve, so the changelog read after it includes everything they committed.
-        self._consumer.committed(tps, timeout=self.config.commit_timeout_s)
+        self._committed(tps)
         started = time.monotonic()
         restores: list[tuple[tuple[str, int], StoreSpec, Restore]] = []
         for key in pending:
@@ -497,9 +499,25 @@ class StreamApp:
         tps = [TopicPartition(t, p) for (t, p) in self._tasks if (t, p) not in self._pending]
         if not tps:
             return
-        for tp in self._consumer.committed(tps, timeout=self.config.commit_timeout_s):
+        for tp in self._committed(tps):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    def _committed(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        """Fetch committed offsets, retrying while the group coordinator moves or loads."""
+        assert self._consumer is not None  # noqa: S101
+        deadline = time.monotonic() + self.config.commit_timeout_s
+        while True:
+            try:
+                return self._consumer.committed(tps, timeout=self.config.commit_timeout_s)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() and err.code() not in _COORDINATOR_ERRORS:
+                    raise
+                if time.monotonic() > deadline:
+                    raise StreamError(f"could not fetch committed offsets: {err.str()}") from exc
+                log.info("committed offsets: %s; retrying", err.str())
+                time.sleep(0.2)
 
     def _after_commit(
         self, tasks: list[Task], by_partition: dict[tuple[str, int], list[Message]], t0: float
@@ -527,6 +545,14 @@ class StreamApp:
             self.metrics.dead_letters.labels(**labels).inc(dead)
             for t in tasks:
                 t.dead_letters = 0
+
+
+_COORDINATOR_ERRORS = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.UNSTABLE_OFFSET_COMMIT,
+)
 
 
 class _InjectedAbort(Exception):  # noqa: N818 - named for what tests raise

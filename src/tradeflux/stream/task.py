@@ -47,15 +47,14 @@ class Task:
         self.prefix = topic_prefix
         self.stores = {s.name: StorePartition(s.name, partition) for s in service.stores}
         codecs = {t.name: t.codec for t in service.outputs}
-        self.ctx = Context(partition, self.stores, tables, codecs, topic_prefix)
+        dlq = service.dead_letter_topic
+        self._dlq = None if dlq is None else topic_prefix + dlq
+        self.ctx = Context(
+            partition, self.stores, tables, codecs, topic_prefix, service.name, self._dlq
+        )
         self._input_codecs: dict[str, Codec[Any]] = {
             topic_prefix + t.name: t.codec for t in service.inputs
         }
-        self._dlq = (
-            None
-            if service.dead_letter_topic is None
-            else (topic_prefix + service.dead_letter_topic)
-        )
         self._next_wall: list[int | None] = [None] * len(service.punctuators)
         self._last_stream: list[int] = [-1] * len(service.punctuators)
         self.dead_letters = 0
