@@ -387,7 +387,8 @@ class StreamApp:
             tasks[key].process(batch)
         if self.service.punctuators:
             for task in tasks.values():
-                fired = task.fire_timers(now_ms) or fired
+                if task.fire_timers(now_ms) and task.has_output():
+                    fired = True
         if not by_partition and not fired:
             return
         processed = time.monotonic()

@@ -199,6 +199,10 @@ class Task:
         self.ctx.emitted = []
         return out
 
+    def has_output(self) -> bool:
+        """Tell whether this batch has anything to commit: records or store changes."""
+        return bool(self.ctx.emitted) or any(s.dirty for s in self.stores.values())
+
     def take_counts(self) -> dict[str, int]:
         """Return and clear the business-event counts of this batch."""
         counts = self.ctx.counts
