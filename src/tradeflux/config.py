@@ -90,6 +90,8 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
     """Turn a raw value from ``origin`` into the type of field ``name``, or explain why not."""
     if name in ("partitions", "replication"):
         try:
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise TypeError(raw)  # TOML's true or 6.5 is no partition count
             value = int(raw)
         except (TypeError, ValueError):
             raise ConfigError(
@@ -102,13 +104,19 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         return Path(str(raw)).expanduser()
     if name == "bootstrap":
         text = str(raw).strip()
-        if not text or any(":" not in part for part in text.split(",")):
+        if not text or not all(_is_host_port(part.strip()) for part in text.split(",")):
             raise ConfigError(
                 f"{origin}: bootstrap must be host:port[,host:port...], got {raw!r}; "
                 "for example 127.0.0.1:9092"
             )
         return text
     return str(raw)
+
+
+def _is_host_port(text: str) -> bool:
+    """Tell whether ``text`` is ``host:port`` with a port number from 1 to 65535."""
+    host, colon, port = text.rpartition(":")
+    return bool(colon and host and port.isascii() and port.isdigit() and 0 < int(port) < 65536)
 
 
 def load_settings(
@@ -131,6 +139,12 @@ def load_settings(
             raise ConfigError(
                 f"config file {path} does not exist; pass an existing TOML file"
             ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"config file {path} cannot be read ({exc.strerror}); pass a readable TOML file"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         known = {f.name for f in fields(Settings)}

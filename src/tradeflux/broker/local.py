@@ -125,7 +125,13 @@ def _new_cluster_id() -> str:
 
 
 def _check_port_free(port: int) -> None:
+    """Raise PortInUseError unless the broker will be able to listen on ``port``.
+
+    SO_REUSEADDR as the JVM sets it: connections of a node that just stopped linger in
+    TIME_WAIT on its ports and do not keep a new node from listening there.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:

@@ -7,6 +7,7 @@ Topics that are joined by key must have the same partition count (co-partitionin
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -126,9 +127,42 @@ def create_topics(
                     raise TopicError(
                         f"could not create topic {name}: {exc.args[0].str()}"
                     ) from None
-    states = {t.name: t for t in describe_topics(settings, [n for n in outcome], timeout_s)}
+    _await_metadata(settings, list(outcome), timeout_s)
+    states = {t.name: t for t in describe_topics(settings, list(outcome), timeout_s)}
     _check_layout(settings, specs, states)
     return outcome
+
+
+def _await_metadata(settings: Settings, names: list[str], timeout_s: float) -> None:
+    """Wait until the cluster's metadata lists every topic of ``names`` with a leader per partition.
+
+    CreateTopics answers once the controller has committed the topics; the brokers learn of
+    them a moment later, and a describe in between would report them missing.
+    """
+    admin = admin_client(settings)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            topics = admin.list_topics(timeout=timeout_s).topics
+        except KafkaException as exc:
+            raise unreachable(settings, timeout_s, exc) from None
+        pending = [
+            name
+            for name in names
+            if name not in topics
+            or topics[name].error is not None
+            or not topics[name].partitions
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TopicError(
+                f"the cluster did not report topic(s) {', '.join(pending)} with a leader for "
+                f"every partition within {timeout_s:g}s of creating them; check the brokers "
+                "with `tradeflux broker status` and retry"
+            )
+        time.sleep(0.05)
 
 
 def _topic_config(spec: TopicSpec, replication: int) -> dict[str, str]:

@@ -1,0 +1,97 @@
+"""The topic set as ARCHITECTURE.md section 3 specifies it: names, keys, kinds, co-partitioning."""
+
+from __future__ import annotations
+
+from tradeflux.broker.topics import TOPICS, TopicSet, topic_specs
+
+# ARCHITECTURE.md section 3, row by row: (topic, key, compacted).
+ARCHITECTURE_TOPICS = [
+    ("refdata.instruments", "instrument id", True),
+    ("refdata.accounts", "account id", True),
+    ("refdata.counterparties", "counterparty id", True),
+    ("refdata.limits", "account id", True),
+    ("marketdata.prices", "instrument id", True),
+    ("marketdata.fx", "currency pair", True),
+    ("trades.raw", "trade id", False),
+    ("trades.rejected", "trade id", False),
+    ("trades.enriched", "account id", False),
+    ("positions", "account + instrument", True),
+    ("pnl", "account", True),
+    ("risk.alerts", "account", False),
+    ("analytics.bars", "instrument + window", False),
+    ("settlement.obligations", "counterparty + currency + settlement date", True),
+]
+
+
+def test_topic_set_lists_the_architecture_topics_with_their_keys_and_kinds_in_order() -> None:
+    assert [(t.name, t.key, t.compacted) for t in TOPICS] == ARCHITECTURE_TOPICS
+
+
+def test_compacted_topics_are_reference_data_market_data_and_latest_state_outputs() -> None:
+    assert {t.name for t in TOPICS if t.compacted} == {
+        "refdata.instruments",
+        "refdata.accounts",
+        "refdata.counterparties",
+        "refdata.limits",
+        "marketdata.prices",
+        "marketdata.fx",
+        "positions",
+        "pnl",
+        "settlement.obligations",
+    }
+
+
+def test_account_keyed_topics_joined_by_the_services_form_one_copartition_group() -> None:
+    groups: dict[str, set[str]] = {}
+    for t in TOPICS:
+        if t.copartition_group is not None:
+            groups.setdefault(t.copartition_group, set()).add(t.name)
+
+    assert groups == {"account": {"trades.enriched", "positions", "pnl", "risk.alerts"}}
+
+
+def test_global_tables_are_not_copartitioned() -> None:
+    # Reference and market data are read whole by every instance, so their counts are free.
+    assert [t.name for t in TOPICS if t.compacted and t.copartition_group is not None] == [
+        "positions",
+        "pnl",
+    ]
+    assert all(
+        t.copartition_group is None for t in TOPICS if t.name.startswith(("refdata.", "market"))
+    )
+
+
+def test_all_set_holds_every_topic() -> None:
+    assert [t.name for t in topic_specs(TopicSet.ALL)] == [t[0] for t in ARCHITECTURE_TOPICS]
+
+
+def test_core_set_holds_reference_data_and_the_trades_to_pnl_chain() -> None:
+    assert [t.name for t in topic_specs(TopicSet.CORE)] == [
+        "refdata.instruments",
+        "refdata.accounts",
+        "refdata.counterparties",
+        "refdata.limits",
+        "marketdata.prices",
+        "marketdata.fx",
+        "trades.raw",
+        "trades.rejected",
+        "trades.enriched",
+        "positions",
+        "pnl",
+    ]
+
+
+def test_refdata_set_holds_the_compacted_reference_and_market_data_topics() -> None:
+    assert [t.name for t in topic_specs(TopicSet.REFDATA)] == [
+        "refdata.instruments",
+        "refdata.accounts",
+        "refdata.counterparties",
+        "refdata.limits",
+        "marketdata.prices",
+        "marketdata.fx",
+    ]
+    assert all(t.compacted for t in topic_specs(TopicSet.REFDATA))
+
+
+def test_topic_set_values_are_the_cli_choices() -> None:
+    assert [s.value for s in TopicSet] == ["all", "core", "refdata"]
