@@ -92,6 +92,7 @@ class StreamApp:
         self._producer: Producer | None = None
         self._restorer: Consumer | None = None
         self.health_port: int | None = None
+        self._rebalanced = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -260,6 +261,7 @@ class StreamApp:
         consumer.incremental_assign(partitions)
         if not partitions:
             return  # a cooperative round that gave this instance nothing new
+        self._rebalanced = True
         if self.service.stores:
             consumer.pause(partitions)
         for tp in partitions:
@@ -278,6 +280,7 @@ class StreamApp:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not partitions:
             return
+        self._rebalanced = True
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._tasks.pop(key, None)
@@ -362,8 +365,13 @@ class StreamApp:
                 msgs = consumer.consume(1, wait_s)
                 if msgs:
                     msgs += consumer.consume(max_n - 1, 0)
-            if self._pending:  # an assignment arrived during consume: restore first
-                msgs = [m for m in msgs if (m.topic(), m.partition()) not in self._pending]
+            if self._rebalanced:
+                # Partitions moved during this poll: records fetched before the move may
+                # belong to an older assignment. Drop them and read on from the committed
+                # offsets, which is always safe.
+                self._rebalanced = False
+                msgs = []
+                self._rewind()
             self._run_batch(msgs)
 
     def _run_batch(self, msgs: list[Message]) -> None:
@@ -502,7 +510,12 @@ class StreamApp:
             return
         for tp in self._committed(tps):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            try:
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            except KafkaException as exc:
+                # Not fetching yet (just assigned): it will start from the committed offset.
+                if exc.args[0].code() != KafkaError._STATE:
+                    raise
 
     def _committed(self, tps: list[TopicPartition]) -> list[TopicPartition]:
         """Fetch committed offsets, retrying while the group coordinator moves or loads."""

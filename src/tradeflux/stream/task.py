@@ -220,3 +220,4 @@ class Task:
             store.rollback()
         self.ctx.emitted = []
         self.ctx.counts = {}
+        self.dead_letters = 0
