@@ -89,6 +89,19 @@ def test_global_table_is_complete_before_the_first_record_and_follows_updates(
             in metrics
         )
         assert "tradeflux_end_to_end_latency_seconds_bucket" in metrics
+
+        def lag_lines() -> list[str]:
+            text = _get(port, "/metrics")[1]
+            return [
+                ln for ln in text.splitlines() if ln.startswith("tradeflux_consumer_lag_records{")
+            ]
+
+        # Caught up: every one of the 3 input partitions comes to report a lag of exactly 0.
+        def all_zero() -> bool:
+            lines = lag_lines()
+            return len(lines) == 3 and all(line.endswith(" 0.0") for line in lines)
+
+        wait_for(all_zero, 15, "three lag gauges at 0")
     finally:
         app.stop()
         thread.join(30)

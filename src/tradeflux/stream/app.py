@@ -93,6 +93,7 @@ class StreamApp:
         self._restorer: Consumer | None = None
         self.health_port: int | None = None
         self._rebalanced = False
+        self._gauges_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -373,6 +374,8 @@ class StreamApp:
                 msgs = []
                 self._rewind()
             self._run_batch(msgs)
+            if time.monotonic() - self._gauges_at >= 1.0:
+                self._publish_gauges()
 
     def _run_batch(self, msgs: list[Message]) -> None:
         by_partition: dict[tuple[str, int], list[Message]] = {}
@@ -516,6 +519,25 @@ class StreamApp:
                 # Not fetching yet (just assigned): it will start from the committed offset.
                 if exc.args[0].code() != KafkaError._STATE:
                     raise
+
+    def _publish_gauges(self) -> None:
+        """Set consumer lag (high watermark - position) and store sizes, about once a second."""
+        assert self._consumer is not None  # noqa: S101
+        self._gauges_at = time.monotonic()
+        labels = self.metrics.labels()
+        tps = [TopicPartition(t, p) for (t, p) in self._tasks]
+        if not tps:
+            return
+        for tp in self._consumer.position(tps):
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+            if tp.offset >= 0 and high >= 0:
+                lag = max(0, high - tp.offset)
+                self.metrics.lag.labels(**labels, partition=str(tp.partition)).set(lag)
+        for (_topic, partition), task in self._tasks.items():
+            for name, store in task.stores.items():
+                self.metrics.store_keys.labels(
+                    **labels, store=name, partition=str(partition)
+                ).set(store.committed_size)
 
     def _committed(self, tps: list[TopicPartition]) -> list[TopicPartition]:
         """Fetch committed offsets, retrying while the group coordinator moves or loads."""
