@@ -35,6 +35,14 @@ def _progress(settings: Settings, prefix: str) -> int:
     return sum(o for o in offsets.values() if o > 0)
 
 
+def _partitions(assigned_groups: list[str]) -> set[int]:
+    """Return the partition numbers named in "partitions assigned" log lines."""
+    found: set[int] = set()
+    for group in assigned_groups:
+        found |= {int(p.rsplit("[", 1)[1].rstrip("]")) for p in group.split(",") if p}
+    return found
+
+
 def _setup(settings: Settings, prefix: str) -> None:
     create_topics(settings, {f"{prefix}numbers": 6, f"{prefix}sums": 6, f"{prefix}numbers.dlq": 1})
 
@@ -48,7 +56,7 @@ def test_sigkill_five_times_mid_stream_loses_and_duplicates_nothing(
     feeder = produce_in_background(kafka, f"{prefix}numbers", numbers, rate_per_s=5_000)
     rng = random.Random(1)
     kills = 0
-    proc = ServiceProcess(kafka, JOB, prefix, "crash-1", tmp_path)
+    proc = ServiceProcess(kafka, JOB, prefix, "crash-1", tmp_path, "--static-membership")
     try:
         while kills < 5:
             before = _progress(kafka, prefix)
@@ -59,7 +67,7 @@ def test_sigkill_five_times_mid_stream_loses_and_duplicates_nothing(
             assert at < len(numbers), "the stream ended before the kills: feed slower"
             proc.kill()
             kills += 1
-            proc = ServiceProcess(kafka, JOB, prefix, "crash-1", tmp_path)
+            proc = ServiceProcess(kafka, JOB, prefix, "crash-1", tmp_path, "--static-membership")
         feeder.join(120)
         wait_for(lambda: caught_up(kafka, f"{prefix}running-sum", f"{prefix}numbers"), 120, "end")
         assert proc.terminate() == 0
@@ -112,4 +120,37 @@ def test_second_instance_joins_then_dies_and_results_stay_exact(
             if p is not None and p.alive():
                 p.kill()
     assert taken and taken < set(range(6))
+    check_sum_outputs(read_all(kafka, f"{prefix}sums", timeout_s=120), numbers)
+
+
+def test_sigterm_commits_and_hands_partitions_over_at_once(kafka: Settings, tmp_path: Path) -> None:
+    prefix = unique("leave") + "-"
+    _setup(kafka, prefix)
+    numbers = make_numbers(60_000, keys=100, seed=9)
+    feeder = produce_in_background(kafka, f"{prefix}numbers", numbers, rate_per_s=4_000)
+    # A session timeout far longer than the wait below: only a real LeaveGroup can
+    # move the partitions in time.
+    slow_session = ("--session-timeout-ms", "45000")
+    first = ServiceProcess(kafka, JOB, prefix, "a", tmp_path, *slow_session)
+    second = ServiceProcess(kafka, JOB, prefix, "b", tmp_path, *slow_session)
+    try:
+        wait_for(lambda: "partitions assigned" in second.log(), 60, "second instance assigned")
+        wait_for(lambda: _progress(kafka, prefix) > 10_000, 60, "progress")
+        second_had = _partitions(_ASSIGNED.findall(second.log()))
+        assert second_had
+        mark = len(first.log())
+        assert second.terminate() == 0
+        assert "service stopped" in second.log()
+
+        def all_back_on_first() -> bool:
+            return _partitions(_ASSIGNED.findall(first.log()[mark:])) >= second_had
+
+        wait_for(all_back_on_first, 20, "the partitions back on the first before the timeout")
+        feeder.join(120)
+        wait_for(lambda: caught_up(kafka, f"{prefix}running-sum", f"{prefix}numbers"), 120, "end")
+        assert first.terminate() == 0
+    finally:
+        for p in (first, second):
+            if p.alive():
+                p.kill()
     check_sum_outputs(read_all(kafka, f"{prefix}sums", timeout_s=120), numbers)

@@ -61,6 +61,7 @@ class RuntimeConfig:
     batch_max_records: int = 5000
     batch_max_wait_ms: int = 100
     session_timeout_ms: int = 10000
+    static_membership: bool = False
     transaction_timeout_ms: int = 10000
     commit_timeout_s: float = 30.0
     metrics_port: int | None = None
@@ -170,13 +171,19 @@ class StreamApp:
                 "fetch.wait.max.ms": 10,
             }
         )
+        # Static membership: a restarted instance (same id) takes its partitions back at
+        # once instead of waiting for its old session to time out; but a static member
+        # does not leave the group on shutdown, so it is opt-in.
+        static = (
+            {"group.instance.id": f"{self.group_id}-{cfg.instance_id}"}
+            if cfg.static_membership
+            else {}
+        )
         self._consumer = Consumer(
             {
                 **client,
                 "group.id": self.group_id,
-                # Static membership: a restarted instance (same id) takes its partitions
-                # back at once instead of waiting for its old session to time out.
-                "group.instance.id": f"{self.group_id}-{cfg.instance_id}",
+                **static,
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
