@@ -1,0 +1,351 @@
+from __future__ import annotations
+
+import datetime as dt
+import random
+from decimal import Decimal
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradeflux.domain.positions import (
+    FLAT,
+    PositionBook,
+    PositionState,
+    apply_fill,
+    fold_position,
+)
+from tradeflux.domain.schemas import EnrichedTrade, EventType, Position, Side
+
+D = Decimal
+T0 = dt.datetime(2025, 11, 26, 14, 30, tzinfo=dt.UTC)
+
+
+def trade(
+    trade_id: str,
+    side: Side,
+    qty: str | int,
+    price: str | int,
+    *,
+    seconds: int = 0,
+    version: int = 1,
+    event_type: EventType = "NEW",
+    account: str = "ACC-1",
+    instrument: str = "ACME.XNYS",
+    multiplier: str | int = 1,
+) -> EnrichedTrade:
+    quantity, px, m = D(qty), D(price), D(multiplier)
+    return EnrichedTrade(
+        event_type=event_type,
+        trade_id=trade_id,
+        version=version,
+        account=account,
+        instrument=instrument,
+        side=side,
+        quantity=quantity,
+        price=px,
+        currency="USD",
+        venue="XNYS",
+        counterparty="CP-1",
+        trade_time=T0 + dt.timedelta(seconds=seconds),
+        source="test",
+        ingest_time=T0,
+        isin="US0378331005",
+        symbol="ACME",
+        mic="XNYS",
+        multiplier=m,
+        book="EQ-US",
+        legal_entity="TFX LLC",
+        base_currency="USD",
+        counterparty_lei="HWUPKR0MPOU8FGXBT394",
+        notional=quantity * px * m,
+        trade_date=T0.date(),
+        settlement_date=T0.date(),
+    )
+
+
+def fold(*trades: EnrichedTrade, multiplier: str | int = 1) -> Position:
+    return fold_position("ACC-1", "ACME.XNYS", "USD", D(multiplier), trades)
+
+
+def figures(p: Position | PositionState) -> tuple[Decimal, Decimal, Decimal]:
+    return p.quantity, p.avg_cost, p.realized_pnl
+
+
+# ---- average-cost arithmetic --------------------------------------------------------
+
+
+def test_buys_average_into_the_cost() -> None:
+    s = apply_fill(FLAT, "BUY", D(100), D(10), D(1))
+    s = apply_fill(s, "BUY", D(50), D(13), D(1))
+    assert figures(s) == (D(150), D(11), D(0))
+
+
+def test_a_partial_sell_realizes_against_the_average_and_keeps_it() -> None:
+    s = PositionState(D(150), D(11), D(0))
+    s = apply_fill(s, "SELL", D(60), D(12), D(1))
+    assert figures(s) == (D(90), D(11), D(60))
+
+
+def test_selling_out_closes_to_flat_with_zero_average() -> None:
+    s = PositionState(D(90), D(11), D(60))
+    s = apply_fill(s, "SELL", D(90), D(9), D(1))
+    assert figures(s) == (D(0), D(0), D(-120))
+
+
+def test_a_sell_through_zero_realizes_the_long_and_opens_a_short_at_the_price() -> None:
+    s = PositionState(D(90), D(11), D(0))
+    s = apply_fill(s, "SELL", D(150), D(12), D(1))
+    assert figures(s) == (D(-60), D(12), D(90))
+
+
+def test_a_buy_covering_a_short_realizes_average_minus_price() -> None:
+    s = PositionState(D(-60), D(12), D(90))
+    s = apply_fill(s, "BUY", D(20), D(10), D(1))
+    assert figures(s) == (D(-40), D(12), D(130))
+
+
+def test_a_buy_through_zero_opens_a_long_at_the_price() -> None:
+    s = PositionState(D(-40), D(12), D(0))
+    s = apply_fill(s, "BUY", D(100), D("12.50"), D(1))
+    assert figures(s) == (D(60), D("12.50"), D(-20))
+
+
+def test_shorts_average_into_the_cost_too() -> None:
+    s = apply_fill(FLAT, "SELL", D(10), D(20), D(1))
+    s = apply_fill(s, "SELL", D(30), D(24), D(1))
+    assert figures(s) == (D(-40), D(23), D(0))
+
+
+def test_realized_pnl_scales_with_the_multiplier() -> None:
+    s = apply_fill(FLAT, "BUY", D(2), D("4500.25"), D(50))
+    s = apply_fill(s, "SELL", D(2), D("4501.75"), D(50))
+    assert figures(s) == (D(0), D(0), D("150.00"))
+
+
+def test_an_average_that_does_not_terminate_rounds_in_the_default_context() -> None:
+    s = apply_fill(FLAT, "BUY", D(1), D(10), D(1))
+    s = apply_fill(s, "BUY", D(2), D("10.01"), D(1))
+    assert s.avg_cost == D("10.00666666666666666666666667")
+    s = apply_fill(s, "SELL", D(3), D(11), D(1))
+    assert figures(s) == (D(0), D(0), D("2.97999999999999999999999999"))
+
+
+# ---- folding ------------------------------------------------------------------------
+
+
+def test_the_fold_orders_by_trade_time_then_trade_id() -> None:
+    a = trade("A", "BUY", 100, 10, seconds=0)
+    b = trade("B", "SELL", 100, 12, seconds=5)
+    c = trade("C", "BUY", 50, 11, seconds=5)
+    position = fold(c, b, a)  # B before C at the same time
+    assert figures(position) == (D(50), D(11), D(200))
+    assert (position.trade_count, position.last_trade_id, position.as_of) == (
+        3,
+        "C",
+        T0 + dt.timedelta(seconds=5),
+    )
+
+
+def test_an_empty_fold_is_flat() -> None:
+    assert fold() == Position(
+        account="ACC-1",
+        instrument="ACME.XNYS",
+        currency="USD",
+        quantity=D(0),
+        avg_cost=D(0),
+        realized_pnl=D(0),
+        multiplier=D(1),
+    )
+
+
+def test_each_fill_uses_its_own_multiplier() -> None:
+    position = fold(
+        trade("A", "BUY", 1, 100, multiplier=10),
+        trade("B", "SELL", 1, 101, seconds=1, multiplier=20),
+    )
+    assert position.realized_pnl == D(20)
+
+
+# ---- the book -----------------------------------------------------------------------
+
+
+def book_of(*events: EnrichedTrade) -> tuple[PositionBook, Position]:
+    book = PositionBook.empty(events[0])
+    position = book.position
+    for event in events:
+        book, position = book.apply(event)
+    return book, position
+
+
+def test_a_new_trade_after_the_last_is_applied_incrementally() -> None:
+    book, position = book_of(trade("A", "BUY", 100, 10), trade("B", "BUY", 50, 13, seconds=1))
+    assert figures(position) == (D(150), D(11), D(0))
+    assert position == fold(trade("A", "BUY", 100, 10), trade("B", "BUY", 50, 13, seconds=1))
+
+
+def test_a_late_new_trade_refolds_in_trade_time_order() -> None:
+    a = trade("A", "BUY", 100, 10, seconds=0)
+    b = trade("B", "SELL", 100, 12, seconds=10)
+    c = trade("C", "BUY", 100, 14, seconds=5)  # arrives last, sorts between
+    _, position = book_of(a, b, c)
+    assert figures(position) == (D(100), D(12), D(0))
+    assert position == fold(a, b, c)
+
+
+def test_an_amend_refolds_as_if_the_original_had_been_right() -> None:
+    a = trade("A", "BUY", 100, 10)
+    b = trade("B", "SELL", 50, 12, seconds=1)
+    b2 = trade("B", "SELL", 80, 11, seconds=1, version=2, event_type="AMEND")
+    _, position = book_of(a, b, b2)
+    assert position == fold(a, b2)
+    assert figures(position) == (D(20), D(10), D(80))
+
+
+def test_a_cancel_restores_the_position_as_if_never_booked() -> None:
+    a = trade("A", "BUY", 100, 10)
+    b = trade("B", "SELL", 40, 12, seconds=1)
+    c = trade("C", "BUY", 10, 11, seconds=2)
+    cancel_b = trade("B", "SELL", 40, 12, seconds=1, version=2, event_type="CANCEL")
+    _, position = book_of(a, b, c, cancel_b)
+    assert position == fold(a, c)
+    assert (position.trade_count, position.last_trade_id) == (2, "C")
+
+
+def test_cancelling_the_last_trade_leaves_a_flat_position_with_no_trades() -> None:
+    a = trade("A", "BUY", 100, 10)
+    _, position = book_of(a, trade("A", "BUY", 100, 10, version=2, event_type="CANCEL"))
+    assert figures(position) == (D(0), D(0), D(0))
+    assert (position.trade_count, position.last_trade_id, position.as_of) == (0, "", None)
+
+
+def test_a_version_not_above_the_held_one_changes_nothing() -> None:
+    a2 = trade("A", "BUY", 100, 10, version=2, event_type="AMEND")
+    book, position = book_of(a2)
+    same, again = book.apply(trade("A", "BUY", 999, 1, version=1))
+    assert same is book and again == position
+    same, _ = book.apply(a2)
+    assert same is book
+
+
+def test_an_old_amend_after_a_cancel_does_not_resurrect_the_trade() -> None:
+    a = trade("A", "BUY", 100, 10)
+    cancel = trade("A", "BUY", 100, 10, version=3, event_type="CANCEL")
+    late = trade("A", "BUY", 70, 10, version=2, event_type="AMEND")
+    _, position = book_of(a, cancel, late)
+    assert position.trade_count == 0
+
+
+def test_an_account_moving_amend_leaves_the_old_book_flat_and_opens_the_new() -> None:
+    a = trade("A", "BUY", 100, 10)
+    cancel = trade("A", "BUY", 100, 10, version=2, event_type="CANCEL")
+    moved = trade("A", "BUY", 100, 10, version=2, account="ACC-2")
+    _, old = book_of(a, cancel)
+    _, new = book_of(moved)
+    assert (old.quantity, old.trade_count) == (D(0), 0)
+    assert (new.account, new.quantity, new.trade_count) == ("ACC-2", D(100), 1)
+
+
+def test_the_book_round_trips_through_messagepack() -> None:
+    book, position = book_of(trade("A", "BUY", 100, 10), trade("B", "SELL", 30, "10.5", seconds=1))
+    decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(book), type=PositionBook)
+    assert decoded == book and decoded.position == position
+    _, after = decoded.apply(trade("C", "SELL", 70, 11, seconds=2))
+    assert figures(after) == (D(0), D(0), D(85))
+
+
+# ---- properties ---------------------------------------------------------------------
+
+PRICES = st.decimals(min_value=D("0.01"), max_value=D(500), places=2)
+QUANTITIES = st.integers(min_value=1, max_value=1000).map(D)
+SIDES: st.SearchStrategy[Side] = st.sampled_from(["BUY", "SELL"])
+
+
+@st.composite
+def versions_of(draw: st.DrawFn, trade_id: str, multiplier: int) -> list[EnrichedTrade]:
+    """A NEW and 0-3 later versions of one trade; the last may be a CANCEL."""
+    count = draw(st.integers(min_value=1, max_value=4))
+    events = []
+    for version in range(1, count + 1):
+        last = version == count
+        cancel = last and version > 1 and draw(st.booleans())
+        kind: EventType = "NEW" if version == 1 else ("CANCEL" if cancel else "AMEND")
+        if cancel:
+            prev = events[-1]
+            events.append(msgspec.structs.replace(prev, event_type="CANCEL", version=version))
+            continue
+        events.append(
+            trade(
+                trade_id,
+                draw(SIDES),
+                draw(QUANTITIES),
+                draw(PRICES),
+                seconds=draw(st.integers(min_value=0, max_value=20)),
+                version=version,
+                event_type=kind,
+                multiplier=multiplier,
+            )
+        )
+    return events
+
+
+@st.composite
+def trade_histories(draw: st.DrawFn) -> tuple[int, list[list[EnrichedTrade]]]:
+    multiplier = draw(st.sampled_from([1, 10, 50]))
+    count = draw(st.integers(min_value=1, max_value=12))
+    return multiplier, [draw(versions_of(f"T{i:02d}", multiplier)) for i in range(count)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(trade_histories(), st.randoms(use_true_random=False))
+def test_any_delivery_order_gives_the_position_of_the_final_effective_versions(
+    history: tuple[int, list[list[EnrichedTrade]]], rnd: random.Random
+) -> None:
+    multiplier, histories = history
+    deliveries = [e for versions in histories for e in versions]
+    deliveries += [rnd.choice(deliveries) for _ in range(3)]  # redeliveries
+    rnd.shuffle(deliveries)
+    book = PositionBook.open("ACC-1", "ACME.XNYS", "USD", D(multiplier))
+    position = book.position
+    for event in deliveries:
+        book, position = book.apply(event)
+    effective = [v[-1] for v in histories if v[-1].event_type != "CANCEL"]
+    assert position == fold(*effective, multiplier=multiplier)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(SIDES, QUANTITIES, PRICES, st.integers(0, 30)), min_size=1, max_size=25),
+    st.permutations(range(25)),
+)
+def test_incremental_apply_equals_a_full_fold(
+    fills: list[tuple[Side, Decimal, Decimal, int]], order: list[int]
+) -> None:
+    trades = [trade(f"T{i:02d}", s, q, p, seconds=t) for i, (s, q, p, t) in enumerate(fills)]
+    book = PositionBook.empty(trades[0])
+    for i in (i for i in order if i < len(trades)):
+        book, position = book.apply(trades[i])
+        assert position == fold(*(t for t in trades if t.trade_id in book.fills))
+    assert position == fold(*trades)
+
+
+@given(st.lists(st.tuples(SIDES, QUANTITIES, PRICES), min_size=1, max_size=30))
+def test_in_time_order_every_new_is_applied_incrementally_and_matches_the_fold(
+    fills: list[tuple[Side, Decimal, Decimal]],
+) -> None:
+    trades = [trade(f"T{i:02d}", s, q, p, seconds=i) for i, (s, q, p) in enumerate(fills)]
+    state = FLAT
+    book = PositionBook.empty(trades[0])
+    for t in trades:
+        state = apply_fill(state, t.side, t.quantity, t.price, t.multiplier)
+        book, position = book.apply(t)
+        assert figures(position) == figures(state)
+    assert position == fold(*trades)
+
+
+@pytest.mark.parametrize("side", ["BUY", "SELL"])
+def test_a_round_trip_at_one_price_realizes_nothing(side: Side) -> None:
+    other: Side = "SELL" if side == "BUY" else "BUY"
+    position = fold(trade("A", side, 100, "10.37"), trade("B", other, 100, "10.37", seconds=1))
+    assert figures(position) == (D(0), D(0), D(0))
