@@ -1,0 +1,1 @@
+"""One module per microservice: each binds domain rules to the stream runtime."""

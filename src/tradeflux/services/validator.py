@@ -1,0 +1,56 @@
+"""Validator/enricher: ``trades.raw`` → ``trades.enriched``, ``trades.rejected`` or dropped.
+
+State: the last accepted version of every trade id (keyed by trade id, as ``trades.raw``
+is). "Now" is the raw record's Kafka timestamp, so a replay decides the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from tradeflux.domain.refdata import RefData
+from tradeflux.domain.schemas import Account, Counterparty, EnrichedTrade, Instrument
+from tradeflux.domain.validation import Accepted, Duplicate, Rejected, TradeState, validate
+from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
+from tradeflux.stream.context import Context
+from tradeflux.stream.records import Record
+from tradeflux.stream.topology import GlobalTableSpec, Service, StoreSpec, Topic
+
+
+def validate_trades(ctx: Context, records: Sequence[Record]) -> None:
+    """Validate and enrich each raw trade event against its trade's state and refdata."""
+    trades = ctx.store("trades")
+    refdata = RefData(
+        instruments=ctx.table("instruments"),
+        accounts=ctx.table("accounts"),
+        counterparties=ctx.table("counterparties"),
+    )
+    for record in records:
+        trade_id = record.key or ""
+        now = dt.datetime.fromtimestamp(record.timestamp_ms / 1000, dt.UTC)
+        outcome = validate(record.value or b"", now, trades.get(trade_id), refdata)
+        if isinstance(outcome, Accepted):
+            trades.put(trade_id, outcome.new_state)
+            for event in outcome.events:
+                ctx.emit("trades.enriched", event.account, event)
+            ctx.count("enriched")
+        elif isinstance(outcome, Duplicate):
+            ctx.count("duplicates")
+        elif isinstance(outcome, Rejected):
+            ctx.reject(record, outcome.reason, outcome.detail)
+
+
+SERVICE = Service(
+    name="validator",
+    inputs=[Topic("trades.raw", RawCodec())],
+    outputs=[Topic("trades.enriched", JsonCodec(EnrichedTrade))],
+    stores=[StoreSpec("trades", MsgpackCodec(TradeState))],
+    global_tables=[
+        GlobalTableSpec("instruments", "refdata.instruments", JsonCodec(Instrument)),
+        GlobalTableSpec("accounts", "refdata.accounts", JsonCodec(Account)),
+        GlobalTableSpec("counterparties", "refdata.counterparties", JsonCodec(Counterparty)),
+    ],
+    process=validate_trades,
+    dead_letter_topic="trades.rejected",
+)

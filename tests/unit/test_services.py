@@ -1,0 +1,132 @@
+"""The shipped services' processors, driven without a broker (stream.harness.TestDriver)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+
+from tradeflux.domain.refdata import parse_refdata_file, refdata_key
+from tradeflux.domain.schemas import AccountPnL, FxRate, Position, Price, TradeEvent
+from tradeflux.services import pnl, positions, validator
+from tradeflux.stream.harness import TestDriver
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "refdata"
+T0 = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.UTC)
+T0_MS = int(T0.timestamp() * 1000)
+
+
+def _table(name: str) -> dict[str, object]:
+    parsed = parse_refdata_file(DATA / f"{name}.csv")
+    assert not parsed.errors
+    return {refdata_key(row): row for row in parsed.rows}
+
+
+INSTRUMENTS = _table("instruments")
+ACCOUNTS = _table("accounts")
+COUNTERPARTIES = _table("counterparties")
+INSTRUMENT = next(i for i in INSTRUMENTS.values() if i.active and i.currency == "USD")  # type: ignore[attr-defined]
+ACCOUNT = next(a for a in ACCOUNTS.values() if a.status == "ACTIVE")  # type: ignore[attr-defined]
+CPTY = next(c for c in COUNTERPARTIES.values() if c.active)  # type: ignore[attr-defined]
+
+
+def _trade(trade_id: str, version: int, event: str, side: str, qty: int, price: str) -> bytes:
+    return msgspec.json.encode(
+        TradeEvent(
+            event_type=event,  # type: ignore[arg-type]
+            trade_id=trade_id,
+            version=version,
+            account=ACCOUNT.account_id,
+            instrument=INSTRUMENT.instrument_id,
+            side=side,  # type: ignore[arg-type]
+            quantity=Decimal(qty) * INSTRUMENT.lot_size,
+            price=Decimal(price),
+            currency=INSTRUMENT.currency,
+            venue=INSTRUMENT.mic,
+            counterparty=CPTY.counterparty_id,
+            trade_time=T0 - dt.timedelta(seconds=1),
+        )
+    )
+
+
+def _validator() -> TestDriver:
+    return TestDriver(
+        validator.SERVICE,
+        tables={"instruments": INSTRUMENTS, "accounts": ACCOUNTS, "counterparties": COUNTERPARTIES},
+    )
+
+
+def test_validator_enriches_drops_the_duplicate_and_rejects_with_original_bytes() -> None:
+    driver = _validator()
+    new = _trade("T1", 1, "NEW", "BUY", 3, "10.00")
+    bad = _trade("T2", 1, "NEW", "BUY", 3, "10.001")  # off the tick grid
+    out = driver.send([("T1", new), ("T1", new), ("T2", bad)], timestamp_ms=T0_MS)
+    enriched = [o for o in out if o.topic == "trades.enriched"]
+    rejected = [o for o in out if o.topic == "trades.rejected"]
+    assert len(enriched) == 1
+    assert enriched[0].key == ACCOUNT.account_id
+    assert enriched[0].value.notional == 3 * INSTRUMENT.lot_size * Decimal("10.00")
+    assert [(r.key, r.value, r.headers["tf.reason"]) for r in rejected] == [("T2", bad, "OFF_TICK")]
+    assert driver.store("trades")["T1"].version == 1
+    assert "T2" not in driver.store("trades")
+
+
+def test_validator_state_survives_batches_so_an_amend_follows_its_new() -> None:
+    driver = _validator()
+    driver.send([("T1", _trade("T1", 1, "NEW", "BUY", 3, "10.00"))], timestamp_ms=T0_MS)
+    out = driver.send([("T1", _trade("T1", 2, "AMEND", "BUY", 5, "10.00"))], timestamp_ms=T0_MS)
+    assert [(o.value.event_type, o.value.version) for o in out] == [("AMEND", 2)]
+    stale = driver.send([("T1", _trade("T1", 1, "AMEND", "BUY", 9, "10.00"))], timestamp_ms=T0_MS)
+    assert [o.headers["tf.reason"] for o in stale] == ["STALE_VERSION"]
+
+
+def test_positions_reflect_an_amend_as_if_booked_right_first_time() -> None:
+    v = _validator()
+    p = TestDriver(positions.SERVICE)
+    trades = [
+        ("T1", _trade("T1", 1, "NEW", "BUY", 10, "10.00")),
+        ("T2", _trade("T2", 1, "NEW", "SELL", 4, "12.00")),
+        ("T1", _trade("T1", 2, "AMEND", "BUY", 10, "11.00")),
+    ]
+    enriched = [o for o in v.send(trades, timestamp_ms=T0_MS) if o.topic == "trades.enriched"]
+    out = p.send([(o.key, o.value) for o in enriched], partition=3)
+    assert len(out) == 1  # one position, its last value in the batch
+    position: Position = out[0].value
+    lot = INSTRUMENT.lot_size
+    assert out[0].partition == 3  # the account's partition, for the P&L service
+    assert position.quantity == 6 * lot
+    assert position.avg_cost == Decimal("11.00")
+    assert position.realized_pnl == (Decimal("12.00") - Decimal("11.00")) * 4 * lot
+
+
+def test_pnl_is_emitted_on_the_timer_only_when_it_changed() -> None:
+    account = ACCOUNT.account_id
+    fx = {
+        f"{INSTRUMENT.currency}{ACCOUNT.base_currency}": FxRate(
+            pair=f"{INSTRUMENT.currency}{ACCOUNT.base_currency}", base=INSTRUMENT.currency,
+            quote=ACCOUNT.base_currency, rate=Decimal("1"), time=T0,
+        )
+    }  # fmt: skip
+    prices = {
+        INSTRUMENT.instrument_id: Price(
+            instrument_id=INSTRUMENT.instrument_id, bid=Decimal("12.00"), ask=Decimal("12.10"),
+            last=Decimal("12.05"), time=T0,
+        )
+    }  # fmt: skip
+    driver = TestDriver(pnl.SERVICE, tables={"accounts": ACCOUNTS, "prices": prices, "fx": fx})
+    position = Position(
+        account=account, instrument=INSTRUMENT.instrument_id, currency=INSTRUMENT.currency,
+        quantity=Decimal(100), avg_cost=Decimal("11.00"), realized_pnl=Decimal("4.00"),
+    )  # fmt: skip
+    driver.send([(f"{account}|{INSTRUMENT.instrument_id}", position)])
+    assert driver.advance(1_000) == []  # arms the timer
+    out = driver.advance(1_000 + pnl.THROTTLE_MS)
+    assert [o.value for o in out] == [
+        AccountPnL(
+            account=account, base_currency=ACCOUNT.base_currency, realized=Decimal("4.00"),
+            unrealized=Decimal("105.00"), total=Decimal("109.00"), positions=1,
+        )
+    ]  # fmt: skip
+    assert driver.advance(1_000 + 2 * pnl.THROTTLE_MS) == []  # nothing changed
