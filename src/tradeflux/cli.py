@@ -58,6 +58,8 @@ broker_app = typer.Typer(
 topics_app = typer.Typer(help="The tradeflux topic set (ARCHITECTURE.md section 3).")
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics", no_args_is_help=True)
+refdata_app = typer.Typer(help="Reference data: instruments, accounts, counterparties, ...")
+app.add_typer(refdata_app, name="refdata", no_args_is_help=True)
 
 
 class _State:
@@ -300,9 +302,47 @@ def topics_describe(
     console.print(table)
 
 
+@refdata_app.command("load")
+def refdata_load(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV or JSON files; the kind comes from the name (instruments, accounts, "
+            "counterparties, limits, fx, prices), e.g. data/refdata/*.csv"
+        ),
+    ],
+    prefix: Annotated[
+        str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
+    ] = None,
+) -> None:
+    """Validate reference data files and load the good rows into their compacted topics.
+
+    Bad rows (check digits, currency and MIC codes, ...) are listed by line and not loaded;
+    the exit code is 1 if any row was bad.
+    """
+    from tradeflux.gateway.refdata import load_files
+
+    settings = _state.settings(topic_prefix=prefix)
+    report = load_files(files, settings.client_config(), settings.topic_prefix)
+    for name, count in report.loaded.items():
+        console.print(f"{name}: {count} rows loaded", markup=False)
+    bad = 0
+    for name, errors in report.errors.items():
+        for error in errors:
+            bad += 1
+            err_console.print(f"{name}:{error.line}: {error.message}", markup=False)
+    if bad:
+        raise TradefluxError(f"{bad} bad row(s) were not loaded (listed above)")
+
+
 @app.command("run")
 def run(
-    target: Annotated[str, typer.Argument(help="The service, as module:attribute.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="The service: validator, positions, pnl, or any Service as module:attribute."
+        ),
+    ],
     instance_id: Annotated[
         str | None,
         typer.Option(
@@ -320,6 +360,14 @@ def run(
     batch_max_wait_ms: Annotated[
         int, typer.Option(help="Longest wait for a batch's first record, ms.")
     ] = 100,
+    static_membership: Annotated[
+        bool,
+        typer.Option(
+            help="Join as a static member (group.instance.id from --instance-id): a restart "
+            "takes its partitions back at once, but a stop does not hand them over until the "
+            "session times out."
+        ),
+    ] = False,
     session_timeout_ms: Annotated[
         int, typer.Option(help="Group session timeout: how soon a dead instance's partitions move.")
     ] = 10000,
@@ -337,10 +385,15 @@ def run(
 
     settings = _state.settings(topic_prefix=prefix)
     configure_logging(logging.DEBUG if _state.debug else logging.INFO)
+    if ":" not in target:  # a shipped service by name
+        target = f"tradeflux.services.{target.replace('-', '_')}:SERVICE"
     try:
         service = load_service(target)
     except ServiceNotFoundError as exc:
-        raise TradefluxError(f"{exc}; name a Service as module:attribute") from None
+        raise TradefluxError(
+            f"{exc}; name a shipped service (validator, positions, pnl) or a Service as "
+            "module:attribute"
+        ) from None
     config = RuntimeConfig(
         client=settings.client_config(),
         instance_id=instance_id or socket.gethostname(),
@@ -348,6 +401,7 @@ def run(
         batch_max_records=batch_max_records,
         batch_max_wait_ms=batch_max_wait_ms,
         session_timeout_ms=session_timeout_ms,
+        static_membership=static_membership,
         metrics_port=metrics_port,
     )
     for name, value in settings.describe().items():
@@ -369,6 +423,44 @@ def demo(runtime_dir: RuntimeDir = None) -> None:
     topics_create(TopicSet.ALL, None, None, None)
     broker_status(runtime_dir=runtime_dir)
     console.print("stop the broker with: .venv/bin/tradeflux broker stop")
+
+
+@app.command("simulate")
+def simulate(
+    rate: Annotated[float, typer.Option(help="Trade records per second (Poisson).")] = 1000,
+    duration: Annotated[float, typer.Option(help="Seconds to run; 0 runs until Ctrl-C.")] = 60,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed, for a repeatable run [default: random]")
+    ] = None,
+    amend_rate: Annotated[float, typer.Option(help="Share of records that amend a trade.")] = 0.05,
+    cancel_rate: Annotated[float, typer.Option(help="Share that cancel a trade.")] = 0.02,
+    duplicate_rate: Annotated[float, typer.Option(help="Share that resend a record.")] = 0.01,
+    malformed_rate: Annotated[float, typer.Option(help="Share that are malformed.")] = 0.01,
+    refdata: Annotated[
+        Path,
+        typer.Option(help="Folder of instruments.csv, accounts.csv, counterparties.csv (fx.csv)."),
+    ] = Path("data/refdata"),
+    prefix: Annotated[
+        str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
+    ] = None,
+) -> None:
+    """Send simulated trades to trades.raw and quotes to marketdata.prices and .fx."""
+    from tradeflux.sim.producer import simulate_to_kafka
+    from tradeflux.sim.trades import TradeMix
+
+    mix = TradeMix(amend_rate, cancel_rate, duplicate_rate, malformed_rate)
+    settings = _state.settings(topic_prefix=prefix)
+    report = simulate_to_kafka(
+        settings,
+        refdata_dir=refdata,
+        rate_per_s=rate,
+        duration_s=duration,
+        seed=seed,
+        mix=mix,
+        console=err_console,
+    )
+    if report.interrupted and duration:
+        raise typer.Exit(130)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,12 +142,43 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
 def caught_up(settings: Settings, group: str, topic: str) -> bool:
     """Tell whether ``group`` has committed every partition of ``topic`` up to its end.
 
-    The end of a partition written in transactions includes control markers, so a
-    committed offset at the end minus the trailing marker also counts as caught up.
+    A topic written in transactions ends with control markers that no consumer ever
+    receives, so a partition whose committed offset is below the end still counts as
+    caught up when nothing but markers (or aborted records) lies beyond it.
     """
     ends = end_offsets(settings, topic)
     done = committed_offsets(settings, group, topic)
-    return all(done.get(p, -1) >= end for p, end in ends.items())
+    behind = {p: done.get(p, -1) for p, end in ends.items() if done.get(p, -1) < end}
+    if not behind:
+        return True
+    if any(offset < 0 and ends[p] > 0 for p, offset in behind.items()):
+        return False
+    consumer = Consumer(
+        settings.client_config(
+            **{
+                "group.id": f"caught-up-{time.monotonic_ns()}",
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "enable.auto.commit": False,
+            }
+        )
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, max(0, o)) for p, o in behind.items()])
+        eof: set[int] = set()
+        deadline = time.monotonic() + 10
+        while len(eof) < len(behind):
+            for msg in consumer.consume(1000, 0.2):
+                err = msg.error()
+                if err is None:
+                    return False  # a real record the group has not committed yet
+                if err.code() == KafkaError._PARTITION_EOF:
+                    eof.add(msg.partition())
+            if time.monotonic() > deadline:
+                return False
+        return True
+    finally:
+        consumer.close()
 
 
 class ServiceProcess:

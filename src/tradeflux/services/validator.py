@@ -1,13 +1,16 @@
 """Validator/enricher: ``trades.raw`` → ``trades.enriched``, ``trades.rejected`` or dropped.
 
-State: the last accepted version of every trade id (keyed by trade id, as ``trades.raw``
-is). "Now" is the raw record's Kafka timestamp, so a replay decides the same way.
+State: the last accepted version of every trade id (``trades.raw`` is keyed by trade id,
+so a trade's events all reach the same partition). "Now" is the raw record's Kafka
+timestamp, so a replay decides the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+
+import msgspec
 
 from tradeflux.domain.refdata import RefData
 from tradeflux.domain.schemas import Account, Counterparty, EnrichedTrade, Instrument
@@ -16,6 +19,23 @@ from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
 from tradeflux.stream.topology import GlobalTableSpec, Service, StoreSpec, Topic
+
+
+class _TradeId(msgspec.Struct):
+    """Just the trade id of a raw event, to find its state before the full decode."""
+
+    trade_id: str
+
+
+_peek = msgspec.json.Decoder(_TradeId)
+
+
+def _state_key(record: Record) -> str:
+    """Return the trade id the record is about: its own field, else the record key."""
+    try:
+        return _peek.decode(record.value or b"").trade_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return record.key or ""
 
 
 def validate_trades(ctx: Context, records: Sequence[Record]) -> None:
@@ -27,7 +47,7 @@ def validate_trades(ctx: Context, records: Sequence[Record]) -> None:
         counterparties=ctx.table("counterparties"),
     )
     for record in records:
-        trade_id = record.key or ""
+        trade_id = _state_key(record)
         now = dt.datetime.fromtimestamp(record.timestamp_ms / 1000, dt.UTC)
         outcome = validate(record.value or b"", now, trades.get(trade_id), refdata)
         if isinstance(outcome, Accepted):

@@ -542,9 +542,9 @@ class StreamApp:
                 self.metrics.lag.labels(**labels, partition=str(tp.partition)).set(lag)
         for (_topic, partition), task in self._tasks.items():
             for name, store in task.stores.items():
-                self.metrics.store_keys.labels(
-                    **labels, store=name, partition=str(partition)
-                ).set(store.committed_size)
+                self.metrics.store_keys.labels(**labels, store=name, partition=str(partition)).set(
+                    store.committed_size
+                )
 
     def _committed(self, tps: list[TopicPartition]) -> list[TopicPartition]:
         """Fetch committed offsets, retrying while the group coordinator moves or loads."""
