@@ -1,0 +1,208 @@
+"""Benchmark of the core pipeline (not a test): validator → positions → P&L, exactly-once.
+
+Throughput: N simulated trades (amends, cancels, duplicates and malformed included)
+pre-loaded on trades.raw; the three services start as separate processes; rate =
+N / (time from the first position output to the moment every service has committed
+its whole input).
+
+Latency: an open-loop producer sends trades at a fixed rate on schedule (each record
+stamped with its scheduled send time, its ingest timestamp); latency = the time its
+position becomes readable read_committed on ``positions`` minus that timestamp. A
+position carries the last trade it includes (``last_trade_id``); trades folded into
+the same position in the same batch share one output, so the latency is measured on
+the trade that output names (the others are at most as late).
+
+Usage: .venv/bin/python bench/pipeline.py [--trades 200000] [--rate 2000] [--seconds 15]
+Uses TRADEFLUX_BOOTSTRAP or starts a local broker of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.kafka_tools import ServiceProcess, caught_up, producer  # noqa: E402
+from tests.support.pipeline import REFDATA_DIR, REFDATA_FILES  # noqa: E402
+
+from tradeflux.broker import local  # noqa: E402
+from tradeflux.broker.topics import TopicSet, create_topics  # noqa: E402
+from tradeflux.config import Settings, load_settings  # noqa: E402
+from tradeflux.domain.schemas import Position  # noqa: E402
+from tradeflux.gateway.refdata import load_files  # noqa: E402
+from tradeflux.sim.refdata import load_refdata  # noqa: E402
+from tradeflux.sim.trades import SimSession, generate_session  # noqa: E402
+
+console = Console()
+SERVICES = (("validator", "trades.raw"), ("positions", "trades.enriched"), ("pnl", "positions"))
+
+
+def _prepare(
+    settings: Settings, prefix: str, count: int, rate: float, start: dt.datetime
+) -> SimSession:
+    create_topics(replace(settings, topic_prefix=prefix, partitions=6), TopicSet.CORE)
+    load_files(REFDATA_FILES, settings.client_config(), prefix)
+    ref = load_refdata(REFDATA_DIR)
+    session = generate_session(ref.instruments, ref.accounts, ref.counterparties, count=count,
+                               rate_per_s=rate, seed=7, start=start)  # fmt: skip
+    prod = producer(settings)
+    encode = msgspec.json.Encoder(decimal_format="string").encode
+    for p in session.prices:
+        prod.produce(f"{prefix}marketdata.prices", encode(p), p.instrument_id.encode())
+    for r in session.fx_rates:
+        prod.produce(f"{prefix}marketdata.fx", encode(r), r.pair.encode())
+    prod.flush(30)
+    return session
+
+
+class PositionWatcher(threading.Thread):
+    """Notes when each position output (by the trade it names) became readable."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(settings.client_config(**{
+            "group.id": f"watch-{uuid.uuid4().hex}", "isolation.level": "read_committed",
+            "enable.auto.commit": False, "fetch.wait.max.ms": 5}))  # fmt: skip
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
+        self.seen: dict[str, float] = {}
+        self.first = 0.0
+        self.stop = False
+        self._decode = msgspec.json.Decoder(Position).decode
+
+    def run(self) -> None:
+        while not self.stop:
+            msgs = self.consumer.consume(10000, 0) or self.consumer.consume(1, 0.05)
+            now = time.time()
+            for m in msgs:
+                if m.error() is not None:
+                    if m.error().code() != KafkaError._PARTITION_EOF:
+                        console.print(f"watch: {m.error()}")
+                    continue
+                if not self.first:
+                    self.first = now
+                self.seen.setdefault(self._decode(m.value()).last_trade_id, now)
+        self.consumer.close()
+
+
+def _start(settings: Settings, prefix: str, tmp: Path) -> list[ServiceProcess]:
+    return [ServiceProcess(settings, name, prefix, f"{name}-bench", tmp) for name, _ in SERVICES]
+
+
+def throughput(settings: Settings, trades: int, tmp: Path) -> float:
+    prefix = f"bp-{uuid.uuid4().hex[:6]}-"
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
+    session = _prepare(settings, prefix, trades, rate=trades / 50, start=start)
+    prod = producer(settings)
+    for rec in session.records:
+        while True:
+            try:
+                prod.produce(f"{prefix}trades.raw", rec.value, rec.key, timestamp=rec.timestamp_ms)
+                break
+            except BufferError:
+                prod.poll(0.05)
+    prod.flush(60)
+    watcher = PositionWatcher(settings, f"{prefix}positions")
+    watcher.start()
+    procs = _start(settings, prefix, tmp)
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            if watcher.first and all(
+                caught_up(settings, f"{prefix}{name}", f"{prefix}{topic}")
+                for name, topic in SERVICES
+            ):
+                break
+            time.sleep(0.2)
+        done = time.time()
+    finally:
+        for p in procs:
+            p.terminate()
+        watcher.stop = True
+    return trades / (done - watcher.first)
+
+
+def latency(settings: Settings, rate: int, seconds: int, tmp: Path) -> tuple[float, float, int]:
+    prefix = f"bl-{uuid.uuid4().hex[:6]}-"
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)  # after the services are up
+    session = _prepare(settings, prefix, rate * seconds, rate=rate, start=start)
+    watcher = PositionWatcher(settings, f"{prefix}positions")
+    watcher.start()
+    procs = _start(settings, prefix, tmp)
+    sent: dict[str, float] = {}
+    try:
+        prod = producer(settings, **{"linger.ms": 0})
+        for rec in session.records:
+            due = rec.timestamp_ms / 1000  # open loop: on schedule, whatever the pipeline does
+            wait = due - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            prod.produce(f"{prefix}trades.raw", rec.value, rec.key, timestamp=rec.timestamp_ms)
+            prod.poll(0)
+            if rec.kind == "new":
+                sent[rec.key.decode()] = due
+        prod.flush(30)
+        deadline = time.time() + 60
+        while time.time() < deadline and not caught_up(
+            settings, f"{prefix}positions", f"{prefix}trades.enriched"
+        ):
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        for p in procs:
+            p.terminate()
+        watcher.stop = True
+    lat = sorted((watcher.seen[t] - s) * 1000 for t, s in sent.items() if t in watcher.seen)
+    return statistics.median(lat), lat[max(0, int(len(lat) * 0.99) - 1)], len(lat)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trades", type=int, default=200_000)
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=15)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="tradeflux-bench-"))
+    own = None
+    settings = load_settings()
+    if not os.environ.get("TRADEFLUX_BOOTSTRAP"):
+        own = load_settings(env={}, runtime_dir=tmp / "runtime")
+        settings = replace(settings, bootstrap=local.start_cluster(own, port=19192).bootstrap)
+    try:
+        console.print(f"throughput over {args.trades:,} trades ...")
+        tps = throughput(settings, args.trades, tmp)
+        console.print(f"latency at {args.rate:,} trades/s for {args.seconds}s ...")
+        p50, p99, n = latency(settings, args.rate, args.seconds, tmp)
+    finally:
+        if own is not None:
+            local.stop_cluster(own)
+    table = Table(title="tradeflux core pipeline: validator → positions → P&L, exactly-once")
+    for col in ("measure", "value"):
+        table.add_column(col)
+    table.add_row("trades/s (pre-loaded input)", f"{tps:,.0f}")
+    table.add_row(f"p50 ingest → position, ms (at {args.rate:,}/s)", f"{p50:.1f}")
+    table.add_row(f"p99 ingest → position, ms (at {args.rate:,}/s)", f"{p99:.1f}")
+    table.add_row("latency samples", f"{n:,}")
+    console.print(table)
+    console.print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+                  f"{platform.platform()}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
