@@ -50,6 +50,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts say [env: ...] and [default: ...] literally
 )
 broker_app = typer.Typer(
     help="A local Apache Kafka (KRaft) fetched from Maven Central and run with java.",
@@ -461,6 +462,86 @@ def simulate(
     )
     if report.interrupted and duration:
         raise typer.Exit(130)
+
+
+@app.command("gateway")
+def gateway(
+    fix_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="FIX 4.4 acceptor port (drop-copy sessions).")
+    ] = 9878,
+    http_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="HTTP port of POST /v1/trades (0: any port).")
+    ] = 8080,
+    no_fix: Annotated[bool, typer.Option("--no-fix", help="Run HTTP ingest only.")] = False,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface HTTP listens on (0.0.0.0: every one); FIX listens on every "
+            "interface (QuickFIX has no bind address)."
+        ),
+    ] = "127.0.0.1",
+    fix_sender_comp_id: Annotated[
+        str, typer.Option(help="Our SenderCompID in the FIX sessions.")
+    ] = "TRADEFLUX",
+    fix_target_comp_id: Annotated[
+        list[str] | None,
+        typer.Option(help="A sender's CompID; one FIX session each, repeatable [DROPCOPY]."),
+    ] = None,
+    fix_settings: Annotated[
+        Path | None,
+        typer.Option(help="A QuickFIX acceptor settings file to use instead of the options above."),
+    ] = None,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest HTTP request body; larger ones get 413.")
+    ] = 1 << 20,
+    prefix: Annotated[
+        str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
+    ] = None,
+    runtime_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--runtime-dir",
+            help="Folder of the FIX sequence-number store and logs, under gateway/fix "
+            "[env: TRADEFLUX_RUNTIME_DIR] [default: ~/.local/state/tradeflux]",
+        ),
+    ] = None,
+) -> None:
+    """Capture trades into trades.raw: a FIX 4.4 drop-copy acceptor and POST /v1/trades.
+
+    A trade is acknowledged (FIX: sequence number stored; HTTP: 202) only once Kafka has it.
+
+    Runs until SIGTERM or Ctrl-C.
+    """
+    from tradeflux.gateway.fix import FixSettings
+    from tradeflux.gateway.runner import GatewayConfig, run_gateway
+    from tradeflux.stream.runner import configure_logging
+
+    if fix_settings is not None and not fix_settings.is_file():
+        raise TradefluxError(f"--fix-settings {fix_settings}: no such file")
+    settings = _state.settings(topic_prefix=prefix, runtime_dir=runtime_dir)
+    configure_logging(logging.DEBUG if _state.debug else logging.INFO)
+    for name, value in settings.describe().items():
+        logging.getLogger("tradeflux").info("setting %s=%s", name, value)
+    fix = None
+    if not no_fix:
+        fix = FixSettings(
+            folder=settings.runtime_dir / "gateway" / "fix",
+            port=fix_port,
+            sender_comp_id=fix_sender_comp_id,
+            target_comp_ids=tuple(fix_target_comp_id or ("DROPCOPY",)),
+            settings_file=fix_settings,
+        )
+    config = GatewayConfig(
+        client=settings.client_config(),
+        topic_prefix=settings.topic_prefix,
+        host=host,
+        http_port=http_port,
+        max_body_bytes=max_body_bytes,
+        fix=fix,
+    )
+    code = run_gateway(config)
+    if code:
+        raise typer.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,292 @@
+"""HTTP trade capture against the real broker: POST /v1/trades, each answer exactly.
+
+The gateway runs in process (HTTP only, uvicorn on a free port, the real Kafka writer);
+the CLI tests run ``tradeflux gateway --no-fix`` as a process and stop it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import msgspec
+import pytest
+
+from tests.conftest import free_port_block, unique
+from tests.support.kafka_tools import REPO, create_topics, read_all, wait_for
+from tradeflux.config import Settings
+from tradeflux.domain.schemas import TradeEvent
+from tradeflux.gateway.runner import Gateway, GatewayConfig
+
+pytestmark = pytest.mark.integration
+
+
+def trade(trade_id: str, **change: object) -> dict[str, object]:
+    return {
+        "event_type": "NEW",
+        "trade_id": trade_id,
+        "version": 1,
+        "account": "ACC-1",
+        "instrument": "DE0007164600",
+        "side": "BUY",
+        "quantity": 100,
+        "price": "101.25",
+        "currency": "EUR",
+        "venue": "XETR",
+        "counterparty": "CP-1",
+        "trade_time": "2026-11-24T09:00:00Z",
+        **change,
+    }
+
+
+class HttpGateway:
+    """An in-process HTTP gateway writing to its own topic."""
+
+    def __init__(self, settings: Settings, max_body_bytes: int = 1 << 20) -> None:
+        prefix = unique("gwhttp") + "."
+        self.topic = prefix + "trades.raw"
+        self.settings = settings
+        create_topics(settings, {self.topic: 3})
+        self.gateway = Gateway(
+            GatewayConfig(
+                settings.client_config(), prefix, http_port=0, max_body_bytes=max_body_bytes
+            )
+        )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.gateway.http_port}")
+
+    def post(self, body: object) -> httpx.Response:
+        return self.client.post("/v1/trades", content=body)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.client.close()
+        self.gateway.stop()
+
+    def records(self) -> list[tuple[bytes, TradeEvent]]:
+        return [
+            (m.key(), msgspec.json.decode(m.value(), type=TradeEvent))
+            for m in read_all(self.settings, self.topic)
+        ]
+
+
+@pytest.fixture
+def gateway(kafka: Settings) -> Iterator[HttpGateway]:
+    gw = HttpGateway(kafka)
+    yield gw
+    gw.close()
+
+
+def test_valid_batch_is_in_trades_raw_when_202_comes_back(gateway: HttpGateway) -> None:
+    batch = [trade("T-1"), trade("T-2", side="SELL", quantity="0.5"), trade("T-3", price=99.5)]
+    response = gateway.post(msgspec.json.encode(batch))
+    assert (response.status_code, response.json()) == (202, {"accepted": 3})
+    records = gateway.records()  # no waiting: 202 means Kafka has them
+    assert sorted(key for key, _ in records) == [b"T-1", b"T-2", b"T-3"]
+    by_id = {event.trade_id: event for _, event in records}
+    assert by_id["T-2"].side == "SELL"
+    assert by_id["T-2"].quantity == Decimal("0.5")
+    assert by_id["T-3"].price == Decimal("99.5")
+    assert by_id["T-1"].quantity == Decimal(100)
+    assert all(event.source == "http" and event.ingest_time for event in by_id.values())
+
+
+def test_single_object_is_accepted(gateway: HttpGateway) -> None:
+    response = gateway.post(msgspec.json.encode(trade("T-9")))
+    assert (response.status_code, response.json()) == (202, {"accepted": 1})
+    assert [key for key, _ in gateway.records()] == [b"T-9"]
+
+
+def test_malformed_json_is_400_and_writes_nothing(gateway: HttpGateway) -> None:
+    response = gateway.post(b'[{"trade_id": "T-1",}]')
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "malformed JSON",
+        "detail": "JSON is malformed: trailing comma in object (byte 20)",
+    }
+    assert gateway.records() == []
+
+
+def test_wrong_types_are_422_per_record_and_the_good_record_is_not_written(
+    gateway: HttpGateway,
+) -> None:
+    body = [
+        trade("T-1"),
+        trade("T-2", quantity=True, version="2", trade_time="2026-11-24 09:00:00"),
+        trade("T-3", side="LONG", price=None),
+    ]
+    response = gateway.post(msgspec.json.encode(body))
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "invalid trade events; none was written",
+        "error_count": 5,
+        "errors": [
+            {"index": 1, "field": "version", "message": "expected a whole number"},
+            {
+                "index": 1,
+                "field": "quantity",
+                "message": "expected a decimal number, as a JSON number or a string such as "
+                '"100.25"',
+            },
+            {
+                "index": 1,
+                "field": "trade_time",
+                "message": "timestamp without a time zone; add one, such as "
+                '"2026-11-24T10:15:00.125Z"',
+            },
+            {"index": 2, "field": "side", "message": "expected one of BUY, SELL"},
+            {
+                "index": 2,
+                "field": "price",
+                "message": "expected a decimal number, as a JSON number or a string such as "
+                '"100.25"',
+            },
+        ],
+    }
+    assert gateway.records() == []
+
+
+def test_unknown_and_missing_fields_are_422(gateway: HttpGateway) -> None:
+    without_account = {k: v for k, v in trade("T-2").items() if k != "account"}
+    response = gateway.post(msgspec.json.encode([trade("T-1", qty=5), without_account]))
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "invalid trade events; none was written",
+        "error_count": 2,
+        "errors": [
+            {"index": 0, "field": "qty", "message": "unknown field"},
+            {"index": 1, "field": "account", "message": "required field missing"},
+        ],
+    }
+    assert gateway.records() == []
+
+
+def test_oversize_body_is_413_declared_or_streamed(kafka: Settings) -> None:
+    gw = HttpGateway(kafka, max_body_bytes=1000)
+    try:
+        body = msgspec.json.encode([trade(f"T-{i}") for i in range(10)])
+        assert len(body) > 1000
+        expected = {"error": "request body too large", "limit_bytes": 1000}
+        declared = gw.post(body)
+        assert (declared.status_code, declared.json()) == (413, expected)
+        chunks = (body[i : i + 100] for i in range(0, len(body), 100))
+        streamed = gw.post(chunks)  # chunked: no Content-Length
+        assert (streamed.status_code, streamed.json()) == (413, expected)
+        fits = gw.post(msgspec.json.encode(trade("T-0")))
+        assert fits.status_code == 202
+        assert [key for key, _ in gw.records()] == [b"T-0"]
+    finally:
+        gw.close()
+
+
+def test_unreachable_kafka_is_503() -> None:
+    port = free_port_block(1)  # nothing listens there
+    client = {"bootstrap.servers": f"127.0.0.1:{port}", "delivery.timeout.ms": 1000}
+    gateway = Gateway(GatewayConfig(client, http_port=0))
+    try:
+        url = f"http://127.0.0.1:{gateway.http_port}/v1/trades"
+        response = httpx.post(url, content=msgspec.json.encode(trade("T-1")), timeout=30)
+        assert response.status_code == 503
+        body = response.json()
+        assert body["error"] == "not acknowledged by Kafka"
+        assert body["detail"].startswith("Kafka refused 1 of 1 record(s) to trades.raw: ")
+    finally:
+        gateway.stop()
+
+
+def test_healthz(gateway: HttpGateway) -> None:
+    response = gateway.client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok", "fix": None})
+
+
+# The command -----------------------------------------------------------------------------
+
+
+def gateway_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tradeflux.cli", "gateway", *args]
+
+
+def test_gateway_command_serves_http_and_stops_cleanly_on_sigterm(
+    kafka: Settings, tmp_path
+) -> None:
+    prefix = unique("gwcli") + "."
+    create_topics(kafka, {prefix + "trades.raw": 1})
+    port = free_port_block(1)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": kafka.bootstrap}
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            gateway_command("--no-fix", "--http-port", str(port), "--prefix", prefix,
+                            "--runtime-dir", str(tmp_path)),
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, 30, "the gateway's /healthz")
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "fix": None}
+        response = httpx.post(f"{url}/v1/trades", content=msgspec.json.encode([trade("C-1")]))
+        assert (response.status_code, response.json()) == (202, {"accepted": 1})
+        assert [m.key() for m in read_all(kafka, prefix + "trades.raw")] == [b"C-1"]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'tradeflux_gateway_http_requests_total{status="202"} 1.0' in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "gateway stopped" in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--http-port", "http"], "tradeflux: error: Invalid value for '--http-port': Input "
+         "should be a valid integer, unable to parse string as an integer (see --help)"),
+        (["--fix-port", "0"], "tradeflux: error: Invalid value for '--fix-port': Input should "
+         "be greater than or equal to 1 (see --help)"),
+        (["--fix-settings", "/nonexistent.cfg"],
+         "tradeflux: error: --fix-settings /nonexistent.cfg: no such file"),
+    ],
+)  # fmt: skip
+def test_gateway_command_bad_flag_is_one_line(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        gateway_command(*args),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert done.returncode == (1 if "--fix-settings" in args else 2)
+    assert done.stderr.strip() == message
+
+
+def test_gateway_command_busy_http_port_is_one_line(kafka: Settings, tmp_path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            gateway_command("--no-fix", "--http-port", str(port), "--runtime-dir", str(tmp_path)),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": kafka.bootstrap},
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"tradeflux: error: cannot listen for HTTP on 127.0.0.1:{port} (Address already in use); "
+        "choose another --http-port"
+    )
