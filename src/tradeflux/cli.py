@@ -413,17 +413,46 @@ def run(
 
 
 @app.command("demo")
-def demo(runtime_dir: RuntimeDir = None) -> None:
-    """Start a local broker, create the topics and print the cluster's status."""
+def demo(
+    rate: Annotated[int, typer.Option(help="Simulated trades per second.")] = 200,
+    query_port: Annotated[int, typer.Option(help="Port of the query API and dashboard.")] = 8000,
+    refdata: Annotated[Path, typer.Option(help="Folder of reference data files to load.")] = Path(
+        "data/refdata"
+    ),
+    keep_broker: Annotated[
+        bool, typer.Option(help="Leave the local broker running after Ctrl-C.")
+    ] = False,
+    runtime_dir: RuntimeDir = None,
+) -> None:
+    """Run the whole system locally: broker, topics, refdata, services, simulator, dashboard.
+
+    Ctrl-C stops every process the demo started (and the broker, if it started it).
+    """
+    from tradeflux.demo import run_demo
+    from tradeflux.gateway.refdata import load_files
+
     settings = _state.settings(runtime_dir=runtime_dir)
-    if not local.running_pids(settings):
-        broker_start(nodes=1, port=9092, fresh=False, runtime_dir=runtime_dir)
-    cluster = local.load_cluster(settings)
-    assert cluster is not None  # noqa: S101 - started just above
-    _state.bootstrap = cluster.bootstrap
-    topics_create(TopicSet.ALL, None, None, None)
-    broker_status(runtime_dir=runtime_dir)
-    console.print("stop the broker with: .venv/bin/tradeflux broker stop")
+    started_broker = False
+    if _state.bootstrap is None and "TRADEFLUX_BOOTSTRAP" not in _environ():
+        if not local.running_pids(settings):
+            broker_start(nodes=1, port=9092, fresh=False, runtime_dir=runtime_dir)
+            started_broker = True
+        cluster = local.load_cluster(settings)
+        assert cluster is not None  # noqa: S101 - started just above
+        _state.bootstrap = cluster.bootstrap
+    settings = _state.settings(runtime_dir=runtime_dir)
+    try:
+        topics_create(TopicSet.ALL, None, None, None)
+        files = sorted(p for p in refdata.glob("*.csv") if not p.name.startswith("bad-"))
+        if not files:
+            raise TradefluxError(f"no reference data files in {refdata}; pass --refdata DIR")
+        report = load_files(files, settings.client_config(), settings.topic_prefix)
+        console.print(f"reference data loaded: {sum(report.loaded.values())} rows")
+        run_demo(settings, rate, query_port, settings.runtime_dir / "demo-logs", console)
+    finally:
+        if started_broker and not keep_broker:
+            pids = local.stop_cluster(settings)
+            console.print(f"stopped the local broker ({len(pids)} node(s))")
 
 
 @app.command("simulate")
@@ -542,6 +571,57 @@ def gateway(
     code = run_gateway(config)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("query")
+def query(
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="HTTP port of the API and dashboard.")
+    ] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0: every one).")
+    ] = "127.0.0.1",
+    metrics_urls: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRADEFLUX_METRICS_URLS",
+            help="The services' /metrics as name=url,... for GET /v1/services and the "
+            "dashboard, e.g. validator=http://127.0.0.1:9301/metrics [env: "
+            "TRADEFLUX_METRICS_URLS] [default: none]",
+            show_envvar=False,
+        ),
+    ] = None,
+    instance_id: Annotated[
+        str, typer.Option(help="Instance label of this process's own /metrics.")
+    ] = "query",
+    prefix: Annotated[
+        str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
+    ] = None,
+) -> None:
+    """Serve the read model of every output topic over HTTP JSON, live events and the dashboard.
+
+    Reads positions, pnl, risk.alerts, analytics.bars, settlement.obligations,
+    trades.rejected and refdata.* whole (read_committed) and follows them; answers from
+    memory. The dashboard is at /, the API under /v1 (OpenAPI at /openapi.json),
+    server-sent events at /v1/stream, /healthz, /readyz (caught up) and /metrics.
+    Runs until SIGTERM or Ctrl-C.
+    """
+    from tradeflux.query.server import QueryService, serve
+    from tradeflux.query.service_metrics import parse_targets
+    from tradeflux.stream.runner import configure_logging
+
+    targets = parse_targets(metrics_urls)
+    settings = _state.settings(topic_prefix=prefix)
+    configure_logging(logging.DEBUG if _state.debug else logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per /metrics scrape
+    logger = logging.getLogger("tradeflux")
+    for name, value in settings.describe().items():
+        logger.info("setting %s=%s", name, value)
+    for target in targets:
+        logger.info("setting metrics_url %s=%s", target.name, target.url)
+    service = QueryService(settings, targets, instance_id=instance_id)
+    logger.info("query service listening url=http://%s:%d/", host, port)
+    serve(service, host, port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,188 @@
+"""``tradeflux demo``: the whole system on one machine, and a live summary in the terminal.
+
+Starts (or reuses) a local broker, creates the topics, loads the sample reference data,
+starts every service as its own process, drives the simulator, and serves the dashboard.
+Ctrl-C (or SIGTERM) stops every process it started, in reverse order, and waits for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from tradeflux.config import Settings
+
+SERVICES = ("validator", "positions", "pnl")
+
+
+def free_port() -> int:
+    """Return a port nobody listens on now, on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Component:
+    """A process the demo runs."""
+
+    name: str
+    args: list[str]
+    metrics_port: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    last_in: float = 0.0
+    last_at: float = field(default_factory=time.monotonic)
+    rate: float = 0.0
+
+    def start(self, env: dict[str, str], log_dir: Path) -> None:
+        """Start the process with its output in ``log_dir/<name>.log``."""
+        self.log_path = log_dir / f"{self.name}.log"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tradeflux.cli", *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # Ctrl-C reaches the demo, which stops them in order
+            )
+
+    def alive(self) -> bool:
+        """Tell whether the process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM, wait, then SIGKILL: nothing is left running."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Return the tradeflux metrics of a service (summed over labels), or {} if unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:  # noqa: S310 - loopback
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("tradeflux_") and not sample.name.endswith("_created"):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+                if "event" in sample.labels:
+                    name = f"event:{sample.labels['event']}"
+                    out[name] = out.get(name, 0.0) + sample.value
+    return out
+
+
+def rejected(metrics: dict[str, float]) -> float:
+    """Return the records a service rejected or dead-lettered."""
+    rejects = sum(v for k, v in metrics.items() if k.startswith("event:rejected_"))
+    return rejects + metrics.get("tradeflux_dead_letters_total", 0.0)
+
+
+def components(settings: Settings, rate: int, query_port: int) -> list[Component]:
+    """Return the demo's processes in start order."""
+    prefix = ["--prefix", settings.topic_prefix] if settings.topic_prefix else []
+    ports = {name: free_port() for name in SERVICES}
+    comps = [
+        Component(
+            name,
+            ["run", name, "--instance-id", "demo", "--metrics-port", str(ports[name]), *prefix],
+            ports[name],
+        )
+        for name in SERVICES
+    ]
+    metrics_urls = ",".join(f"{c.name}=http://127.0.0.1:{c.metrics_port}/metrics" for c in comps)
+    comps.append(
+        Component(
+            "query", ["query", "--port", str(query_port), "--metrics-urls", metrics_urls, *prefix]
+        )  # fmt: skip
+    )
+    comps.append(
+        Component("simulator", ["simulate", "--rate", str(rate), "--duration", "0", *prefix])
+    )
+    return comps
+
+
+def summary_table(comps: list[Component], query_port: int) -> Table:
+    """Build the live summary: each process, its throughput and lag."""
+    table = Table(title=f"tradeflux demo — dashboard http://127.0.0.1:{query_port}/ — Ctrl-C stops")
+    for col in ("process", "state", "records in", "records/s", "lag", "rejected"):
+        table.add_column(col, justify="left" if col in ("process", "state") else "right")
+    now = time.monotonic()
+    for c in comps:
+        state = "running" if c.alive() else f"exited {c.proc.returncode if c.proc else '?'}"
+        if c.metrics_port is None:
+            table.add_row(c.name, state, "", "", "", "")
+            continue
+        m = scrape(c.metrics_port)
+        records_in = m.get("tradeflux_records_in_total", 0.0)
+        if now - c.last_at >= 1.0:
+            c.rate = (records_in - c.last_in) / (now - c.last_at)
+            c.last_in, c.last_at = records_in, now
+        table.add_row(
+            c.name,
+            state,
+            f"{records_in:,.0f}",
+            f"{c.rate:,.0f}",
+            f"{m.get('tradeflux_consumer_lag_records', 0.0):,.0f}",
+            f"{rejected(m):,.0f}",
+        )
+    return table
+
+
+def run_demo(
+    settings: Settings, rate: int, query_port: int, log_dir: Path, console: Console
+) -> None:
+    """Start every component, show the summary until Ctrl-C, then stop all of them."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TRADEFLUX_BOOTSTRAP": settings.bootstrap}
+    comps = components(settings, rate, query_port)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for c in comps:
+            c.start(env, log_dir)
+            console.print(
+                f"started {c.name} (pid {c.proc.pid if c.proc else '?'}, log {c.log_path})"
+            )
+        console.print(f"dashboard: http://127.0.0.1:{query_port}/")
+        with Live(summary_table(comps, query_port), console=console, refresh_per_second=1) as live:
+            while not stopping:
+                time.sleep(1.0)
+                live.update(summary_table(comps, query_port))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        console.print("stopping ...")
+        for c in reversed(comps):
+            with contextlib.suppress(Exception):
+                c.stop()
+        console.print("all demo processes stopped")

@@ -1,0 +1,332 @@
+"""The HTTP surface of the query service: JSON listings, server-sent events, health, dashboard.
+
+Every answer comes from the in-memory read model; no request touches Kafka. Decimals are
+JSON strings, times ISO 8601 UTC. Listings are pages: ``limit`` (1..10000, default 100)
+and ``offset`` select ``items`` out of ``total`` matches. The OpenAPI document, with the
+schemas of every page, is at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import enum
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.staticfiles import StaticFiles
+
+from tradeflux.domain.schemas import Account, AccountPnL, Counterparty, Instrument, Position
+from tradeflux.query.follower import FollowerStatus, TopicFollower
+from tradeflux.query.live import LiveHub, cancel_quietly
+from tradeflux.query.readmodel import (
+    ACCOUNTS,
+    COUNTERPARTIES,
+    INSTRUMENTS,
+    Page,
+    ReadModel,
+    RejectedTrade,
+)
+from tradeflux.query.service_metrics import ServiceScraper, ServiceStatus
+from tradeflux.stream.metrics import StreamMetrics
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_LIMIT = 10_000
+EVENT_KINDS = frozenset(
+    {"position", "pnl", "alert", "bar", "reject", "obligation", "instrument", "account",
+     "counterparty"}
+)  # fmt: skip
+
+
+class RiskAlert(msgspec.Struct):
+    """A risk alert as the risk service wrote it on ``risk.alerts`` (a JSON object)."""
+
+
+class Bar(msgspec.Struct):
+    """An OHLC bar as the analytics service wrote it on ``analytics.bars`` (a JSON object)."""
+
+
+class SettlementObligation(msgspec.Struct):
+    """A netted obligation as the settlement service wrote it (a JSON object)."""
+
+
+class Status(msgspec.Struct, frozen=True, kw_only=True):
+    """The query service itself: how far it has read, what it holds, who listens."""
+
+    follower: FollowerStatus
+    counts: dict[str, int]
+    bad_records: dict[str, int]  # per topic: values that were not the JSON they should be
+    reject_reasons: dict[str, int]
+    stream_subscribers: int
+    server_time: dt.datetime
+
+
+class RefdataKind(enum.StrEnum):
+    """The reference data the read model holds."""
+
+    instruments = "instruments"
+    accounts = "accounts"
+    counterparties = "counterparties"
+
+
+_REFDATA_TOPIC = {
+    RefdataKind.instruments: INSTRUMENTS,
+    RefdataKind.accounts: ACCOUNTS,
+    RefdataKind.counterparties: COUNTERPARTIES,
+}
+_SCHEMAS: dict[str, Any] = {
+    "positions": Page[Position],
+    "pnl": Page[AccountPnL],
+    "alerts": Page[RiskAlert],
+    "bars": Page[Bar],
+    "obligations": Page[SettlementObligation],
+    "rejects": Page[RejectedTrade],
+    "instruments": Page[Instrument],
+    "accounts": Page[Account],
+    "counterparties": Page[Counterparty],
+    "services": list[ServiceStatus],
+    "status": Status,
+    "reasons": dict[str, int],
+}
+_REF_TEMPLATE = "#/components/schemas/{name}"
+_ENCODER = msgspec.json.Encoder(decimal_format="string")
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most items in the page.")]
+Offset = Annotated[int, Query(ge=0, description="Matches to skip before the page.")]
+
+
+def _json(value: Any, status_code: int = 200) -> Response:
+    return Response(_ENCODER.encode(value), status_code, media_type="application/json")
+
+
+def _documented(name: str) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI ``responses`` of a route answering with ``_SCHEMAS[name]``."""
+    schema, _ = msgspec.json.schema_components([_SCHEMAS[name]], ref_template=_REF_TEMPLATE)
+    return {200: {"content": {"application/json": {"schema": schema[0]}}}}
+
+
+def create_app(
+    model: ReadModel,
+    follower: TopicFollower,
+    hub: LiveHub,
+    scraper: ServiceScraper,
+    metrics: StreamMetrics,
+    static_dir: Path = STATIC_DIR,
+) -> FastAPI:
+    """Return the ASGI app; its lifespan starts and stops the follower, the hub and the scraper."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        follower.start()
+        tasks = [asyncio.create_task(hub.run()), asyncio.create_task(scraper.run())]
+        try:
+            yield
+        finally:
+            hub.close()
+            for task in tasks:
+                await cancel_quietly(task)
+            await asyncio.to_thread(follower.stop)
+
+    app = FastAPI(
+        title="tradeflux query API",
+        version="1",
+        summary="Positions, P&L, risk alerts, bars, settlement obligations and rejects, live.",
+        description=__doc__,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs and /redoc load their scripts from a CDN: none here
+        redoc_url=None,
+    )
+    _install_openapi_components(app)
+
+    @app.get("/healthz", tags=["health"], response_class=PlainTextResponse)
+    def healthz() -> PlainTextResponse:
+        """200 while the Kafka reader runs; 503 when it has stopped on an error."""
+        ok = follower.alive()
+        return PlainTextResponse("ok\n" if ok else "follower stopped\n", 200 if ok else 503)
+
+    @app.get("/readyz", tags=["health"], responses=_documented("status"))
+    def readyz() -> Response:
+        """200 once every topic was read up to the end it had at start; 503 before."""
+        return _json(follower.status(), 200 if follower.ready else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def prometheus() -> Response:
+        """Prometheus metrics of the query service (records read, consumer lag)."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/status", tags=["service"], responses=_documented("status"))
+    def status() -> Response:
+        """Progress of the reader, table sizes, rejects per reason and open streams."""
+        return _json(
+            Status(
+                follower=follower.status(),
+                counts=model.counts(),
+                bad_records=model.bad_record_counts(),
+                reject_reasons=model.reject_counts(),
+                stream_subscribers=hub.subscribers,
+                server_time=dt.datetime.now(dt.UTC),
+            )
+        )
+
+    @app.get("/v1/positions", tags=["read model"], responses=_documented("positions"))
+    def positions(
+        account: str | None = None,
+        instrument: str | None = None,
+        open_only: Annotated[bool, Query(description="Leave out flat positions.")] = False,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """Positions per account and instrument, in ``account|instrument`` order."""
+        return _json(model.list_positions(account, instrument, open_only, limit, offset))
+
+    @app.get("/v1/pnl", tags=["read model"], responses=_documented("pnl"))
+    def pnl(account: str | None = None, limit: Limit = 100, offset: Offset = 0) -> Response:
+        """P&L per account in its base currency, in account order."""
+        return _json(model.list_pnl(account, limit, offset))
+
+    @app.get("/v1/alerts", tags=["read model"], responses=_documented("alerts"))
+    def alerts(account: str | None = None, limit: Limit = 100, offset: Offset = 0) -> Response:
+        """Risk alerts (limit breached / cleared), newest first."""
+        return _json(model.list_alerts(account, limit, offset))
+
+    @app.get("/v1/bars", tags=["read model"], responses=_documented("bars"))
+    def bars(instrument: str | None = None, limit: Limit = 100, offset: Offset = 0) -> Response:
+        """OHLC bars, the latest revision of each window, newest window first."""
+        return _json(model.list_bars(instrument, limit, offset))
+
+    @app.get("/v1/obligations", tags=["read model"], responses=_documented("obligations"))
+    def obligations(
+        counterparty: str | None = None,
+        currency: str | None = None,
+        settlement_date: Annotated[
+            dt.date | None, Query(alias="date", description="Settlement date, YYYY-MM-DD.")
+        ] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """Netted settlement obligations per counterparty, currency and settlement date."""
+        day = settlement_date.isoformat() if settlement_date is not None else None
+        return _json(model.list_obligations(counterparty, currency, day, limit, offset))
+
+    @app.get("/v1/rejects", tags=["read model"], responses=_documented("rejects"))
+    def rejects(
+        reason: Annotated[str | None, Query(description="Reason code, e.g. ODD_LOT.")] = None,
+        stage: str | None = None,
+        trade_id: str | None = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """Rejected records (dead letters) with stage, reason and source offset, newest first."""
+        return _json(model.list_rejects(reason, stage, trade_id, limit, offset))
+
+    @app.get("/v1/rejects/reasons", tags=["read model"], responses=_documented("reasons"))
+    def reject_reasons() -> Response:
+        """How many records were rejected per reason code since the service started."""
+        return _json(model.reject_counts())
+
+    @app.get("/v1/refdata/instruments", tags=["refdata"], responses=_documented("instruments"))
+    def instruments(limit: Limit = 100, offset: Offset = 0) -> Response:
+        """Instruments in id order."""
+        return _json(model.list_refdata(INSTRUMENTS, limit, offset))
+
+    @app.get("/v1/refdata/accounts", tags=["refdata"], responses=_documented("accounts"))
+    def accounts(limit: Limit = 100, offset: Offset = 0) -> Response:
+        """Accounts in id order."""
+        return _json(model.list_refdata(ACCOUNTS, limit, offset))
+
+    @app.get(
+        "/v1/refdata/counterparties", tags=["refdata"], responses=_documented("counterparties")
+    )
+    def counterparties(limit: Limit = 100, offset: Offset = 0) -> Response:
+        """Counterparties in id order."""
+        return _json(model.list_refdata(COUNTERPARTIES, limit, offset))
+
+    @app.get("/v1/refdata/{kind}/{item_id}", tags=["refdata"])
+    def refdata_item(kind: RefdataKind, item_id: str) -> Response:
+        """One instrument, account or counterparty by id; 404 if unknown."""
+        item = model.get(_REFDATA_TOPIC[kind], item_id)
+        if item is None:
+            raise HTTPException(404, f"no {kind.value} entry with id {item_id!r}")
+        return _json(item)
+
+    @app.get("/v1/services", tags=["service"], responses=_documented("services"))
+    def services() -> Response:
+        """Throughput and consumer lag of every service, from their last /metrics scrape."""
+        return _json(scraper.statuses)
+
+    @app.get(
+        "/v1/stream",
+        tags=["live"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    )
+    def stream(
+        events: Annotated[
+            str | None,
+            Query(
+                description="Comma-separated kinds to receive (default all): position, pnl, "
+                "alert, bar, reject, obligation, instrument, account, counterparty."
+            ),
+        ] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: one per changed position, P&L, bar, obligation; each alert, reject.
+
+        The event name is the kind; its data is the item as the listing returns it. A
+        tombstone arrives as ``<kind>_removed`` with ``{"key": ..., "removed": true}``.
+        Keyed kinds are coalesced to the last value per key every 250 ms. The first
+        event, ``hello``, carries the reader's status; reload snapshots after it.
+        """
+        kinds: frozenset[str] | None = None
+        if events:
+            kinds = frozenset(k.strip() for k in events.split(",") if k.strip())
+            unknown = kinds - EVENT_KINDS
+            if unknown:
+                raise HTTPException(
+                    422, f"unknown event kind(s) {sorted(unknown)}; known: {sorted(EVENT_KINDS)}"
+                )
+        hello = b"event: hello\ndata: " + _ENCODER.encode(follower.status()) + b"\n\n"
+        return StreamingResponse(
+            hub.stream(kinds, hello),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    index = static_dir / "index.html"
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    def dashboard() -> FileResponse | PlainTextResponse:
+        if not index.is_file():
+            return PlainTextResponse(
+                "the dashboard's assets are not built; run: npm --prefix web ci && "
+                "npm --prefix web run build\n",
+                503,
+            )
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static")
+    return app
+
+
+def _install_openapi_components(app: FastAPI) -> None:
+    """Add the msgspec schemas the routes refer to to the generated OpenAPI document."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = default_openapi()
+        _, components = msgspec.json.schema_components(
+            list(_SCHEMAS.values()), ref_template=_REF_TEMPLATE
+        )
+        document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,133 @@
+"""The query service put together: read model, Kafka follower, live hub, scraper, HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from tradeflux.config import Settings
+from tradeflux.query.api import create_app
+from tradeflux.query.follower import TopicFollower
+from tradeflux.query.live import LiveHub
+from tradeflux.query.readmodel import ReadModel
+from tradeflux.query.service_metrics import ScrapeTarget, ServiceScraper
+from tradeflux.stream.metrics import StreamMetrics
+
+_GRACEFUL_S = 3
+
+
+class QueryService:
+    """Everything one query process holds; ``app`` is its ASGI application."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        targets: Sequence[ScrapeTarget] = (),
+        instance_id: str = "query",
+        max_log_entries: int = 50_000,
+    ) -> None:
+        self.model = ReadModel(max_log_entries=max_log_entries)
+        self.metrics = StreamMetrics("query", instance_id)
+        self.hub = LiveHub()
+        self.follower = TopicFollower(
+            settings.client_config(),
+            settings.topic_prefix,
+            self.model,
+            on_changes=self.hub.publish,
+            metrics=self.metrics,
+        )
+        self.scraper = ServiceScraper(list(targets))
+        self.app: FastAPI = create_app(
+            self.model, self.follower, self.hub, self.scraper, self.metrics
+        )
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that ends open event streams first when told to stop.
+
+    Without that, a graceful shutdown would wait for every browser's endless stream.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.end_streams()
+        super().handle_exit(sig, frame)
+
+    def end_streams(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_exit)
+
+
+def _config(app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=_GRACEFUL_S,
+        ws="none",
+    )
+
+
+def serve(service: QueryService, host: str, port: int) -> None:
+    """Serve on ``host:port`` until SIGINT/SIGTERM, then stop reading and close every stream."""
+    config = _config(service.app)
+    config.host, config.port = host, port
+    _Server(config, service.hub.close).run()
+
+
+class BackgroundServer:
+    """Serves a QueryService from a daemon thread on a free loopback port (tests, embedding)."""
+
+    def __init__(self, service: QueryService, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.service = service
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self._server = _Server(_config(service.app), service.hub.close)
+        self._thread = threading.Thread(target=self._run, name="query-http", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    def start(self, timeout_s: float = 30.0) -> BackgroundServer:
+        """Start serving; return once the server accepts requests."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started and time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                raise RuntimeError("the query server thread ended while starting")
+            time.sleep(0.05)
+        if not self._server.started:
+            raise RuntimeError(f"the query server did not start within {timeout_s:g}s")
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """End the streams, stop serving and reading, and wait for the thread."""
+        self._server.end_streams()
+        self._server.should_exit = True
+        self._thread.join(timeout_s)
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

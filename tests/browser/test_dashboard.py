@@ -1,0 +1,178 @@
+"""The dashboard in a real headless Chromium while records are being produced.
+
+Debian's ``chromium`` (``apt-get install chromium``) driven by Playwright; never a
+browser that Playwright downloads. Without chromium the test is skipped on a developer's
+machine and fails in CI (``CI=true``). The screenshot goes to ``test-output/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.feed import Feeder
+from tests.conftest import unique
+from tests.support.kafka_tools import create_topics
+from tradeflux.config import Settings
+from tradeflux.query.server import BackgroundServer, QueryService
+from tradeflux.query.service_metrics import ScrapeTarget
+from tradeflux.stream.metrics import HealthServer, StreamMetrics
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
+
+CHROMIUM = Path(os.environ.get("TRADEFLUX_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+TOPICS = {
+    "positions": 3,
+    "pnl": 3,
+    "risk.alerts": 3,
+    "analytics.bars": 3,
+    "settlement.obligations": 3,
+    "trades.rejected": 3,
+    "refdata.instruments": 1,
+    "refdata.accounts": 1,
+    "refdata.counterparties": 1,
+}
+COMPACTED = ("positions", "pnl", "settlement.obligations", "refdata.instruments")
+SERVICES = ("validator", "positions", "pnl")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium; skip (developer machine) or fail (CI) when it is not installed.
+
+    Session-scoped and asked for first, so a missing browser is told before a broker starts.
+    """
+    if CHROMIUM.is_file():
+        return CHROMIUM
+    message = (
+        f"no Chromium at {CHROMIUM}: install Debian's with `apt-get update && apt-get install -y "
+        "chromium` (or point TRADEFLUX_CHROMIUM at one)"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class FakeServiceMetrics:
+    """The /metrics of the three pipeline services, counting what the feeder writes."""
+
+    def __init__(self) -> None:
+        self.metrics = {name: StreamMetrics(name, f"{name}-1") for name in SERVICES}
+        self.servers = [
+            HealthServer(m, 0, alive=lambda: True, ready=lambda: True)
+            for m in self.metrics.values()
+        ]
+        for server in self.servers:
+            server.start()
+
+    def targets(self) -> list[ScrapeTarget]:
+        return [
+            ScrapeTarget(name, f"http://127.0.0.1:{server.port}/metrics")
+            for name, server in zip(SERVICES, self.servers, strict=True)
+        ]
+
+    def count(self, n: int) -> None:
+        for m in self.metrics.values():
+            m.records_in.labels(**m.labels()).inc(n)
+            m.records_out.labels(**m.labels(), topic="out").inc(n)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture()
+def live_world(
+    chromium: Path, kafka: Settings
+) -> Iterator[tuple[Feeder, BackgroundServer, threading.Thread]]:
+    prefix = unique("dash") + "."
+    create_topics(
+        kafka, {prefix + t: n for t, n in TOPICS.items()}, [prefix + t for t in COMPACTED]
+    )
+    feeder = Feeder(kafka, prefix)
+    feeder.history(dt.datetime.now(dt.UTC))  # bars of the last minutes, before the page opens
+    fake = FakeServiceMetrics()
+    feeder.on_trade = fake.count
+    service = QueryService(dataclasses.replace(kafka, topic_prefix=prefix), fake.targets())
+    server = BackgroundServer(service).start()
+    thread = threading.Thread(target=feeder.run, kwargs={"rate_per_s": 25.0}, daemon=True)
+    try:
+        assert service.follower.wait_ready(60), "the query service did not catch up"
+        yield feeder, server, thread
+    finally:
+        feeder.stop_event.set()
+        if thread.is_alive():
+            thread.join(30)
+        server.stop()
+        fake.stop()
+
+
+def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
+    live_world: tuple[Feeder, BackgroundServer, threading.Thread],
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    feeder, server, thread = live_world
+    problems: list[str] = []
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 960})
+
+            def on_console(msg: Any) -> None:
+                if msg.type == "error":
+                    problems.append(f"console error: {msg.text}")
+
+            page.on("console", on_console)
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.goto(server.url + "/", wait_until="load")
+            page.wait_for_selector("#conn.pill-live", timeout=30_000)
+            # nothing was produced yet: no position, no alert on the page
+            assert page.locator("#pos-table tbody tr").count() == 0
+            assert page.locator("#alerts-feed li.alert").count() == 0
+
+            thread.start()  # now records flow: the page must show them as they come
+            page.wait_for_selector("#pos-table tbody tr td.instr", timeout=30_000)
+            page.wait_for_selector("#alerts-feed li.alert .badge", timeout=30_000)
+            first_row = page.locator("#pos-table tbody tr").first.inner_text()
+            assert "ACC-" in first_row, first_row
+            alert = page.locator("#alerts-feed li.alert").first.inner_text()
+            assert "ACC-" in alert and ("BREACH" in alert or "CLEARED" in alert), alert
+            # the rest of the page fills in too: P&L, rejects with reasons, bars, services
+            page.wait_for_selector("#pnl-table tbody tr td.acct", timeout=30_000)
+            page.wait_for_selector("#rej-reasons .reason", timeout=30_000)
+            page.wait_for_selector("#bar-chart canvas", timeout=30_000)
+            page.wait_for_function(
+                "document.querySelectorAll('#alerts-feed li.alert').length >= 3"
+                " && document.querySelectorAll('#svc-table .badge.up').length === 3",
+                timeout=60_000,
+            )
+            assert page.locator("#bar-empty").is_hidden()
+            tile = page.locator(".kpi", has_text="Open positions").locator(".value")
+            assert tile.inner_text() not in ("", "0", "—")
+            page.screenshot(path=str(OUTPUT / "dashboard.png"))
+        finally:
+            browser.close()
+    assert feeder.written.get("positions", 0) > 0
+    assert problems == []

@@ -1,0 +1,119 @@
+// The query API's shapes (see /openapi.json) and the calls the dashboard makes.
+
+export interface Page<T> {
+  total: number;
+  limit: number;
+  offset: number;
+  items: T[];
+}
+
+export interface Position {
+  account: string;
+  instrument: string;
+  currency: string;
+  quantity: string;
+  avg_cost: string;
+  realized_pnl: string;
+  multiplier: string;
+  trade_count: number;
+  last_trade_id: string;
+  as_of: string | null;
+}
+
+export interface AccountPnL {
+  account: string;
+  base_currency: string;
+  realized: string;
+  unrealized: string;
+  total: string;
+  positions: number;
+  missing_marks: string[];
+}
+
+export interface RejectedTrade {
+  trade_id: string | null;
+  reason: string;
+  stage: string;
+  error: string;
+  detail: string;
+  source_topic: string;
+  source_partition: number | null;
+  source_offset: number | null;
+  rejected_at: string | null;
+  partition: number;
+  offset: number;
+  value: string;
+}
+
+/** Alerts, bars and obligations are whatever JSON object their service wrote. */
+export type JsonObject = Record<string, unknown>;
+
+export interface FollowerStatus {
+  ready: boolean;
+  records: number;
+  behind_start_records: number;
+  lag_records: number;
+  partitions: number;
+  topics: string[];
+  missing_topics: string[];
+  error: string | null;
+}
+
+export interface Status {
+  follower: FollowerStatus;
+  counts: Record<string, number>;
+  reject_reasons: Record<string, number>;
+  stream_subscribers: number;
+  server_time: string;
+}
+
+export interface ServiceStatus {
+  name: string;
+  url: string;
+  up: boolean;
+  error: string | null;
+  instances: number;
+  records_in_total: number;
+  records_in_per_s: number;
+  records_out_total: number;
+  records_out_per_s: number;
+  dead_letters_total: number;
+  consumer_lag_records: number;
+  assigned_partitions: number;
+  transaction_aborts_total: number;
+  scraped_at: string | null;
+}
+
+export async function getJson<T>(path: string): Promise<T> {
+  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return (await response.json()) as T;
+}
+
+export type Handler = (kind: string, data: unknown) => void;
+
+export const EVENT_KINDS = ["position", "pnl", "alert", "bar", "reject", "obligation"] as const;
+
+/**
+ * Follows /v1/stream. `onOpen` runs after every (re)connection's hello, so the caller
+ * reloads its snapshots then; events are handed to `onEvent` as they come.
+ */
+export function follow(
+  onOpen: (status: FollowerStatus) => void,
+  onEvent: Handler,
+  onState: (state: "live" | "reconnecting") => void,
+): EventSource {
+  const source = new EventSource(`/v1/stream?events=${EVENT_KINDS.join(",")}`);
+  source.addEventListener("hello", (e) => {
+    onState("live");
+    onOpen(JSON.parse((e as MessageEvent<string>).data) as FollowerStatus);
+  });
+  for (const kind of EVENT_KINDS) {
+    source.addEventListener(kind, (e) => onEvent(kind, JSON.parse((e as MessageEvent<string>).data)));
+    source.addEventListener(`${kind}_removed`, (e) =>
+      onEvent(`${kind}_removed`, JSON.parse((e as MessageEvent<string>).data)),
+    );
+  }
+  source.onerror = () => onState("reconnecting");
+  return source;
+}
