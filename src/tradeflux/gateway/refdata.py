@@ -7,6 +7,7 @@ producer is flushed before the command reports success.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def load_files(
     encoder = msgspec.json.Encoder(decimal_format="string")
     producer = Producer(
         {**producer_config, "acks": "all", "enable.idempotence": True,
-         "partitioner": "murmur2_random", "linger.ms": 10}
+         "partitioner": "murmur2_random", "linger.ms": 10,
+         "logger": logging.getLogger("tradeflux.kafka")}
     )  # fmt: skip
     failures: list[str] = []
 
