@@ -121,7 +121,12 @@ def running_pids(settings: Settings) -> list[int]:
 
 def _new_cluster_id() -> str:
     """Return a KRaft cluster id: a random UUID in URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # Like Kafka's Uuid.randomUuid: an id starting with "-" reads as a command-line
+        # option (the storage tool then fails with "expected one argument"), 1 time in 64.
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _check_port_free(port: int) -> None:
@@ -255,7 +260,7 @@ def start_cluster(
             props.write_text(_properties(node, cluster))
             cmd = _java_command(java, libs, "256m", log4j, "kafka.tools.StorageTool")
             fmt = subprocess.run(
-                [*cmd, "format", "-t", cluster.cluster_id, "-c", str(props)],
+                [*cmd, "format", f"--cluster-id={cluster.cluster_id}", "-c", str(props)],
                 capture_output=True,
                 text=True,
                 check=False,
