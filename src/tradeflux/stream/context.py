@@ -112,24 +112,51 @@ class Context:
         ``reason`` is a stable code (e.g. ``UNKNOWN_INSTRUMENT``); ``detail`` says more.
         Rejection is an outcome, not an error: the batch goes on.
         """
+        self.dead_letter(
+            reason=reason,
+            error=None,
+            detail=detail,
+            source_topic=record.topic,
+            source_offset=record.offset,
+            key=None if record.key is None else record.key.encode(),
+            value=record.raw,
+            headers=record.headers,
+        )
+        self.count(f"rejected_{reason.lower()}")
+
+    def dead_letter(
+        self,
+        *,
+        reason: str,
+        error: BaseException | None,
+        detail: str,
+        source_topic: str,
+        source_offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+    ) -> None:
+        """Buffer the dead letter of one input record of this partition (see deadletter.py)."""
         if self._dead_letter_topic is None:
-            raise UnknownNameError(f"stage {self.stage} has no dead_letter_topic to reject to")
+            raise UnknownNameError(
+                f"stage {self.stage} has no dead_letter_topic for the record at "
+                f"{source_topic}[{self.partition}]@{source_offset} ({reason}: {detail or error})"
+            )
         self.emitted.append(
             dead_letter(
                 self._dead_letter_topic,
                 stage=self.stage,
                 reason=reason,
-                error=None,
+                error=error,
                 detail=detail,
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
-                key=None if record.key is None else record.key.encode(),
-                value=record.raw,
-                headers=record.headers,
+                source_topic=source_topic,
+                source_partition=self.partition,
+                source_offset=source_offset,
+                key=key,
+                value=value,
+                headers=headers,
             )
         )
-        self.count(f"rejected_{reason.lower()}")
 
     def count(self, event: str, n: int = 1) -> None:
         """Count a business event (e.g. a dropped duplicate); published once committed."""

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from tradeflux.stream.codecs import Codec
 from tradeflux.stream.context import Context
-from tradeflux.stream.deadletter import DECODE_ERROR, PROCESSOR_ERROR, dead_letter
+from tradeflux.stream.deadletter import DECODE_ERROR, PROCESSOR_ERROR
 from tradeflux.stream.records import Emitted, Headers, Record
 from tradeflux.stream.stores import StorePartition
 from tradeflux.stream.topology import Service
@@ -48,9 +48,9 @@ class Task:
         self.stores = {s.name: StorePartition(s.name, partition) for s in service.stores}
         codecs = {t.name: t.codec for t in service.outputs}
         dlq = service.dead_letter_topic
-        self._dlq = None if dlq is None else topic_prefix + dlq
+        dlq_topic = None if dlq is None else topic_prefix + dlq
         self.ctx = Context(
-            partition, self.stores, tables, codecs, topic_prefix, service.name, self._dlq
+            partition, self.stores, tables, codecs, topic_prefix, service.name, dlq_topic
         )
         self._input_codecs: dict[str, Codec[Any]] = {
             topic_prefix + t.name: t.codec for t in service.inputs
@@ -135,24 +135,15 @@ class Task:
             reason,
             type(exc).__name__,
         )
-        if self._dlq is None:
-            raise RuntimeError(
-                f"service {self.service.name} has no dead_letter_topic for a bad record at "
-                f"{topic}[{self.partition}]@{offset}: {exc}"
-            ) from exc
-        self.ctx.emitted.append(
-            dead_letter(
-                self._dlq,
-                stage=self.service.name,
-                reason=reason,
-                error=exc,
-                source_topic=topic,
-                source_partition=self.partition,
-                source_offset=offset,
-                key=key,
-                value=value,
-                headers=headers,
-            )
+        self.ctx.dead_letter(
+            reason=reason,
+            error=exc,
+            detail="",
+            source_topic=topic,
+            source_offset=offset,
+            key=key,
+            value=value,
+            headers=headers,
         )
 
     def fire_timers(self, now_ms: int) -> bool:
