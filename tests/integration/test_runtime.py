@@ -45,6 +45,10 @@ def test_aborted_transactions_leave_no_output_and_no_state(kafka: Settings) -> N
     def fail_some_commits(batch: int) -> None:
         if batch in (2, 3, 5):
             aborted.append(batch)
+            # Put the batch's records in the log first (abort would otherwise purge what
+            # librdkafka had not sent yet), so the test can see them there, uncommitted.
+            assert app._producer is not None
+            assert app._producer.flush(10) == 0
             raise InjectedAbort(f"injected abort of batch {batch}")
 
     app = StreamApp(
