@@ -179,3 +179,30 @@ class AccountPnL(msgspec.Struct, frozen=True, kw_only=True):
 def position_key(account: str, instrument: str) -> str:
     """Return the key of a position on ``positions``."""
     return f"{account}|{instrument}"
+
+
+AlertStatus = Literal["BREACHED", "CLEARED"]
+LimitKind = Literal["gross_notional", "net_notional", "position_qty", "single_trade_notional"]
+
+
+class RiskAlert(msgspec.Struct, frozen=True, kw_only=True):
+    """A limit of an account breached or cleared; keyed by account on ``risk.alerts``.
+
+    ``value`` is the figure checked, ``threshold`` the limit (both in ``base_currency``
+    for notionals; quantities for ``position_qty``). ``instrument`` is set for
+    ``position_qty`` only. ``trade_id`` and ``time`` (its trade time) are those of the
+    event that caused the alert. ``missing_fx`` lists the instruments a notional left
+    out for want of an FX rate.
+    """
+
+    account: str
+    status: AlertStatus
+    limit: LimitKind
+    value: Decimal
+    threshold: Decimal
+    instrument: str = ""
+    trade_id: str
+    time: dt.datetime
+    message: str
+    base_currency: str
+    missing_fx: tuple[str, ...] = ()
