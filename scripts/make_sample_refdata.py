@@ -206,7 +206,8 @@ def limits(rng: random.Random, account_rows: list[dict[str, str]]) -> list[dict[
     rows = []
     for account in account_rows:
         units = UNITS_PER_USD[account["base_currency"]]
-        gross = rng.choice((25, 50, 100, 250)) * 1_000_000 * units
+        # small enough that the demo's simulated flow crosses some limits within a minute
+        gross = rng.choice((5, 10, 20, 50)) * 1_000_000 * units
         rows.append(
             {
                 "account_id": account["account_id"],
