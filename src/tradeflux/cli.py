@@ -341,7 +341,7 @@ def run(
     target: Annotated[
         str,
         typer.Argument(
-            help="The service: validator, positions, pnl, or any Service as module:attribute."
+            help="The service: validator, positions, pnl, risk, or any Service as module:attribute."
         ),
     ],
     instance_id: Annotated[
@@ -392,7 +392,7 @@ def run(
         service = load_service(target)
     except ServiceNotFoundError as exc:
         raise TradefluxError(
-            f"{exc}; name a shipped service (validator, positions, pnl) or a Service as "
+            f"{exc}; name a shipped service (validator, positions, pnl, risk) or a Service as "
             "module:attribute"
         ) from None
     config = RuntimeConfig(

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from tradeflux.config import Settings
 
-SERVICES = ("validator", "positions", "pnl")
+SERVICES = ("validator", "positions", "pnl", "risk")
 
 
 def free_port() -> int:
