@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.browser.feed import Feeder
 from tests.conftest import unique
+from tests.support.browser import OUTPUT, dashboard_page
 from tests.support.kafka_tools import create_topics
 from tradeflux.config import Settings
 from tradeflux.query.server import BackgroundServer, QueryService
@@ -27,18 +26,6 @@ from tradeflux.stream.metrics import HealthServer, StreamMetrics
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
-CHROMIUM = Path(os.environ.get("TRADEFLUX_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 TOPICS = {
     "positions": 3,
     "pnl": 3,
@@ -52,23 +39,6 @@ TOPICS = {
 }
 COMPACTED = ("positions", "pnl", "settlement.obligations", "refdata.instruments")
 SERVICES = ("validator", "positions", "pnl")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's chromium; skip (developer machine) or fail (CI) when it is not installed.
-
-    Session-scoped and asked for first, so a missing browser is told before a broker starts.
-    """
-    if CHROMIUM.is_file():
-        return CHROMIUM
-    message = (
-        f"no Chromium at {CHROMIUM}: install Debian's with `apt-get update && apt-get install -y "
-        "chromium` (or point TRADEFLUX_CHROMIUM at one)"
-    )
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 class FakeServiceMetrics:
@@ -128,51 +98,34 @@ def live_world(
 def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
     live_world: tuple[Feeder, BackgroundServer, threading.Thread],
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     feeder, server, thread = live_world
     problems: list[str] = []
     OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+    with dashboard_page(server.url + "/", problems) as page:
+        page.wait_for_selector("#conn.pill-live", timeout=30_000)
+        # nothing was produced yet: no position, no alert on the page
+        assert page.locator("#pos-table tbody tr").count() == 0
+        assert page.locator("#alerts-feed li.alert").count() == 0
+
+        thread.start()  # now records flow: the page must show them as they come
+        page.wait_for_selector("#pos-table tbody tr td.instr", timeout=30_000)
+        page.wait_for_selector("#alerts-feed li.alert .badge", timeout=30_000)
+        first_row = page.locator("#pos-table tbody tr").first.inner_text()
+        assert "ACC-" in first_row, first_row
+        alert = page.locator("#alerts-feed li.alert").first.inner_text()
+        assert "ACC-" in alert and ("BREACH" in alert or "CLEARED" in alert), alert
+        # the rest of the page fills in too: P&L, rejects with reasons, bars, services
+        page.wait_for_selector("#pnl-table tbody tr td.acct", timeout=30_000)
+        page.wait_for_selector("#rej-reasons .reason", timeout=30_000)
+        page.wait_for_selector("#bar-chart canvas", timeout=30_000)
+        page.wait_for_function(
+            "document.querySelectorAll('#alerts-feed li.alert').length >= 3"
+            " && document.querySelectorAll('#svc-table .badge.up').length === 3",
+            timeout=60_000,
         )
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 960})
-
-            def on_console(msg: Any) -> None:
-                if msg.type == "error":
-                    problems.append(f"console error: {msg.text}")
-
-            page.on("console", on_console)
-            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-            page.goto(server.url + "/", wait_until="load")
-            page.wait_for_selector("#conn.pill-live", timeout=30_000)
-            # nothing was produced yet: no position, no alert on the page
-            assert page.locator("#pos-table tbody tr").count() == 0
-            assert page.locator("#alerts-feed li.alert").count() == 0
-
-            thread.start()  # now records flow: the page must show them as they come
-            page.wait_for_selector("#pos-table tbody tr td.instr", timeout=30_000)
-            page.wait_for_selector("#alerts-feed li.alert .badge", timeout=30_000)
-            first_row = page.locator("#pos-table tbody tr").first.inner_text()
-            assert "ACC-" in first_row, first_row
-            alert = page.locator("#alerts-feed li.alert").first.inner_text()
-            assert "ACC-" in alert and ("BREACH" in alert or "CLEARED" in alert), alert
-            # the rest of the page fills in too: P&L, rejects with reasons, bars, services
-            page.wait_for_selector("#pnl-table tbody tr td.acct", timeout=30_000)
-            page.wait_for_selector("#rej-reasons .reason", timeout=30_000)
-            page.wait_for_selector("#bar-chart canvas", timeout=30_000)
-            page.wait_for_function(
-                "document.querySelectorAll('#alerts-feed li.alert').length >= 3"
-                " && document.querySelectorAll('#svc-table .badge.up').length === 3",
-                timeout=60_000,
-            )
-            assert page.locator("#bar-empty").is_hidden()
-            tile = page.locator(".kpi", has_text="Open positions").locator(".value")
-            assert tile.inner_text() not in ("", "0", "—")
-            page.screenshot(path=str(OUTPUT / "dashboard.png"))
-        finally:
-            browser.close()
+        assert page.locator("#bar-empty").is_hidden()
+        tile = page.locator(".kpi", has_text="Open positions").locator(".value")
+        assert tile.inner_text() not in ("", "0", "—")
+        page.screenshot(path=str(OUTPUT / "dashboard.png"))
     assert feeder.written.get("positions", 0) > 0
     assert problems == []
