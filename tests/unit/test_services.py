@@ -10,7 +10,7 @@ import msgspec
 
 from tradeflux.domain.refdata import parse_refdata_file, refdata_key
 from tradeflux.domain.schemas import AccountPnL, FxRate, Position, Price, TradeEvent
-from tradeflux.services import pnl, positions, validator
+from tradeflux.services import pnl, positions, repartition, validator
 from tradeflux.stream.harness import TestDriver
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "refdata"
@@ -130,3 +130,19 @@ def test_pnl_is_emitted_on_the_timer_only_when_it_changed() -> None:
         )
     ]  # fmt: skip
     assert driver.advance(1_000 + 2 * pnl.THROTTLE_MS) == []  # nothing changed
+
+
+def test_repartition_rekeys_the_original_bytes_by_instrument_and_by_counterparty() -> None:
+    v = _validator()
+    r = TestDriver(repartition.SERVICE)
+    trades = [
+        ("T1", _trade("T1", 1, "NEW", "BUY", 10, "10.00")),
+        ("T1", _trade("T1", 2, "CANCEL", "BUY", 10, "10.00")),
+    ]
+    enriched = [o for o in v.send(trades, timestamp_ms=T0_MS) if o.topic == "trades.enriched"]
+    raws = [validator.SERVICE.outputs[0].codec.encode(o.value) for o in enriched]
+    out = r.send([(o.key, raw) for o, raw in zip(enriched, raws, strict=True)])
+    by_instrument = [(o.key, o.value) for o in out if o.topic == "trades.by_instrument"]
+    by_counterparty = [(o.key, o.value) for o in out if o.topic == "trades.by_counterparty"]
+    assert by_instrument == [(INSTRUMENT.instrument_id, raw) for raw in raws]
+    assert by_counterparty == [(CPTY.counterparty_id, raw) for raw in raws]

@@ -18,6 +18,9 @@ ARCHITECTURE_TOPICS = [
     ("positions", "account + instrument", True),
     ("pnl", "account", True),
     ("risk.alerts", "account", False),
+    # not in the table: trades.enriched re-keyed for analytics and settlement
+    ("trades.by_instrument", "instrument id", False),
+    ("trades.by_counterparty", "counterparty id", False),
     ("analytics.bars", "instrument + window", False),
     ("settlement.obligations", "counterparty + currency + settlement date", True),
 ]

@@ -51,6 +51,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("positions", "account + instrument", True, frozenset({_ALL, _CORE}), "account"),
     TopicSpec("pnl", "account", True, frozenset({_ALL, _CORE}), "account"),
     TopicSpec("risk.alerts", "account", False, frozenset({_ALL}), "account"),
+    # trades.enriched re-keyed (services/repartition.py) for the per-instrument and
+    # per-counterparty services
+    TopicSpec("trades.by_instrument", "instrument id", False, frozenset({_ALL})),
+    TopicSpec("trades.by_counterparty", "counterparty id", False, frozenset({_ALL})),
     TopicSpec("analytics.bars", "instrument + window", False, frozenset({_ALL})),
     TopicSpec(
         "settlement.obligations",
