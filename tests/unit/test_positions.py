@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from decimal import Decimal
+from unittest import mock
 
 import msgspec
 import pytest
@@ -11,7 +12,10 @@ from hypothesis import strategies as st
 
 from tradeflux.domain.positions import (
     FLAT,
+    INDEX_CHUNK,
+    TAIL_FILLS,
     PositionBook,
+    PositionLedger,
     PositionState,
     apply_fill,
     fold_position,
@@ -171,12 +175,17 @@ def test_each_fill_uses_its_own_multiplier() -> None:
 # ---- the book -----------------------------------------------------------------------
 
 
-def book_of(*events: EnrichedTrade) -> tuple[PositionBook, Position]:
-    book = PositionBook.empty(events[0])
-    position = book.position
+def ledger_of(*events: EnrichedTrade) -> tuple[PositionLedger, Position]:
+    ledger = PositionLedger()
+    position = PositionBook.empty(events[0]).position
     for event in events:
-        book, position = book.apply(event)
-    return book, position
+        position = ledger.apply(event).position
+    return ledger, position
+
+
+def book_of(*events: EnrichedTrade) -> tuple[PositionBook, Position]:
+    ledger, position = ledger_of(*events)
+    return ledger.books[f"{events[-1].account}|{events[-1].instrument}"], position
 
 
 def test_a_new_trade_after_the_last_is_applied_incrementally() -> None:
@@ -222,11 +231,11 @@ def test_cancelling_the_last_trade_leaves_a_flat_position_with_no_trades() -> No
 
 def test_a_version_not_above_the_held_one_changes_nothing() -> None:
     a2 = trade("A", "BUY", 100, 10, version=2, event_type="AMEND")
-    book, position = book_of(a2)
-    same, again = book.apply(trade("A", "BUY", 999, 1, version=1))
-    assert same is book and again == position
-    same, _ = book.apply(a2)
-    assert same is book
+    ledger, position = ledger_of(a2)
+    book = ledger.books["ACC-1|ACME.XNYS"]
+    change = ledger.apply(trade("A", "BUY", 999, 1, version=1))
+    assert change.book is book and change.position == position and change.fill is None
+    assert ledger.apply(a2).book is book
 
 
 def test_an_old_amend_after_a_cancel_does_not_resurrect_the_trade() -> None:
@@ -248,11 +257,39 @@ def test_an_account_moving_amend_leaves_the_old_book_flat_and_opens_the_new() ->
 
 
 def test_the_book_round_trips_through_messagepack() -> None:
-    book, position = book_of(trade("A", "BUY", 100, 10), trade("B", "SELL", 30, "10.5", seconds=1))
+    trades = [trade(f"T{i}", "BUY", 10, 10 + i, seconds=i) for i in range(TAIL_FILLS + 3)]
+    ledger, position = ledger_of(*trades)
+    book = ledger.books["ACC-1|ACME.XNYS"]
+    assert book.checkpoint_count == 3 and len(book.tail) == TAIL_FILLS
     decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(book), type=PositionBook)
     assert decoded == book and decoded.position == position
-    _, after = decoded.apply(trade("C", "SELL", 70, 11, seconds=2))
-    assert figures(after) == (D(0), D(0), D(85))
+    ledger.books["ACC-1|ACME.XNYS"] = decoded
+    after = ledger.apply(trade("C", "SELL", 10 * len(trades), 11, seconds=99)).position
+    assert after == fold(*trades, trade("C", "SELL", 10 * len(trades), 11, seconds=99))
+
+
+def test_a_book_stays_small_however_many_trades_it_folds() -> None:
+    trades = [trade(f"T{i:04d}", "BUY", 1, 10, seconds=i) for i in range(3 * INDEX_CHUNK + 5)]
+    ledger, position = ledger_of(*trades)
+    book = ledger.books["ACC-1|ACME.XNYS"]
+    assert (len(book.tail), len(book.open_ids), book.chunks) == (TAIL_FILLS, 5, 3)
+    assert len(ledger.chunks) == 3 and position.trade_count == len(trades)
+
+
+def test_an_amend_before_the_checkpoint_refolds_every_trade_through_the_index() -> None:
+    trades = [
+        trade(f"T{i:04d}", "BUY" if i % 3 else "SELL", 7, 10 + i % 5, seconds=i)
+        for i in range(2 * INDEX_CHUNK + 9)
+    ]
+    ledger, _ = ledger_of(*trades)
+    first = trade("T0000", "BUY", 500, 9, seconds=0, version=2, event_type="AMEND")
+    late = trade("LATE", "SELL", 3, 12, seconds=-5)  # sorts before every trade
+    ledger.apply(first)
+    position = ledger.apply(late).position
+    assert position == fold(first, *trades[1:], late)
+    cancel = trade("T0001", "BUY", 7, 11, seconds=1, version=2, event_type="CANCEL")
+    position = ledger.apply(cancel).position
+    assert position == fold(first, *trades[2:], late)
 
 
 # ---- properties ---------------------------------------------------------------------
@@ -306,12 +343,35 @@ def test_any_delivery_order_gives_the_position_of_the_final_effective_versions(
     deliveries = [e for versions in histories for e in versions]
     deliveries += [rnd.choice(deliveries) for _ in range(3)]  # redeliveries
     rnd.shuffle(deliveries)
-    book = PositionBook.open("ACC-1", "ACME.XNYS", "USD", D(multiplier))
-    position = book.position
+    ledger = PositionLedger()
+    position = PositionBook.open("ACC-1", "ACME.XNYS", "USD", D(multiplier)).position
     for event in deliveries:
-        book, position = book.apply(event)
+        position = ledger.apply(event).position
     effective = [v[-1] for v in histories if v[-1].event_type != "CANCEL"]
     assert position == fold(*effective, multiplier=multiplier)
+
+
+@settings(max_examples=300, deadline=None)
+@given(trade_histories(), st.randoms(use_true_random=False), st.integers(1, 3), st.integers(1, 3))
+def test_any_order_with_tiny_tails_and_index_chunks_gives_the_same_position(
+    history: tuple[int, list[list[EnrichedTrade]]], rnd: random.Random, tail: int, chunk: int
+) -> None:
+    # every path (incremental, tail re-fold, full re-fold through sealed chunks) is taken
+    multiplier, histories = history
+    deliveries = [e for versions in histories for e in versions]
+    rnd.shuffle(deliveries)
+    ledger = PositionLedger()
+    with (
+        mock.patch("tradeflux.domain.positions.TAIL_FILLS", tail),
+        mock.patch("tradeflux.domain.positions.INDEX_CHUNK", chunk),
+    ):
+        for event in deliveries:
+            position = ledger.apply(event).position
+    effective = [v[-1] for v in histories if v[-1].event_type != "CANCEL"]
+    assert position == fold(*effective, multiplier=multiplier)
+    book = ledger.books["ACC-1|ACME.XNYS"]
+    assert len(book.tail) <= tail and book.trade_count == len(effective)
+    assert book.chunks == len(histories) // chunk
 
 
 @settings(max_examples=300, deadline=None)
@@ -323,10 +383,12 @@ def test_incremental_apply_equals_a_full_fold(
     fills: list[tuple[Side, Decimal, Decimal, int]], order: list[int]
 ) -> None:
     trades = [trade(f"T{i:02d}", s, q, p, seconds=t) for i, (s, q, p, t) in enumerate(fills)]
-    book = PositionBook.empty(trades[0])
+    ledger = PositionLedger()
+    seen = set()
     for i in (i for i in order if i < len(trades)):
-        book, position = book.apply(trades[i])
-        assert position == fold(*(t for t in trades if t.trade_id in book.fills))
+        position = ledger.apply(trades[i]).position
+        seen.add(trades[i].trade_id)
+        assert position == fold(*(t for t in trades if t.trade_id in seen))
     assert position == fold(*trades)
 
 
@@ -336,10 +398,10 @@ def test_in_time_order_every_new_is_applied_incrementally_and_matches_the_fold(
 ) -> None:
     trades = [trade(f"T{i:02d}", s, q, p, seconds=i) for i, (s, q, p) in enumerate(fills)]
     state = FLAT
-    book = PositionBook.empty(trades[0])
+    ledger = PositionLedger()
     for t in trades:
         state = apply_fill(state, t.side, t.quantity, t.price, t.multiplier)
-        book, position = book.apply(t)
+        position = ledger.apply(t).position
         assert figures(position) == figures(state)
     assert position == fold(*trades)
 

@@ -5,23 +5,40 @@ a CANCEL removes it) ordered by ``(trade_time, trade_id)``, starting flat. Arith
 Decimal in Python's default context, in exactly the operations the rules list, so that
 the reference model and this code agree to the last digit.
 
-:class:`PositionBook` is the state the positions service keeps per ``account|instrument``:
-the fills of its trades by trade id, and the fold so far. A NEW that comes last in fold
-order is applied incrementally; anything else (an AMEND, a CANCEL, a trade that sorts
-before the last one) re-folds. Both give the same result, by construction and by test.
+State of one ``account|instrument``, sized so that the common case costs the same
+whatever the number of trades (the service changelogs every changed value each batch):
+
+- :class:`PositionBook`: a checkpoint (the fold of every live fill up to some point in
+  fold order), the live fills after it (at most :data:`TAIL_FILLS`), the fold of both,
+  and the ids of recent trades not yet sealed into an index chunk;
+- one :class:`Fill` per trade id (its latest version, a cancel as a tombstone), kept by
+  the caller under the trade id;
+- sealed index chunks of :data:`INDEX_CHUNK` trade ids, kept by the caller.
+
+A change after the checkpoint (a NEW that sorts last, or one a little late, an AMEND
+or CANCEL of a recent trade) re-folds only the tail from the checkpoint; a change
+before it re-folds every live fill, read back through the index. Both give the fold
+of the effective trades, by construction and by test.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
+from typing import NamedTuple
 
 import msgspec
 
 from tradeflux.domain.schemas import EnrichedTrade, Position, Side
 
 _ZERO = Decimal(0)
+
+TAIL_FILLS = 4
+"""Live fills kept after the checkpoint: how late a NEW may be and still re-fold cheaply."""
+
+INDEX_CHUNK = 32
+"""Trade ids per sealed index chunk."""
 
 
 class PositionState(msgspec.Struct, frozen=True, array_like=True):
@@ -147,25 +164,28 @@ def fold_position(
     return _position(account, instrument, currency, multiplier, state, count, last)
 
 
-class PositionBook(msgspec.Struct, frozen=True, kw_only=True):
-    """The trades of one ``account|instrument`` and their fold; a value of the positions store.
+class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One ``account|instrument``'s fold state; a value of the positions service's store.
 
-    ``fills`` holds the latest version seen of every trade id, cancels included as
-    tombstones, so that versions arriving in any order give the position of the final
-    effective versions: an event whose version is not above the one held is ignored.
-    ``currency`` and ``multiplier`` (reported on the position) are those of the last
-    event applied. Immutable: :meth:`apply` returns a new book (store values are never
-    mutated).
+    Invariants: ``checkpoint`` is the fold of every live fill up to and including
+    ``checkpoint_last`` in fold order (``checkpoint_count`` of them); ``tail`` holds the
+    live fills after it, in fold order; ``state`` is ``checkpoint`` with ``tail`` folded
+    on. ``open_ids`` are the trade ids (live or not) not in the ``chunks`` sealed index
+    chunks. ``currency`` and ``multiplier`` (reported on the position) are those of the
+    last event applied. Immutable: :func:`apply_event` returns a new book.
     """
 
     account: str
     instrument: str
     currency: str
     multiplier: Decimal
-    fills: dict[str, Fill] = msgspec.field(default_factory=dict)
+    checkpoint: PositionState = FLAT
+    checkpoint_count: int = 0
+    checkpoint_last: Fill | None = None
+    tail: tuple[Fill, ...] = ()
     state: PositionState = FLAT
-    trade_count: int = 0
-    last: Fill | None = None  # the last live fill in fold order
+    chunks: int = 0
+    open_ids: tuple[str, ...] = ()
 
     @classmethod
     def open(
@@ -180,6 +200,16 @@ class PositionBook(msgspec.Struct, frozen=True, kw_only=True):
         return cls.open(trade.account, trade.instrument, trade.currency, trade.multiplier)
 
     @property
+    def trade_count(self) -> int:
+        """Return the number of effective (live) trades."""
+        return self.checkpoint_count + len(self.tail)
+
+    @property
+    def last(self) -> Fill | None:
+        """Return the last live fill in fold order."""
+        return self.tail[-1] if self.tail else self.checkpoint_last
+
+    @property
     def position(self) -> Position:
         """Return the position this book folds to."""
         return _position(
@@ -192,41 +222,141 @@ class PositionBook(msgspec.Struct, frozen=True, kw_only=True):
             self.last,
         )
 
-    def effective_fills(self) -> list[Fill]:
-        """Return the live fills, in fold order."""
-        return sorted((f for f in self.fills.values() if f.live), key=lambda f: f.fold_key)
 
-    def apply(self, event: EnrichedTrade) -> tuple[PositionBook, Position]:
-        """Return the book with ``event`` applied, and its position.
+class BookChange(NamedTuple):
+    """What one event did: the new book and position, and what the caller must store.
 
-        An event whose version is not above the held version of its trade id changes
-        nothing: the same book (``is`` self) and its position come back. A NEW version
-        of a trade not live in the book that sorts after the last fill is folded on
-        incrementally; any other change re-folds the live fills.
-        """
-        held = self.fills.get(event.trade_id)
-        if held is not None and event.version <= held.version:
-            return self, self.position
-        fill = Fill.of(event)
-        fills = dict(self.fills)
-        fills[fill.trade_id] = fill
-        was_live = held is not None and held.live
-        last: Fill | None
-        if fill.live and not was_live and (self.last is None or fill.fold_key > self.last.fold_key):
-            state = apply_fill(self.state, fill.side, fill.quantity, fill.price, fill.multiplier)
-            count, last = self.trade_count + 1, fill
-        elif not fill.live and not was_live:
-            state, count, last = self.state, self.trade_count, self.last
-        else:
-            state, count, last = _fold(f for f in fills.values() if f.live)
-        book = PositionBook(
-            account=self.account,
-            instrument=self.instrument,
-            currency=event.currency,
-            multiplier=event.multiplier,
-            fills=fills,
-            state=state,
-            trade_count=count,
-            last=last,
+    ``fill`` is the trade's new latest version (store it under its trade id); ``sealed``
+    is ``(chunk number, trade ids)`` when an index chunk was sealed (store it), else None.
+    When the event changed nothing (an old version) ``book`` is the same object and
+    ``fill`` is None.
+    """
+
+    book: PositionBook
+    position: Position
+    fill: Fill | None
+    sealed: tuple[int, tuple[str, ...]] | None
+
+
+FillLookup = Callable[[str], Fill | None]
+"""The held fill of a trade id of this position, or None."""
+
+ChunkLookup = Callable[[int], tuple[str, ...]]
+"""The trade ids of a sealed index chunk of this position."""
+
+
+def _fold_from(state: PositionState, fills: Iterable[Fill]) -> PositionState:
+    for f in fills:
+        state = apply_fill(state, f.side, f.quantity, f.price, f.multiplier)
+    return state
+
+
+def apply_event(
+    book: PositionBook, event: EnrichedTrade, fill_of: FillLookup, chunk_of: ChunkLookup
+) -> BookChange:
+    """Apply ``event`` (its trade's position is ``book``'s) and return what changed.
+
+    An event whose version is not above the held version of its trade id changes
+    nothing. Otherwise the fold is updated from the checkpoint when the change lies
+    after it, else re-folded from every live fill (``fill_of`` and ``chunk_of`` read
+    the caller's store; the event's own trade is taken from the event).
+    """
+    held = fill_of(event.trade_id)
+    if held is not None and event.version <= held.version:
+        return BookChange(book, book.position, None, None)
+    fill = Fill.of(event)
+    chunks, open_ids = book.chunks, book.open_ids
+    sealed = None
+    if held is None:
+        open_ids = (*open_ids, fill.trade_id)
+        if len(open_ids) >= INDEX_CHUNK:
+            sealed = (chunks, open_ids)
+            chunks, open_ids = chunks + 1, ()
+    old = held if held is not None and held.live else None
+    new = fill if fill.live else None
+    mark = book.checkpoint_last.fold_key if book.checkpoint_last is not None else None
+    checkpoint, count, checkpoint_last = (
+        book.checkpoint,
+        book.checkpoint_count,
+        book.checkpoint_last,
+    )
+    if old is None and new is None:
+        tail, state = book.tail, book.state
+    elif (
+        old is None and new is not None and (book.last is None or new.fold_key > book.last.fold_key)
+    ):
+        tail = (*book.tail, new)
+        state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
+    elif mark is None or all(f.fold_key > mark for f in (old, new) if f is not None):
+        kept = [f for f in book.tail if old is None or f.trade_id != old.trade_id]
+        if new is not None:
+            kept.append(new)
+        tail = tuple(sorted(kept, key=lambda f: f.fold_key))
+        state = _fold_from(checkpoint, tail)
+    else:  # the change lies at or before the checkpoint: fold every live fill again
+        ids = [i for n in range(book.chunks) for i in chunk_of(n)]
+        ids.extend(open_ids if sealed is None else sealed[1])
+        live = []
+        for trade_id in ids:
+            f = fill if trade_id == fill.trade_id else fill_of(trade_id)
+            if f is not None and f.live:
+                live.append(f)
+        live.sort(key=lambda f: f.fold_key)
+        head, tail = live[: max(0, len(live) - TAIL_FILLS)], tuple(live[-TAIL_FILLS:])
+        checkpoint, count = _fold_from(FLAT, head), len(head)
+        checkpoint_last = head[-1] if head else None
+        state = _fold_from(checkpoint, tail)
+    if len(tail) > TAIL_FILLS:  # move the oldest of the tail into the checkpoint
+        extra = len(tail) - TAIL_FILLS
+        checkpoint = _fold_from(checkpoint, tail[:extra])
+        count += extra
+        checkpoint_last, tail = tail[extra - 1], tail[extra:]
+    changed = PositionBook(
+        account=book.account,
+        instrument=book.instrument,
+        currency=event.currency,
+        multiplier=event.multiplier,
+        checkpoint=checkpoint,
+        checkpoint_count=count,
+        checkpoint_last=checkpoint_last,
+        tail=tail,
+        state=state,
+        chunks=chunks,
+        open_ids=open_ids,
+    )
+    return BookChange(changed, changed.position, fill, sealed)
+
+
+class PositionLedger:
+    """The whole state of a set of positions in plain dicts, for tests and benchmarks.
+
+    The positions service keeps the same three maps in its changelogged stores.
+    """
+
+    def __init__(self) -> None:
+        self.books: dict[str, PositionBook] = {}
+        self.fills: dict[str, Fill] = {}
+        self.chunks: dict[str, tuple[str, ...]] = {}
+
+    def apply(self, event: EnrichedTrade) -> BookChange:
+        """Apply ``event`` to its position and keep what changed."""
+        key = f"{event.account}|{event.instrument}"
+        book = self.books.get(key) or PositionBook.empty(event)
+        change = apply_event(
+            book,
+            event,
+            lambda trade_id: self.fills.get(f"{key}|{trade_id}"),
+            lambda n: self.chunks[f"{key}#{n}"],
         )
-        return book, book.position
+        if change.fill is not None:
+            self.books[key] = change.book
+            self.fills[f"{key}|{change.fill.trade_id}"] = change.fill
+        if change.sealed is not None:
+            self.chunks[f"{key}#{change.sealed[0]}"] = change.sealed[1]
+        return change
+
+    def effective_fills(self, key: str) -> list[Fill]:
+        """Return the live fills of a position, in fold order."""
+        prefix = key + "|"
+        live = [f for k, f in self.fills.items() if k.startswith(prefix) and f.live]
+        return sorted(live, key=lambda f: f.fold_key)

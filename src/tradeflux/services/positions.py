@@ -1,7 +1,11 @@
 """Positions: ``trades.enriched`` → ``positions``, per account and instrument.
 
-State: per position, its book of effective trades (latest version per trade id), so an
-AMEND or CANCEL re-folds the position as if the trade had been booked right first time.
+State (domain/positions.py): per position its book (a checkpoint of the fold, the last
+few fills, recent trade ids) in ``books``; per trade its latest version in ``fills``
+(key ``account|instrument|trade_id``); sealed chunks of each position's trade ids in
+``index`` (key ``account|instrument#n``). An AMEND or CANCEL re-folds the position as if
+the trade had been booked right first time. Each value stays small whatever the number
+of trades, so a batch changelogs what it changed, not every position's history.
 Positions go to the partition of their account (the input partition), so that the P&L
 service finds all of an account's positions in one partition.
 """
@@ -10,25 +14,49 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tradeflux.domain.positions import PositionBook
+from tradeflux.domain.positions import ChunkLookup, Fill, FillLookup, PositionBook, apply_event
 from tradeflux.domain.schemas import EnrichedTrade, Position, position_key
 from tradeflux.stream.codecs import JsonCodec, MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
+from tradeflux.stream.stores import StorePartition
 from tradeflux.stream.topology import Service, StoreSpec, Topic
+
+
+def _lookups(
+    fills: StorePartition, index: StorePartition, key: str
+) -> tuple[FillLookup, ChunkLookup]:
+    """Return readers of a position's fills and index chunks in the stores."""
+    prefix = key + "|"
+
+    def fill_of(trade_id: str) -> Fill | None:
+        fill: Fill | None = fills.get(prefix + trade_id)
+        return fill
+
+    def chunk_of(n: int) -> tuple[str, ...]:
+        chunk: tuple[str, ...] = index.get(f"{key}#{n}")
+        return chunk
+
+    return fill_of, chunk_of
 
 
 def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
     """Apply each enriched trade event to its position's book and emit the position."""
     books = ctx.store("books")
+    fills = ctx.store("fills")
+    index = ctx.store("index")
     changed: dict[str, Position] = {}
     for record in records:
         trade: EnrichedTrade = record.value
         key = position_key(trade.account, trade.instrument)
         book = books.get(key) or PositionBook.empty(trade)
-        book, position = book.apply(trade)
-        books.put(key, book)
-        changed[key] = position
+        change = apply_event(book, trade, *_lookups(fills, index, key))
+        if change.fill is not None:
+            books.put(key, change.book)
+            fills.put(f"{key}|{change.fill.trade_id}", change.fill)
+        if change.sealed is not None:
+            index.put(f"{key}#{change.sealed[0]}", change.sealed[1])
+        changed[key] = change.position
     for key, position in changed.items():
         ctx.emit("positions", key, position, partition=ctx.partition)
 
@@ -37,7 +65,11 @@ SERVICE = Service(
     name="positions",
     inputs=[Topic("trades.enriched", JsonCodec(EnrichedTrade))],
     outputs=[Topic("positions", JsonCodec(Position))],
-    stores=[StoreSpec("books", MsgpackCodec(PositionBook))],
+    stores=[
+        StoreSpec("books", MsgpackCodec(PositionBook)),
+        StoreSpec("fills", MsgpackCodec(Fill)),
+        StoreSpec("index", MsgpackCodec(tuple[str, ...])),
+    ],
     process=apply_trades,
     dead_letter_topic="trades.rejected",
 )
