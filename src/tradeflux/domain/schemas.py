@@ -207,3 +207,63 @@ class RiskAlert(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     base_currency: str
     missing_fx: tuple[str, ...] = ()
+
+
+class SecuritiesObligation(msgspec.Struct, frozen=True, kw_only=True):
+    """The net securities of one instrument in a settlement obligation.
+
+    ``quantity`` is signed from our side: positive we receive (net bought), negative we
+    deliver (net sold); ``trade_count`` effective trades are netted in it.
+    """
+
+    instrument: str
+    isin: str
+    quantity: Decimal
+    trade_count: int
+
+
+class SettlementObligation(msgspec.Struct, frozen=True, kw_only=True):
+    """Netted cash and securities with a counterparty in a currency on a settlement date.
+
+    Keyed ``counterparty|currency|settlement_date`` on ``settlement.obligations``
+    (compacted; a tombstone when no effective trade is left). Cash is in ``currency``,
+    signed from our side: ``net_cash = cash_received - cash_paid``, positive we receive;
+    ``cash_paid`` (the BUYs' notionals) and ``cash_received`` (the SELLs') are gross and
+    positive. Exact sums of the trades' notionals, not rounded to minor units.
+    ``securities`` is per instrument, in instrument order.
+    """
+
+    counterparty: str
+    counterparty_lei: str
+    currency: str
+    settlement_date: dt.date
+    net_cash: Decimal
+    cash_paid: Decimal
+    cash_received: Decimal
+    trade_count: int
+    securities: tuple[SecuritiesObligation, ...] = ()
+
+
+class Bar(msgspec.Struct, frozen=True, kw_only=True):
+    """The OHLCV bar of an instrument's effective trades in one event-time window.
+
+    Keyed ``instrument|window_start`` (ISO UTC) on ``analytics.bars``; a tombstone says the
+    window has no effective trades left. Revisions come as the window changes; the one
+    with ``final`` true is the last, sent when the window closes. ``volume`` is the sum of
+    quantities, ``vwap`` the volume-weighted price (6 decimals, half-even), ``notional``
+    the sum of the trades' notionals in ``currency``, ``count`` the number of trades.
+    """
+
+    instrument: str
+    window_start: dt.datetime
+    window_end: dt.datetime
+    currency: str
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    vwap: Decimal
+    notional: Decimal
+    count: int
+    final: bool = False

@@ -1,0 +1,382 @@
+"""Bars: event-time tumbling windows over an instrument's effective trades (docs/domain-rules.md).
+
+A window of an instrument holds the effective trades (latest version per account and
+trade id; a CANCEL removes the trade) whose ``trade_time`` falls in
+``[start, start + size)``, windows aligned on the UTC epoch. Its bar is the OHLCV of
+those trades (:func:`bar_of`).
+
+Stream time is event time: the largest ``trade_time`` seen in the input partition. A
+window is closed once stream time is past ``end + grace``; an event that would change a
+closed window is late: counted, not applied. When a window closes its final bar goes out
+and its state is dropped, so memory holds only the open windows.
+
+:class:`WindowBatch` is the work of one input partition in one batch: it reads the
+committed state through two lookups, applies events in order on private working copies
+(store values are never mutated), and :meth:`WindowBatch.finish` returns the new state
+and at most one bar (or tombstone) per changed or closed window. Results do not depend on
+how the input is cut into batches: lateness is decided per event against the stream time
+before it, and a closed window can no longer change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from tradeflux.domain.schemas import Bar, EnrichedTrade
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+VWAP_QUANTUM = Decimal("0.000001")
+"""VWAP is quantized to 6 decimal places, half-even (finer than any tick we list)."""
+
+_ONE_US = dt.timedelta(microseconds=1)
+_ZERO = Decimal(0)
+
+V_co = TypeVar("V_co", covariant=True)
+
+
+class Lookup(Protocol[V_co]):
+    """Read access to committed state by key (a store partition is one)."""
+
+    def get(self, key: str, /) -> V_co | None:  # noqa: D102
+        ...
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Tumbling windows of ``size``, aligned on the UTC epoch, closed ``grace`` after their end."""
+
+    size: dt.timedelta
+    grace: dt.timedelta
+
+    def __post_init__(self) -> None:
+        if self.size <= dt.timedelta(0):
+            raise ValueError(f"window size must be positive, got {self.size}")
+        if self.grace < dt.timedelta(0):
+            raise ValueError(f"grace must not be negative, got {self.grace}")
+
+    def start_of(self, t: dt.datetime) -> dt.datetime:
+        """Return the start of the window that holds instant ``t`` (aware)."""
+        elapsed_us = (t - EPOCH) // _ONE_US
+        size_us = self.size // _ONE_US
+        return EPOCH + dt.timedelta(microseconds=elapsed_us - elapsed_us % size_us)
+
+    def is_closed(self, start: dt.datetime, stream_time: dt.datetime | None) -> bool:
+        """Tell whether the window starting at ``start`` is closed at ``stream_time``.
+
+        Closed means ``stream_time > start + size + grace``; no stream time, nothing closed.
+        """
+        return stream_time is not None and stream_time > start + self.size + self.grace
+
+
+def window_key(instrument: str, start: dt.datetime) -> str:
+    """Return the key of a window (and of its bars): ``instrument|2026-11-24T15:00:05Z``."""
+    return f"{instrument}|{_iso(start)}"
+
+
+def trade_key(account: str, trade_id: str) -> str:
+    """Return the key of a trade in its window: ``account|trade_id``.
+
+    A trade is known by account and trade id: the validator turns an AMEND that moves a
+    trade to another account into a CANCEL of the old and a NEW of the new with the same
+    version, which come from two partitions of ``trades.enriched`` and so may reach an
+    instrument's partition in either order; per account, a trade's events are in order.
+    """
+    return f"{account}|{trade_id}"
+
+
+def slot_key(instrument: str, key: str) -> str:
+    """Return the key of a trade's slot: ``instrument|account|trade_id``."""
+    return f"{instrument}|{key}"
+
+
+def _iso(t: dt.datetime) -> str:
+    text = t.astimezone(dt.UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+class BarTrade(msgspec.Struct, frozen=True, array_like=True):
+    """What a bar needs of one effective trade."""
+
+    trade_id: str
+    account: str
+    trade_time: dt.datetime
+    quantity: Decimal
+    price: Decimal
+    notional: Decimal
+
+
+class TradeSlot(msgspec.Struct, frozen=True, array_like=True):
+    """Where a trade is: the start of its window, the version held, and whether it is live.
+
+    A cancelled trade (``live`` False) keeps the window it was cancelled from, so its slot
+    goes when that window closes.
+    """
+
+    window_start: dt.datetime
+    version: int
+    live: bool
+
+
+class WindowState(msgspec.Struct, frozen=True, kw_only=True):
+    """An open window of an instrument: its live trades by ``account|trade_id``.
+
+    ``cancelled`` lists the trades cancelled out of this window (their slots point here,
+    and are dropped with it). ``currency`` is that of the last event applied.
+    """
+
+    instrument: str
+    start: dt.datetime
+    currency: str
+    trades: dict[str, BarTrade] = msgspec.field(default_factory=dict)
+    cancelled: tuple[str, ...] = ()
+
+
+def bar_of(
+    instrument: str,
+    start: dt.datetime,
+    size: dt.timedelta,
+    currency: str,
+    trades: Iterable[BarTrade],
+    final: bool = False,
+) -> Bar | None:
+    """Return the bar of a window's effective trades, or None when it has none.
+
+    Open and close are the prices of the first and last trade by ``(trade_time,
+    trade_id, account)``; ``volume = Σ quantity``; ``vwap = Σ(price · quantity) / volume``
+    quantized to :data:`VWAP_QUANTUM` half-even; ``notional = Σ notional``. Decimal in
+    the default context (28 digits, half-even).
+    """
+    ordered = sorted(trades, key=lambda t: (t.trade_time, t.trade_id, t.account))
+    if not ordered:
+        return None
+    volume = _ZERO
+    value = _ZERO
+    notional = _ZERO
+    high = low = ordered[0].price
+    for trade in ordered:
+        volume += trade.quantity
+        value += trade.price * trade.quantity
+        notional += trade.notional
+        high = max(high, trade.price)
+        low = min(low, trade.price)
+    return Bar(
+        instrument=instrument,
+        window_start=start,
+        window_end=start + size,
+        currency=currency,
+        open=ordered[0].price,
+        high=high,
+        low=low,
+        close=ordered[-1].price,
+        volume=volume,
+        vwap=(value / volume).quantize(VWAP_QUANTUM, rounding=ROUND_HALF_EVEN),
+        notional=notional,
+        count=len(ordered),
+        final=final,
+    )
+
+
+class Outcome(enum.Enum):
+    """What became of one event."""
+
+    APPLIED = "applied"
+    LATE = "late"  # it would change a closed window: counted, not applied
+    STALE = "stale"  # its version is not above the one held: ignored
+
+
+@dataclass
+class _Working:
+    """A private, mutable copy of one window's state during a batch."""
+
+    instrument: str
+    start: dt.datetime
+    currency: str
+    trades: dict[str, BarTrade]
+    cancelled: list[str]
+
+    @classmethod
+    def of(cls, state: WindowState) -> _Working:
+        return cls(
+            state.instrument,
+            state.start,
+            state.currency,
+            dict(state.trades),
+            list(state.cancelled),
+        )
+
+    def frozen(self) -> WindowState:
+        return WindowState(
+            instrument=self.instrument,
+            start=self.start,
+            currency=self.currency,
+            trades=dict(self.trades),
+            cancelled=tuple(self.cancelled),
+        )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch changed: state to write (None deletes) and bars to emit (None: tombstone).
+
+    ``bars`` is in (window start, instrument) order, one entry per window at most.
+    """
+
+    stream_time: dt.datetime | None
+    windows: dict[str, WindowState | None]
+    slots: dict[str, TradeSlot | None]
+    bars: list[tuple[str, Bar | None]]
+    closed: int
+
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class WindowBatch:
+    """The windows of one input partition during one batch.
+
+    Feed events in offset order with :meth:`apply`, then call :meth:`finish` once.
+    """
+
+    spec: WindowSpec
+    stream_time: dt.datetime | None
+    windows: Lookup[WindowState]
+    slots: Lookup[TradeSlot]
+    _work: dict[str, _Working] = field(default_factory=dict, init=False)
+    _slots: dict[str, TradeSlot | None] = field(default_factory=dict, init=False)
+    _changed: set[str] = field(default_factory=set, init=False)
+
+    def _slot(self, key: str) -> TradeSlot | None:
+        if key in self._slots:
+            return self._slots[key]
+        return self.slots.get(key)
+
+    def _window(self, instrument: str, start: dt.datetime, currency: str) -> _Working:
+        key = window_key(instrument, start)
+        work = self._work.get(key)
+        if work is None:
+            state = self.windows.get(key)
+            work = (
+                _Working.of(state)
+                if state is not None
+                else _Working(instrument, start, currency, {}, [])
+            )
+            self._work[key] = work
+        self._changed.add(key)
+        return work
+
+    def apply(self, event: EnrichedTrade) -> Outcome:
+        """Apply one event of the partition, in offset order; return what became of it.
+
+        Against the stream time before the event: a live event (NEW, AMEND) needs the
+        window of its ``trade_time`` open; an AMEND or CANCEL needs the trade live in an
+        open window (a trade whose window closed has no slot any more, so it is late too).
+        Then stream time moves up to the event's ``trade_time``, whatever the outcome.
+        """
+        try:
+            return self._apply(event)
+        finally:
+            if self.stream_time is None or event.trade_time > self.stream_time:
+                self.stream_time = event.trade_time
+
+    def _apply(self, event: EnrichedTrade) -> Outcome:
+        instrument, tkey = event.instrument, trade_key(event.account, event.trade_id)
+        key = slot_key(instrument, tkey)
+        held = self._slot(key)
+        if held is not None and event.version <= held.version:
+            return Outcome.STALE
+        spec, now = self.spec, self.stream_time
+        old = held.window_start if held is not None and held.live else None
+        live = event.event_type != "CANCEL"
+        if event.event_type != "NEW" and old is None:
+            return Outcome.LATE  # not held live: its window closed, or it never got in
+        new = spec.start_of(event.trade_time) if live else None
+        if (old is not None and spec.is_closed(old, now)) or (
+            new is not None and spec.is_closed(new, now)
+        ):
+            return Outcome.LATE
+        if old is not None:
+            window = self._window(instrument, old, event.currency)
+            window.trades.pop(tkey, None)
+            window.currency = event.currency
+            if not live:
+                window.cancelled.append(tkey)
+        if new is not None:
+            window = self._window(instrument, new, event.currency)
+            window.trades[tkey] = BarTrade(
+                event.trade_id,
+                event.account,
+                event.trade_time,
+                event.quantity,
+                event.price,
+                event.notional,
+            )
+            window.currency = event.currency
+            self._slots[key] = TradeSlot(new, event.version, True)
+        else:
+            assert old is not None  # noqa: S101 - a CANCEL got here only with the trade live
+            self._slots[key] = TradeSlot(old, event.version, False)
+        return Outcome.APPLIED
+
+    def finish(self, committed: Iterable[tuple[str, WindowState]]) -> BatchResult:
+        """Close the windows stream time has passed; return the state and bars to write.
+
+        ``committed`` is every window of the partition as of the last commit. A changed
+        window gets its bar revision (a tombstone when it has no trades left); a window
+        that closes gets its final bar instead (nothing if it is empty and unchanged), and
+        its state and its trades' slots are dropped.
+        """
+        spec, now = self.spec, self.stream_time
+        windows: dict[str, WindowState | None] = {}
+        slots = dict(self._slots)
+        bars: list[tuple[dt.datetime, str, Bar | None]] = []
+        closed = 0
+        states: dict[str, _Working | WindowState] = dict(committed)
+        stored = set(states)
+        states.update(self._work)
+        for key, state in states.items():
+            changed = key in self._changed
+            is_closed = spec.is_closed(state.start, now)
+            if not changed and not is_closed:
+                continue
+            bar = bar_of(
+                state.instrument,
+                state.start,
+                spec.size,
+                state.currency,
+                state.trades.values(),
+                final=is_closed,
+            )
+            if bar is not None or changed:
+                bars.append((state.start, key, bar))
+            if not is_closed:
+                assert isinstance(state, _Working)  # noqa: S101 - changed means a working copy
+                windows[key] = state.frozen()
+                continue
+            closed += 1
+            if key in stored:
+                windows[key] = None
+            for tkey in (*state.trades, *state.cancelled):
+                skey = slot_key(state.instrument, tkey)
+                slot = _latest(slots, self.slots, skey)
+                if slot is None or slot.window_start != state.start:
+                    continue  # gone already, or the trade moved on to another window
+                if self.slots.get(skey) is None:
+                    del slots[skey]  # made in this batch: nothing to delete
+                else:
+                    slots[skey] = None
+        bars.sort(key=lambda b: (b[0], b[1]))
+        return BatchResult(now, windows, slots, [(k, b) for _, k, b in bars], closed)
+
+
+def _latest(changed: Mapping[str, _T | None], committed: Lookup[_T], key: str) -> _T | None:
+    if key in changed:
+        return changed[key]
+    return committed.get(key)

@@ -1,0 +1,164 @@
+"""An independent, plain fold of the bar rules (docs/domain-rules.md, "Analytics (bars)").
+
+End-to-end tests compare the bars the analytics service wrote with what this fold
+expects, exactly. It shares nothing with ``tradeflux.domain.windows``: it replays the
+events of ``trades.by_instrument`` in the order the service read them (per partition,
+in offset order), keeps every trade it ever saw (it drops nothing when a window closes)
+and computes each window's bar from scratch at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tests.support.kafka_tools import producer
+from tests.support.reference import run_reference
+from tradeflux.config import Settings
+from tradeflux.domain.schemas import Bar, EnrichedTrade
+from tradeflux.sim.refdata import load_refdata
+from tradeflux.sim.trades import TradeMix, generate_session
+
+REFDATA_DIR = Path(__file__).resolve().parents[2] / "data" / "refdata"
+SIZE = dt.timedelta(seconds=5)  # the service's defaults
+GRACE = dt.timedelta(seconds=2)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def simulated_enriched(count: int, seconds: float, seed: int) -> list[EnrichedTrade]:
+    """Enriched events of a simulated session on 8 instruments, as the reference validator emits.
+
+    ``seconds`` of trade time (a window per 5 s per instrument), with amends and cancels
+    (some late, some moving a trade to another account), in the validator's order.
+    """
+    ref = load_refdata(REFDATA_DIR)
+    instruments = [i for i in ref.instruments if i.active][:200:25]
+    session = generate_session(
+        instruments, ref.accounts, ref.counterparties, count=count, rate_per_s=count / seconds,
+        seed=seed, mix=TradeMix(amend_rate=0.12, cancel_rate=0.06, duplicate_rate=0.01,
+                                malformed_rate=0.01),
+    )  # fmt: skip
+    records = [(r.key, r.value, r.timestamp_ms) for r in session.records]
+    return run_reference(records, ref.instruments, ref.accounts, ref.counterparties).enriched
+
+
+def produce_enriched(
+    settings: Settings, topic: str, events: list[EnrichedTrade], rate_per_s: float | None = None
+) -> None:
+    """Write ``events`` to ``topic`` keyed by account, in order; paced if ``rate_per_s``."""
+    prod = producer(settings)
+    encode = msgspec.json.Encoder(decimal_format="string").encode
+    started = time.monotonic()
+    for i, event in enumerate(events):
+        if rate_per_s and i % 100 == 0:
+            ahead = i / rate_per_s - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        prod.produce(topic, encode(event), event.account.encode())
+        prod.poll(0)
+    assert prod.flush(60) == 0
+
+
+def start_of(t: dt.datetime) -> dt.datetime:
+    """The start of the window ``t`` is in: windows of SIZE from the epoch."""
+    return EPOCH + ((t - EPOCH) // SIZE) * SIZE
+
+
+def bar_key(instrument: str, start: dt.datetime) -> str:
+    return f"{instrument}|{start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+@dataclass
+class Expected:
+    """The bar every window must end with (by key), and how many events were late."""
+
+    bars: dict[str, Bar] = field(default_factory=dict)
+    late: int = 0
+
+
+def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
+    """Fold one partition's events, in offset order, into ``out``."""
+    now: dt.datetime | None = None  # stream time: the largest trade time seen so far
+    held: dict[tuple[str, str, str], EnrichedTrade] = {}  # latest applied, cancels included
+
+    def closed(start: dt.datetime) -> bool:
+        return now is not None and now > start + SIZE + GRACE
+
+    for e in events:
+        ident = (e.instrument, e.account, e.trade_id)
+        before = held.get(ident)
+        if before is not None and e.version <= before.version:
+            pass  # an old version: ignored
+        else:
+            live_before = before is not None and before.event_type != "CANCEL"
+            late = (
+                (live_before and closed(start_of(before.trade_time)))  # type: ignore[union-attr]
+                or (e.event_type != "NEW" and not live_before)
+                or (e.event_type != "CANCEL" and closed(start_of(e.trade_time)))
+            )
+            if late:
+                out.late += 1
+            else:
+                held[ident] = e
+        if now is None or e.trade_time > now:
+            now = e.trade_time
+    windows: dict[tuple[str, dt.datetime], list[EnrichedTrade]] = {}
+    for e in held.values():
+        if e.event_type != "CANCEL":
+            windows.setdefault((e.instrument, start_of(e.trade_time)), []).append(e)
+    for (instrument, start), trades in windows.items():
+        trades.sort(key=lambda t: (t.trade_time, t.trade_id, t.account))
+        volume = sum((t.quantity for t in trades), Decimal(0))
+        value = sum((t.price * t.quantity for t in trades), Decimal(0))
+        out.bars[bar_key(instrument, start)] = Bar(
+            instrument=instrument,
+            window_start=start,
+            window_end=start + SIZE,
+            currency=trades[-1].currency,
+            open=trades[0].price,
+            high=max(t.price for t in trades),
+            low=min(t.price for t in trades),
+            close=trades[-1].price,
+            volume=volume,
+            vwap=(value / volume).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN),
+            notional=sum((t.notional for t in trades), Decimal(0)),
+            count=len(trades),
+            final=closed(start),
+        )
+
+
+def expected_from(by_instrument: list[Any]) -> Expected:
+    """The expected bars from the messages of ``trades.by_instrument`` (read_all's order)."""
+    decode = msgspec.json.Decoder(EnrichedTrade).decode
+    partitions: dict[int, list[EnrichedTrade]] = {}
+    for m in by_instrument:
+        partitions.setdefault(m.partition(), []).append(decode(m.value()))
+    out = Expected()
+    for events in partitions.values():
+        fold_partition(events, out)
+    return out
+
+
+def bars_written(messages: list[Any]) -> tuple[dict[str, Bar], Counter[str]]:
+    """The last bar per key on ``analytics.bars`` (a tombstone removes it), and finals per key."""
+    decode = msgspec.json.Decoder(Bar).decode
+    latest: dict[str, Bar] = {}
+    finals: Counter[str] = Counter()
+    for m in messages:
+        key = m.key().decode()
+        if m.value() is None:
+            latest.pop(key, None)
+            continue
+        bar = decode(m.value())
+        latest[key] = bar
+        if bar.final:
+            finals[key] += 1
+    return latest, finals
