@@ -347,11 +347,7 @@ def validate(
         else:
             assert state is not None
             previous = state.trade
-            moved = (previous.account, previous.instrument, previous.counterparty) != (
-                event.account,
-                event.instrument,
-                event.counterparty,
-            )
+            moved = previous.account != event.account or previous.instrument != event.instrument
             if moved:
                 enriched.append(as_cancel(previous, event, now))
                 trade = enrich(event, "NEW", now, *refdata)

@@ -51,7 +51,6 @@ REFDATA = RefData(
         c.counterparty_id: c
         for c in [
             Counterparty(counterparty_id="CP-1", lei="HWUPKR0MPOU8FGXBT394", name="Harbour"),
-            Counterparty(counterparty_id="CP-2", lei="5493001KJTIIGC8Y1R12", name="Kingsbridge"),
             Counterparty(counterparty_id="CP-X", lei="7LTWFZYICNSX8D621K86", name="Gone",
                          active=False),
         ]
@@ -343,17 +342,6 @@ def test_an_amend_that_moves_the_instrument_is_a_cancel_then_a_new() -> None:
         "NEW",
         "FUT.XNYS",
         Decimal("450025.00"),
-    )
-
-
-def test_an_amend_that_moves_the_counterparty_is_a_cancel_then_a_new() -> None:
-    amend = raw(event_type="AMEND", version=2, counterparty="CP-2")
-    cancel, new = accepted(validate(amend, NOW, booked(), REFDATA)).events
-    assert (cancel.event_type, cancel.counterparty, cancel.version) == ("CANCEL", "CP-1", 2)
-    assert (new.event_type, new.counterparty, new.counterparty_lei) == (
-        "NEW",
-        "CP-2",
-        "5493001KJTIIGC8Y1R12",
     )
 
 

@@ -114,8 +114,7 @@ class EnrichedTrade(msgspec.Struct, frozen=True, kw_only=True):
 
     Keyed by account on ``trades.enriched``. An AMEND carries the full new state of the
     trade; a CANCEL carries the state it cancels. When an AMEND moves a trade to another
-    account, instrument or counterparty, the validator emits a CANCEL of the old and a NEW
-    of the new.
+    account or instrument, the validator emits a CANCEL of the old and a NEW of the new.
     """
 
     event_type: EventType

@@ -120,11 +120,7 @@ def validate(
     new_state = TradeState(version=event.version, cancelled=False, effective=enriched)
     if state is not None:
         before = state.effective
-        if (before.account, before.instrument, before.counterparty) != (
-            enriched.account,
-            enriched.instrument,
-            enriched.counterparty,
-        ):  # it moves between the partitions of a key: cancel where it was, new where it goes
+        if before.account != enriched.account or before.instrument != enriched.instrument:
             cancel = _as_cancel(before, event, ingest_time)
             moved = msgspec.structs.replace(enriched, event_type="NEW")
             new_state = TradeState(version=event.version, cancelled=False, effective=moved)
