@@ -32,7 +32,15 @@ ACCOUNT = next(a for a in ACCOUNTS.values() if a.status == "ACTIVE")  # type: ig
 CPTY = next(c for c in COUNTERPARTIES.values() if c.active)  # type: ignore[attr-defined]
 
 
-def _trade(trade_id: str, version: int, event: str, side: str, qty: int, price: str) -> bytes:
+def _trade(
+    trade_id: str,
+    version: int,
+    event: str,
+    side: str,
+    qty: int,
+    price: str,
+    counterparty: str = CPTY.counterparty_id,
+) -> bytes:
     return msgspec.json.encode(
         TradeEvent(
             event_type=event,  # type: ignore[arg-type]
@@ -45,7 +53,7 @@ def _trade(trade_id: str, version: int, event: str, side: str, qty: int, price: 
             price=Decimal(price),
             currency=INSTRUMENT.currency,
             venue=INSTRUMENT.mic,
-            counterparty=CPTY.counterparty_id,
+            counterparty=counterparty,
             trade_time=T0 - dt.timedelta(seconds=1),
         )
     )
@@ -146,3 +154,36 @@ def test_repartition_rekeys_the_original_bytes_by_instrument_and_by_counterparty
     by_counterparty = [(o.key, o.value) for o in out if o.topic == "trades.by_counterparty"]
     assert by_instrument == [(INSTRUMENT.instrument_id, raw) for raw in raws]
     assert by_counterparty == [(CPTY.counterparty_id, raw) for raw in raws]
+
+
+def test_repartition_splits_a_counterparty_move_on_the_counterparty_topic_only() -> None:
+    other = next(
+        c
+        for c in COUNTERPARTIES.values()
+        if c.active and c.counterparty_id != CPTY.counterparty_id  # type: ignore[attr-defined]
+    )
+    v = _validator()
+    r = TestDriver(repartition.SERVICE)
+    trades = [
+        ("T1", _trade("T1", 1, "NEW", "BUY", 10, "10.00")),
+        ("T1", _trade("T1", 2, "AMEND", "BUY", 12, "10.00", other.counterparty_id)),  # type: ignore[attr-defined]
+        ("T1", _trade("T1", 3, "AMEND", "BUY", 14, "10.00", other.counterparty_id)),  # type: ignore[attr-defined]
+    ]
+    enriched = [o.value for o in v.send(trades, timestamp_ms=T0_MS) if o.topic == "trades.enriched"]
+    assert [e.event_type for e in enriched] == ["NEW", "AMEND", "AMEND"]  # in place upstream
+    out = r.send([(e.account, e) for e in enriched])
+    by_instrument = [o.value for o in out if o.topic == "trades.by_instrument"]
+    by_counterparty = [
+        (o.key, msgspec.json.decode(o.value)) for o in out if o.topic == "trades.by_counterparty"
+    ]
+    assert len(by_instrument) == 3
+    moved = [(key, e["event_type"], e["version"], e["counterparty"], e["quantity"])
+             for key, e in by_counterparty]  # fmt: skip
+    old, new = CPTY.counterparty_id, other.counterparty_id  # type: ignore[attr-defined]
+    lot = INSTRUMENT.lot_size
+    assert moved == [
+        (old, "NEW", 1, old, str(10 * lot)),
+        (old, "CANCEL", 2, old, str(10 * lot)),  # the state it cancels, the amend's version
+        (new, "NEW", 2, new, str(12 * lot)),
+        (new, "AMEND", 3, new, str(14 * lot)),  # no move any more: as is
+    ]
