@@ -246,6 +246,8 @@ class StreamApp:
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise StreamError(f"could not create changelog {topic}: {exc}") from exc
+        if new:
+            self._wait_for_leaders(admin, [t.topic for t in new])
         for topic in self.changelogs.values():
             existing = meta.topics.get(topic)
             if existing is not None and len(existing.partitions) != partitions:
@@ -253,6 +255,30 @@ class StreamApp:
                     f"changelog {topic} has {len(existing.partitions)} partitions but the "
                     f"input has {partitions}; they must match"
                 )
+
+    @staticmethod
+    def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
+        """Wait until the metadata shows a leader for every partition of ``topics``.
+
+        Created topics reach the metadata a moment after CreateTopics returns; reading
+        their offsets before that fails with NOT_LEADER_FOR_PARTITION.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            meta = admin.list_topics(timeout=10.0)
+            waiting = [
+                t
+                for t in topics
+                if t not in meta.topics
+                or meta.topics[t].error is not None
+                or not meta.topics[t].partitions
+                or any(p.leader < 0 for p in meta.topics[t].partitions.values())
+            ]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise StreamError(f"changelogs without leaders after {timeout_s:g}s: {waiting}")
+            time.sleep(0.1)
 
     def _shutdown(self) -> None:
         if self._consumer is not None:

@@ -39,6 +39,33 @@ class StoreRestoreError(RuntimeError):
     """A changelog could not be read back."""
 
 
+_RETRIABLE = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """Return a partition's (low, high) offsets, retrying while a just-created topic settles.
+
+    A changelog created a moment ago may not have a leader yet in every broker's metadata.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10.0, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _RETRIABLE or time.monotonic() > deadline:
+                raise StoreRestoreError(f"offsets of {tp.topic}[{tp.partition}]: {exc}") from exc
+            log.info("waiting for changelog %s[%d]: %s", tp.topic, tp.partition, exc)
+            time.sleep(0.2)
+
+
 class Restore:
     """One store partition to rebuild from one changelog partition."""
 
@@ -67,8 +94,7 @@ def restore_partitions(
     """
     todo: dict[tuple[str, int], Restore] = {}
     for r in restores:
-        tp = TopicPartition(r.topic, r.store.partition)
-        low, r.high = consumer.get_watermark_offsets(tp, timeout=10.0, cached=False)
+        low, r.high = _watermarks(consumer, TopicPartition(r.topic, r.store.partition))
         if r.high > low:
             todo[(r.topic, r.store.partition)] = r
     if not todo:
