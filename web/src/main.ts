@@ -215,6 +215,19 @@ function onEvent(kind: string, data: unknown): void {
       invalidate("pnl");
       break;
     }
+    case "bar_removed": {
+      // key instrument|window_start: the window's trades were all cancelled
+      const key = (data as { key: string }).key;
+      const cut = key.lastIndexOf("|");
+      const instrument = key.slice(0, cut);
+      const time = Math.floor(Date.parse(key.slice(cut + 1)) / 1000);
+      const series = state.bars.get(instrument);
+      if (series?.delete(time)) {
+        if (series.size === 0) state.bars.delete(instrument);
+        invalidate("bars");
+      }
+      break;
+    }
     default:
       break;
   }
