@@ -24,8 +24,9 @@ from rich.live import Live
 from rich.table import Table
 
 from tradeflux.config import Settings
+from tradeflux.services import SHIPPED
 
-SERVICES = ("validator", "positions", "pnl", "risk")
+SERVICES = SHIPPED
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from tests.support.browser import OUTPUT, dashboard_page
 from tests.support.demo import answers, running_demo
 from tests.support.kafka_tools import wait_for
 from tradeflux.config import Settings
+from tradeflux.services import SHIPPED
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
@@ -36,7 +37,12 @@ def test_dashboard_of_a_demo_run_shows_positions_and_an_alert(
             assert "ACC-" in alert and ("BREACH" in alert or "CLEARED" in alert), alert
             page.wait_for_selector("#pnl-table tbody tr td.acct", timeout=30_000)
             page.wait_for_function(
-                "document.querySelectorAll('#svc-table .badge.up').length === 4", timeout=30_000
+                f"document.querySelectorAll('#svc-table .badge.up').length === {len(SHIPPED)}",
+                timeout=60_000,
+            )
+            page.wait_for_selector("#bar-chart canvas", timeout=30_000)  # analytics' bars
+            page.wait_for_function(
+                "document.getElementById('bar-empty').offsetParent === null", timeout=60_000
             )
             tile = page.locator(".kpi", has_text="Open positions").locator(".value")
             assert tile.inner_text() not in ("", "0", "—")

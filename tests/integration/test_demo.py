@@ -9,6 +9,7 @@ import pytest
 from tests.support.demo import get_json, our_processes, running_demo
 from tests.support.kafka_tools import wait_for
 from tradeflux.config import Settings
+from tradeflux.services import SHIPPED
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -19,7 +20,7 @@ def test_demo_shows_positions_within_a_minute_and_ctrl_c_stops_everything(
     with running_demo(kafka, tmp_path) as demo:
         assert wait_for(lambda: demo.total("/v1/positions"), 60, "positions in the query API") > 0
         assert wait_for(lambda: demo.total("/v1/pnl"), 30, "P&L in the query API") > 0
-        expected = {"validator", "positions", "pnl", "risk"}
+        expected = set(SHIPPED)
 
         def services_up() -> set[str]:
             statuses = get_json(f"{demo.url}/v1/services") or []

@@ -20,6 +20,7 @@ from tradeflux.cli.app import (
 )
 from tradeflux.cli.broker import _environ, broker_start, topics_create
 from tradeflux.errors import TradefluxError
+from tradeflux.services import SHIPPED
 
 
 @refdata_app.command("load")
@@ -60,7 +61,7 @@ def run(
     target: Annotated[
         str,
         typer.Argument(
-            help="The service: validator, positions, pnl, risk, or any Service as module:attribute."
+            help=f"The service: {', '.join(SHIPPED)}, or any Service as module:attribute."
         ),
     ],
     instance_id: Annotated[
@@ -111,8 +112,7 @@ def run(
         service = load_service(target)
     except ServiceNotFoundError as exc:
         raise TradefluxError(
-            f"{exc}; name a shipped service (validator, positions, pnl, risk) or a Service as "
-            "module:attribute"
+            f"{exc}; name a shipped service ({', '.join(SHIPPED)}) or a Service as module:attribute"
         ) from None
     config = RuntimeConfig(
         client=settings.client_config(),

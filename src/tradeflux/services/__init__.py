@@ -1,1 +1,4 @@
 """One module per microservice: each binds domain rules to the stream runtime."""
+
+SHIPPED = ("validator", "positions", "pnl", "risk", "repartition", "analytics", "settlement")
+"""The shipped services, in pipeline order; ``tradeflux run NAME`` runs ``<NAME>:SERVICE``."""
