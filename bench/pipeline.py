@@ -105,7 +105,13 @@ def _start(settings: Settings, prefix: str, tmp: Path) -> list[ServiceProcess]:
     return [ServiceProcess(settings, name, prefix, f"{name}-bench", tmp) for name, _ in SERVICES]
 
 
-def throughput(settings: Settings, trades: int, tmp: Path) -> float:
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU time a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(settings: Settings, trades: int, tmp: Path) -> tuple[float, dict[str, float]]:
     prefix = f"bp-{uuid.uuid4().hex[:6]}-"
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
     session = _prepare(settings, prefix, trades, rate=trades / 50, start=start)
@@ -131,11 +137,12 @@ def throughput(settings: Settings, trades: int, tmp: Path) -> float:
                 break
             time.sleep(0.2)
         done = time.time()
+        cpu = {name: cpu_seconds(p.proc.pid) for (name, _), p in zip(SERVICES, procs, strict=True)}
     finally:
         for p in procs:
             p.terminate()
         watcher.stop = True
-    return trades / (done - watcher.first)
+    return trades / (done - watcher.first), cpu
 
 
 def latency(settings: Settings, rate: int, seconds: int, tmp: Path) -> tuple[float, float, int]:
@@ -186,7 +193,7 @@ def main() -> None:
         settings = replace(settings, bootstrap=local.start_cluster(own, port=19192).bootstrap)
     try:
         console.print(f"throughput over {args.trades:,} trades ...")
-        tps = throughput(settings, args.trades, tmp)
+        tps, cpu = throughput(settings, args.trades, tmp)
         console.print(f"latency at {args.rate:,} trades/s for {args.seconds}s ...")
         p50, p99, n = latency(settings, args.rate, args.seconds, tmp)
     finally:
@@ -199,6 +206,8 @@ def main() -> None:
     table.add_row(f"p50 ingest → position, ms (at {args.rate:,}/s)", f"{p50:.1f}")
     table.add_row(f"p99 ingest → position, ms (at {args.rate:,}/s)", f"{p99:.1f}")
     table.add_row("latency samples", f"{n:,}")
+    for name, seconds in cpu.items():  # where the 2 cores went in the throughput run
+        table.add_row(f"CPU s of {name} (throughput run, incl. start-up)", f"{seconds:.1f}")
     console.print(table)
     console.print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
                   f"{platform.platform()}")  # fmt: skip

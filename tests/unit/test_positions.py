@@ -260,7 +260,7 @@ def test_the_book_round_trips_through_messagepack() -> None:
     trades = [trade(f"T{i}", "BUY", 10, 10 + i, seconds=i) for i in range(TAIL_FILLS + 3)]
     ledger, position = ledger_of(*trades)
     book = ledger.books["ACC-1|ACME.XNYS"]
-    assert book.checkpoint_count == 3 and len(book.tail) == TAIL_FILLS
+    assert book.checkpoint_count == 3 and len(book.tail_ids) == TAIL_FILLS
     decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(book), type=PositionBook)
     assert decoded == book and decoded.position == position
     ledger.books["ACC-1|ACME.XNYS"] = decoded
@@ -272,7 +272,7 @@ def test_a_book_stays_small_however_many_trades_it_folds() -> None:
     trades = [trade(f"T{i:04d}", "BUY", 1, 10, seconds=i) for i in range(3 * INDEX_CHUNK + 5)]
     ledger, position = ledger_of(*trades)
     book = ledger.books["ACC-1|ACME.XNYS"]
-    assert (len(book.tail), len(book.open_ids), book.chunks) == (TAIL_FILLS, 5, 3)
+    assert (len(book.tail_ids), len(book.open_ids), book.chunks) == (TAIL_FILLS, 5, 3)
     assert len(ledger.chunks) == 3 and position.trade_count == len(trades)
 
 
@@ -370,7 +370,7 @@ def test_any_order_with_tiny_tails_and_index_chunks_gives_the_same_position(
     effective = [v[-1] for v in histories if v[-1].event_type != "CANCEL"]
     assert position == fold(*effective, multiplier=multiplier)
     book = ledger.books["ACC-1|ACME.XNYS"]
-    assert len(book.tail) <= tail and book.trade_count == len(effective)
+    assert len(book.tail_ids) <= tail and book.trade_count == len(effective)
     assert book.chunks == len(histories) // chunk
 
 

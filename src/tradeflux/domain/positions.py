@@ -9,16 +9,18 @@ State of one ``account|instrument``, sized so that the common case costs the sam
 whatever the number of trades (the service changelogs every changed value each batch):
 
 - :class:`PositionBook`: a checkpoint (the fold of every live fill up to some point in
-  fold order), the live fills after it (at most :data:`TAIL_FILLS`), the fold of both,
-  and the ids of recent trades not yet sealed into an index chunk;
+  fold order), the ids of the live fills after it (at most :data:`TAIL_FILLS`), the
+  fold of both, the last fill, and the ids of recent trades not yet in an index chunk;
 - one :class:`Fill` per trade id (its latest version, a cancel as a tombstone), kept by
   the caller under the trade id;
 - sealed index chunks of :data:`INDEX_CHUNK` trade ids, kept by the caller.
 
-A change after the checkpoint (a NEW that sorts last, or one a little late, an AMEND
-or CANCEL of a recent trade) re-folds only the tail from the checkpoint; a change
-before it re-folds every live fill, read back through the index. Both give the fold
-of the effective trades, by construction and by test.
+A change after the checkpoint (a NEW that sorts last or a little before, an AMEND or
+CANCEL of a recent trade) re-folds only the tail from the checkpoint; a change before
+it re-folds every live fill, read back through the index. Both give the fold of the
+effective trades, by construction and by test. The tail is long enough for the
+reordering the pipeline itself makes: the validator's partitions (by trade id) reach a
+position's partition one after another, so a NEW often lands a few fills early.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from tradeflux.domain.schemas import EnrichedTrade, Position, Side
 
 _ZERO = Decimal(0)
 
-TAIL_FILLS = 4
-"""Live fills kept after the checkpoint: how late a NEW may be and still re-fold cheaply."""
+TAIL_FILLS = 32
+"""Live fills after the checkpoint: how early in fold order a change may land and still
+re-fold only the tail."""
 
 INDEX_CHUNK = 32
 """Trade ids per sealed index chunk."""
@@ -168,11 +171,12 @@ class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """One ``account|instrument``'s fold state; a value of the positions service's store.
 
     Invariants: ``checkpoint`` is the fold of every live fill up to and including
-    ``checkpoint_last`` in fold order (``checkpoint_count`` of them); ``tail`` holds the
-    live fills after it, in fold order; ``state`` is ``checkpoint`` with ``tail`` folded
-    on. ``open_ids`` are the trade ids (live or not) not in the ``chunks`` sealed index
-    chunks. ``currency`` and ``multiplier`` (reported on the position) are those of the
-    last event applied. Immutable: :func:`apply_event` returns a new book.
+    ``checkpoint_last`` in fold order (``checkpoint_count`` of them); ``tail_ids`` are
+    the trade ids of the live fills after it, in fold order (their fills are the
+    caller's); ``state`` is ``checkpoint`` with the tail folded on; ``last`` is the last
+    live fill. ``open_ids`` are the trade ids (live or not) not in the ``chunks`` sealed
+    index chunks. ``currency`` and ``multiplier`` (reported on the position) are those of
+    the last event applied. Immutable: :func:`apply_event` returns a new book.
     """
 
     account: str
@@ -182,8 +186,9 @@ class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     checkpoint: PositionState = FLAT
     checkpoint_count: int = 0
     checkpoint_last: Fill | None = None
-    tail: tuple[Fill, ...] = ()
+    tail_ids: tuple[str, ...] = ()
     state: PositionState = FLAT
+    last: Fill | None = None
     chunks: int = 0
     open_ids: tuple[str, ...] = ()
 
@@ -202,12 +207,7 @@ class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     @property
     def trade_count(self) -> int:
         """Return the number of effective (live) trades."""
-        return self.checkpoint_count + len(self.tail)
-
-    @property
-    def last(self) -> Fill | None:
-        """Return the last live fill in fold order."""
-        return self.tail[-1] if self.tail else self.checkpoint_last
+        return self.checkpoint_count + len(self.tail_ids)
 
     @property
     def position(self) -> Position:
@@ -251,6 +251,10 @@ def _fold_from(state: PositionState, fills: Iterable[Fill]) -> PositionState:
     return state
 
 
+def _fold_key(f: Fill) -> tuple[dt.datetime, str]:
+    return (f.trade_time, f.trade_id)
+
+
 def apply_event(
     book: PositionBook, event: EnrichedTrade, fill_of: FillLookup, chunk_of: ChunkLookup
 ) -> BookChange:
@@ -265,6 +269,10 @@ def apply_event(
     if held is not None and event.version <= held.version:
         return BookChange(book, book.position, None, None)
     fill = Fill.of(event)
+
+    def current(trade_id: str) -> Fill | None:
+        return fill if trade_id == fill.trade_id else fill_of(trade_id)
+
     chunks, open_ids = book.chunks, book.open_ids
     sealed = None
     if held is None:
@@ -274,43 +282,48 @@ def apply_event(
             chunks, open_ids = chunks + 1, ()
     old = held if held is not None and held.live else None
     new = fill if fill.live else None
-    mark = book.checkpoint_last.fold_key if book.checkpoint_last is not None else None
-    checkpoint, count, checkpoint_last = (
-        book.checkpoint,
-        book.checkpoint_count,
-        book.checkpoint_last,
-    )
+    checkpoint, count = book.checkpoint, book.checkpoint_count
+    checkpoint_last = book.checkpoint_last
+    mark = _fold_key(checkpoint_last) if checkpoint_last is not None else None
+    tail: list[Fill] | None = None  # the tail's fills, when they were read
     if old is None and new is None:
-        tail, state = book.tail, book.state
+        tail_ids, state, last = book.tail_ids, book.state, book.last
     elif (
-        old is None and new is not None and (book.last is None or new.fold_key > book.last.fold_key)
+        old is None
+        and new is not None
+        and (book.last is None or _fold_key(new) > _fold_key(book.last))
     ):
-        tail = (*book.tail, new)
+        tail_ids, last = (*book.tail_ids, new.trade_id), new
         state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
-    elif mark is None or all(f.fold_key > mark for f in (old, new) if f is not None):
-        kept = [f for f in book.tail if old is None or f.trade_id != old.trade_id]
+    elif mark is None or all(_fold_key(f) > mark for f in (old, new) if f is not None):
+        tail = [f for i in book.tail_ids if i != fill.trade_id and (f := fill_of(i)) is not None]
         if new is not None:
-            kept.append(new)
-        tail = tuple(sorted(kept, key=lambda f: f.fold_key))
+            tail.append(new)
+        tail.sort(key=_fold_key)
+        tail_ids = tuple(f.trade_id for f in tail)
         state = _fold_from(checkpoint, tail)
+        last = tail[-1] if tail else checkpoint_last
     else:  # the change lies at or before the checkpoint: fold every live fill again
         ids = [i for n in range(book.chunks) for i in chunk_of(n)]
         ids.extend(open_ids if sealed is None else sealed[1])
-        live = []
-        for trade_id in ids:
-            f = fill if trade_id == fill.trade_id else fill_of(trade_id)
-            if f is not None and f.live:
-                live.append(f)
-        live.sort(key=lambda f: f.fold_key)
-        head, tail = live[: max(0, len(live) - TAIL_FILLS)], tuple(live[-TAIL_FILLS:])
+        live = [f for i in ids if (f := current(i)) is not None and f.live]
+        live.sort(key=_fold_key)
+        head, tail = live[: max(0, len(live) - TAIL_FILLS)], live[-TAIL_FILLS:]
         checkpoint, count = _fold_from(FLAT, head), len(head)
         checkpoint_last = head[-1] if head else None
+        tail_ids = tuple(f.trade_id for f in tail)
         state = _fold_from(checkpoint, tail)
-    if len(tail) > TAIL_FILLS:  # move the oldest of the tail into the checkpoint
-        extra = len(tail) - TAIL_FILLS
-        checkpoint = _fold_from(checkpoint, tail[:extra])
+        last = live[-1] if live else None
+    if len(tail_ids) > TAIL_FILLS:  # move the oldest of the tail into the checkpoint
+        extra = len(tail_ids) - TAIL_FILLS
+        moved = tail[:extra] if tail is not None else [current(i) for i in tail_ids[:extra]]
+        for f in moved:
+            if f is None:  # a tail id always has its fill: the caller stores every fill
+                raise LookupError(f"no fill held for trade {tail_ids[0]} of {book.instrument}")
+            checkpoint = apply_fill(checkpoint, f.side, f.quantity, f.price, f.multiplier)
+            checkpoint_last = f
         count += extra
-        checkpoint_last, tail = tail[extra - 1], tail[extra:]
+        tail_ids = tail_ids[extra:]
     changed = PositionBook(
         account=book.account,
         instrument=book.instrument,
@@ -319,8 +332,9 @@ def apply_event(
         checkpoint=checkpoint,
         checkpoint_count=count,
         checkpoint_last=checkpoint_last,
-        tail=tail,
+        tail_ids=tail_ids,
         state=state,
+        last=last,
         chunks=chunks,
         open_ids=open_ids,
     )
