@@ -269,11 +269,13 @@ def test_the_book_round_trips_through_messagepack() -> None:
 
 
 def test_a_book_stays_small_however_many_trades_it_folds() -> None:
-    trades = [trade(f"T{i:04d}", "BUY", 1, 10, seconds=i) for i in range(3 * INDEX_CHUNK + 5)]
+    n = 4 * max(INDEX_CHUNK, TAIL_FILLS) + 5
+    trades = [trade(f"T{i:04d}", "BUY", 1, 10, seconds=i) for i in range(n)]
     ledger, position = ledger_of(*trades)
     book = ledger.books["ACC-1|ACME.XNYS"]
-    assert (len(book.tail_ids), len(book.open_ids), book.chunks) == (TAIL_FILLS, 5, 3)
-    assert len(ledger.chunks) == 3 and position.trade_count == len(trades)
+    chunks, open_ids = divmod(n, INDEX_CHUNK)
+    assert (len(book.tail_ids), len(book.open_ids), book.chunks) == (TAIL_FILLS, open_ids, chunks)
+    assert len(ledger.chunks) == chunks and position.trade_count == n
 
 
 def test_an_amend_before_the_checkpoint_refolds_every_trade_through_the_index() -> None:

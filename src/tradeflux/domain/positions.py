@@ -40,7 +40,7 @@ TAIL_FILLS = 32
 """Live fills after the checkpoint: how early in fold order a change may land and still
 re-fold only the tail."""
 
-INDEX_CHUNK = 32
+INDEX_CHUNK = 8
 """Trade ids per sealed index chunk."""
 
 
