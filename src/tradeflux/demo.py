@@ -8,6 +8,7 @@ Ctrl-C (or SIGTERM) stops every process it started, in reverse order, and waits 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -81,7 +82,7 @@ class Component:
 def scrape(port: int) -> dict[str, float]:
     """Return the tradeflux metrics of a service (summed over labels), or {} if unreachable."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=0.5) as resp:  # noqa: S310 - loopback
             text = resp.read().decode()
     except OSError:
         return {}
@@ -126,9 +127,37 @@ def components(settings: Settings, rate: int, query_port: int) -> list[Component
     return comps
 
 
+def read_model_counts(query_port: int) -> dict[str, int]:
+    """Return the query service's table sizes (``/v1/status``), or {} while it starts."""
+    try:
+        url = f"http://127.0.0.1:{query_port}/v1/status"
+        with urllib.request.urlopen(url, timeout=0.5) as resp:  # noqa: S310 - loopback
+            counts: dict[str, int] = json.loads(resp.read()).get("counts", {})
+            return counts
+    except (OSError, ValueError):
+        return {}
+
+
+def read_model_caption(counts: dict[str, int]) -> str:
+    """Say what the read model holds: positions, P&L, alerts, bars, obligations, rejects."""
+    if not counts:
+        return "read model: starting ..."
+    c = {k: counts.get(k, 0) for k in ("open_positions", "accounts_with_pnl", "alerts", "bars",
+                                       "obligations", "rejects_seen")}  # fmt: skip
+    return (
+        f"read model: {c['open_positions']:,} open positions · {c['accounts_with_pnl']:,} "
+        f"P&L accounts · {c['alerts']:,} alerts · {c['bars']:,} bars · "
+        f"{c['obligations']:,} obligations · {c['rejects_seen']:,} rejects"
+    )
+
+
 def summary_table(comps: list[Component], query_port: int) -> Table:
-    """Build the live summary: each process, its throughput and lag."""
-    table = Table(title=f"tradeflux demo — dashboard http://127.0.0.1:{query_port}/ — Ctrl-C stops")
+    """Build the live summary: each process, its throughput and lag, and what it produced."""
+    caption = read_model_caption(read_model_counts(query_port))
+    table = Table(
+        title=f"tradeflux demo — dashboard http://127.0.0.1:{query_port}/ — Ctrl-C stops",
+        caption=caption,
+    )
     for col in ("process", "state", "records in", "records/s", "lag", "rejected"):
         table.add_column(col, justify="left" if col in ("process", "state") else "right")
     now = time.monotonic()
@@ -174,7 +203,10 @@ def run_demo(
                 f"started {c.name} (pid {c.proc.pid if c.proc else '?'}, log {c.log_path})"
             )
         console.print(f"dashboard: http://127.0.0.1:{query_port}/")
-        with Live(summary_table(comps, query_port), console=console, refresh_per_second=1) as live:
+        # transient: on exit the live table goes, and the final one is printed once below
+        with Live(
+            summary_table(comps, query_port), console=console, refresh_per_second=1, transient=True
+        ) as live:
             while not stopping:
                 time.sleep(1.0)
                 live.update(summary_table(comps, query_port))
@@ -182,6 +214,8 @@ def run_demo(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        with contextlib.suppress(Exception, KeyboardInterrupt):
+            console.print(summary_table(comps, query_port))  # the state at Ctrl-C
         console.print("stopping ...")
         for c in reversed(comps):
             with contextlib.suppress(Exception):

@@ -29,5 +29,7 @@ def test_demo_shows_positions_within_a_minute_and_ctrl_c_stops_everything(
         assert wait_for(lambda: services_up() == expected, 30, f"{expected} up and counting")
         assert our_processes(demo.prefix), "the demo's processes carry its topic prefix"
         assert demo.interrupt() == 0
-    assert "all demo processes stopped" in demo.output.read_text()
+    output = demo.output.read_text()
+    assert "all demo processes stopped" in output
+    assert "open positions" in output and "alerts" in output  # the read model's caption
     assert our_processes(demo.prefix) == []
