@@ -17,6 +17,7 @@ from tradeflux.domain.positions import (
     PositionBook,
     PositionLedger,
     PositionState,
+    TailCache,
     apply_fill,
     fold_position,
 )
@@ -175,8 +176,8 @@ def test_each_fill_uses_its_own_multiplier() -> None:
 # ---- the book -----------------------------------------------------------------------
 
 
-def ledger_of(*events: EnrichedTrade) -> tuple[PositionLedger, Position]:
-    ledger = PositionLedger()
+def ledger_of(*events: EnrichedTrade, cache: bool = False) -> tuple[PositionLedger, Position]:
+    ledger = PositionLedger(TailCache() if cache else None)
     position = PositionBook.empty(events[0]).position
     for event in events:
         position = ledger.apply(event).position
@@ -362,7 +363,7 @@ def test_any_order_with_tiny_tails_and_index_chunks_gives_the_same_position(
     multiplier, histories = history
     deliveries = [e for versions in histories for e in versions]
     rnd.shuffle(deliveries)
-    ledger = PositionLedger()
+    ledger = PositionLedger(TailCache() if rnd.random() < 0.5 else None)
     with (
         mock.patch("tradeflux.domain.positions.TAIL_FILLS", tail),
         mock.patch("tradeflux.domain.positions.INDEX_CHUNK", chunk),
@@ -413,3 +414,44 @@ def test_a_round_trip_at_one_price_realizes_nothing(side: Side) -> None:
     other: Side = "SELL" if side == "BUY" else "BUY"
     position = fold(trade("A", side, 100, "10.37"), trade("B", other, 100, "10.37", seconds=1))
     assert figures(position) == (D(0), D(0), D(0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(trade_histories(), st.integers(0, 2**32), st.integers(1, 4))
+def test_the_tail_cache_survives_aborted_batches_and_gives_the_same_position(
+    history: tuple[int, list[list[EnrichedTrade]]], seed: int, tail: int
+) -> None:
+    # Batches of events; some abort: the stores go back to the last commit (older book
+    # objects) while the cache still holds newer ones, and the batch is applied again.
+    rnd = random.Random(seed)
+    multiplier, histories = history
+    deliveries = [e for versions in histories for e in versions]
+    rnd.shuffle(deliveries)
+    ledger = PositionLedger(TailCache(max_positions=rnd.choice([1, 1000])))
+    with mock.patch("tradeflux.domain.positions.TAIL_FILLS", tail):
+        n = 0
+        while n < len(deliveries):
+            batch = deliveries[n : n + rnd.randint(1, 5)]
+            committed = (dict(ledger.books), dict(ledger.fills), dict(ledger.chunks))
+            for event in batch:
+                ledger.apply(event)
+            if rnd.random() < 0.3:  # abort: back to the committed state, then again
+                ledger.books, ledger.fills, ledger.chunks = committed
+                continue
+            n += len(batch)
+    effective = [v[-1] for v in histories if v[-1].event_type != "CANCEL"]
+    book = ledger.books["ACC-1|ACME.XNYS"]
+    assert book.position == fold(*effective, multiplier=multiplier)
+
+
+def test_with_the_tail_cache_a_late_new_gives_the_same_books_as_without() -> None:
+    trades = [trade(f"T{i:03d}", "BUY" if i % 4 else "SELL", 5, 10 + i % 7, seconds=2 * i)
+              for i in range(3 * TAIL_FILLS)]  # fmt: skip
+    late = [trade(f"L{i:03d}", "SELL", 3, 12, seconds=2 * i + 1) for i in range(0, 90, 9)]
+    events = [*trades, *late, trade("T050", "BUY", 9, 11, seconds=100, version=2,
+                                    event_type="AMEND")]  # fmt: skip
+    with_cache, position = ledger_of(*events, cache=True)
+    without, expected = ledger_of(*events)
+    assert position == expected == fold(*(t for t in trades if t.trade_id != "T050"),
+                                        *late, events[-1])  # fmt: skip
+    assert with_cache.books == without.books

@@ -187,3 +187,16 @@ def test_repartition_splits_a_counterparty_move_on_the_counterparty_topic_only()
         (new, "NEW", 2, new, str(12 * lot)),
         (new, "AMEND", 3, new, str(14 * lot)),  # no move any more: as is
     ]
+
+
+def test_positions_apply_a_batch_in_fold_order_and_emit_its_last_position_per_key() -> None:
+    v = _validator()
+    trades = [(f"T{i}", _trade(f"T{i}", 1, "NEW", "BUY" if i % 3 else "SELL", 1 + i, "10.00"))
+              for i in range(8)]  # fmt: skip
+    enriched = [(o.key, o.value) for o in v.send(trades, timestamp_ms=T0_MS)
+                if o.topic == "trades.enriched"]  # fmt: skip
+    in_order = TestDriver(positions.SERVICE).send(enriched)
+    reversed_batch = TestDriver(positions.SERVICE).send(enriched[::-1])
+    assert len(in_order) == len(reversed_batch) == 1
+    assert in_order[0].value == reversed_batch[0].value
+    assert in_order[0].value.trade_count == 8

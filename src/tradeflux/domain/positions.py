@@ -25,6 +25,7 @@ position's partition one after another, so a NEW often lands a few fills early.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -255,15 +256,58 @@ def _fold_key(f: Fill) -> tuple[dt.datetime, str]:
     return (f.trade_time, f.trade_id)
 
 
+class TailCache:
+    """Per position, the fills of its book's tail and the fold state after each of them.
+
+    Derived data, never stored or changelogged: an entry is used only with the very book
+    object it was computed for, so after an aborted batch (the store hands back an older
+    book), a restore (new objects) or an eviction it is missed, and the tail is read from
+    the fills again. With it, an early NEW re-folds only from where it lands, and moving
+    a fill into the checkpoint costs nothing.
+    """
+
+    def __init__(self, max_positions: int = 50_000) -> None:
+        self.max_positions = max_positions
+        self._entries: dict[str, tuple[PositionBook, list[Fill], list[PositionState]]] = {}
+
+    def take(self, key: str, book: PositionBook) -> tuple[list[Fill], list[PositionState]] | None:
+        """Remove and return the entry of ``key`` if it was computed for ``book``."""
+        entry = self._entries.pop(key, None)
+        if entry is None or entry[0] is not book:
+            return None
+        return entry[1], entry[2]
+
+    def put(
+        self, key: str, book: PositionBook, fills: list[Fill], states: list[PositionState]
+    ) -> None:
+        """Keep the tail of ``book``; the least recently used position goes when full."""
+        self._entries[key] = (book, fills, states)
+        if len(self._entries) > self.max_positions:
+            del self._entries[next(iter(self._entries))]
+
+
+def _states_from(state: PositionState, fills: list[Fill]) -> list[PositionState]:
+    states = []
+    for f in fills:
+        state = apply_fill(state, f.side, f.quantity, f.price, f.multiplier)
+        states.append(state)
+    return states
+
+
 def apply_event(
-    book: PositionBook, event: EnrichedTrade, fill_of: FillLookup, chunk_of: ChunkLookup
+    book: PositionBook,
+    event: EnrichedTrade,
+    fill_of: FillLookup,
+    chunk_of: ChunkLookup,
+    cache: TailCache | None = None,
 ) -> BookChange:
     """Apply ``event`` (its trade's position is ``book``'s) and return what changed.
 
     An event whose version is not above the held version of its trade id changes
     nothing. Otherwise the fold is updated from the checkpoint when the change lies
     after it, else re-folded from every live fill (``fill_of`` and ``chunk_of`` read
-    the caller's store; the event's own trade is taken from the event).
+    the caller's store; the event's own trade is taken from the event). ``cache`` only
+    saves work: the result is the same with or without it.
     """
     held = fill_of(event.trade_id)
     if held is not None and event.version <= held.version:
@@ -273,6 +317,8 @@ def apply_event(
     def current(trade_id: str) -> Fill | None:
         return fill if trade_id == fill.trade_id else fill_of(trade_id)
 
+    key = f"{book.account}|{book.instrument}"
+    cached = cache.take(key, book) if cache is not None else None
     chunks, open_ids = book.chunks, book.open_ids
     sealed = None
     if held is None:
@@ -285,7 +331,6 @@ def apply_event(
     checkpoint, count = book.checkpoint, book.checkpoint_count
     checkpoint_last = book.checkpoint_last
     mark = _fold_key(checkpoint_last) if checkpoint_last is not None else None
-    tail: list[Fill] | None = None  # the tail's fills, when they were read
     if old is None and new is None:
         tail_ids, state, last = book.tail_ids, book.state, book.last
     elif (
@@ -295,14 +340,34 @@ def apply_event(
     ):
         tail_ids, last = (*book.tail_ids, new.trade_id), new
         state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
+        if cached is not None:
+            cached[0].append(new)
+            cached[1].append(state)
     elif mark is None or all(_fold_key(f) > mark for f in (old, new) if f is not None):
-        tail = [f for i in book.tail_ids if i != fill.trade_id and (f := fill_of(i)) is not None]
-        if new is not None:
-            tail.append(new)
-        tail.sort(key=_fold_key)
-        tail_ids = tuple(f.trade_id for f in tail)
-        state = _fold_from(checkpoint, tail)
-        last = tail[-1] if tail else checkpoint_last
+        if cached is None:  # read the tail, then fold it whole
+            tail = [
+                f for i in book.tail_ids if i != fill.trade_id and (f := fill_of(i)) is not None
+            ]
+            if new is not None:
+                tail.append(new)
+            tail.sort(key=_fold_key)
+            cached = (tail, _states_from(checkpoint, tail))
+        else:  # take the old version out, put the new one in, fold from the first change
+            tail, states = cached
+            start = len(tail)
+            if old is not None:
+                j = next(n for n, f in enumerate(tail) if f.trade_id == old.trade_id)
+                del tail[j], states[j]
+                start = j
+            if new is not None:
+                i = bisect.bisect_right(tail, _fold_key(new), key=_fold_key)
+                tail.insert(i, new)
+                states.insert(i, FLAT)
+                start = min(start, i)
+            states[start:] = _states_from(states[start - 1] if start else checkpoint, tail[start:])
+        tail_ids = tuple(f.trade_id for f in cached[0])
+        state = cached[1][-1] if cached[1] else checkpoint
+        last = cached[0][-1] if cached[0] else checkpoint_last
     else:  # the change lies at or before the checkpoint: fold every live fill again
         ids = [i for n in range(book.chunks) for i in chunk_of(n)]
         ids.extend(open_ids if sealed is None else sealed[1])
@@ -311,17 +376,22 @@ def apply_event(
         head, tail = live[: max(0, len(live) - TAIL_FILLS)], live[-TAIL_FILLS:]
         checkpoint, count = _fold_from(FLAT, head), len(head)
         checkpoint_last = head[-1] if head else None
+        cached = (tail, _states_from(checkpoint, tail))
         tail_ids = tuple(f.trade_id for f in tail)
-        state = _fold_from(checkpoint, tail)
+        state = cached[1][-1] if tail else checkpoint
         last = live[-1] if live else None
     if len(tail_ids) > TAIL_FILLS:  # move the oldest of the tail into the checkpoint
         extra = len(tail_ids) - TAIL_FILLS
-        moved = tail[:extra] if tail is not None else [current(i) for i in tail_ids[:extra]]
-        for f in moved:
-            if f is None:  # a tail id always has its fill: the caller stores every fill
-                raise LookupError(f"no fill held for trade {tail_ids[0]} of {book.instrument}")
-            checkpoint = apply_fill(checkpoint, f.side, f.quantity, f.price, f.multiplier)
-            checkpoint_last = f
+        if cached is not None:
+            checkpoint, checkpoint_last = cached[1][extra - 1], cached[0][extra - 1]
+            del cached[0][:extra], cached[1][:extra]
+        else:
+            for trade_id in tail_ids[:extra]:
+                f = current(trade_id)
+                if f is None:  # a tail id always has its fill: the caller stores every fill
+                    raise LookupError(f"no fill held for trade {trade_id} of {book.instrument}")
+                checkpoint = apply_fill(checkpoint, f.side, f.quantity, f.price, f.multiplier)
+                checkpoint_last = f
         count += extra
         tail_ids = tail_ids[extra:]
     changed = PositionBook(
@@ -338,6 +408,8 @@ def apply_event(
         chunks=chunks,
         open_ids=open_ids,
     )
+    if cache is not None and cached is not None:
+        cache.put(key, changed, *cached)
     return BookChange(changed, changed.position, fill, sealed)
 
 
@@ -347,10 +419,11 @@ class PositionLedger:
     The positions service keeps the same three maps in its changelogged stores.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache: TailCache | None = None) -> None:
         self.books: dict[str, PositionBook] = {}
         self.fills: dict[str, Fill] = {}
         self.chunks: dict[str, tuple[str, ...]] = {}
+        self.cache = cache
 
     def apply(self, event: EnrichedTrade) -> BookChange:
         """Apply ``event`` to its position and keep what changed."""
@@ -361,6 +434,7 @@ class PositionLedger:
             event,
             lambda trade_id: self.fills.get(f"{key}|{trade_id}"),
             lambda n: self.chunks[f"{key}#{n}"],
+            self.cache,
         )
         if change.fill is not None:
             self.books[key] = change.book

@@ -12,15 +12,28 @@ service finds all of an account's positions in one partition.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
-from tradeflux.domain.positions import ChunkLookup, Fill, FillLookup, PositionBook, apply_event
+from tradeflux.domain.positions import (
+    ChunkLookup,
+    Fill,
+    FillLookup,
+    PositionBook,
+    TailCache,
+    apply_event,
+)
 from tradeflux.domain.schemas import EnrichedTrade, Position, position_key
 from tradeflux.stream.codecs import JsonCodec, MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
 from tradeflux.stream.stores import StorePartition
 from tradeflux.stream.topology import Service, StoreSpec, Topic
+
+# Derived, per process: each book's tail fills and the states after them. An entry is
+# only used with the book object it was made for (see TailCache), so aborts, restores
+# and rebalances fall back to reading the fills store.
+_TAIL_CACHE = TailCache()
 
 
 def _lookups(
@@ -40,17 +53,29 @@ def _lookups(
     return fill_of, chunk_of
 
 
+def _fold_order(record: Record) -> tuple[dt.datetime, str]:
+    trade: EnrichedTrade = record.value
+    return (trade.trade_time, trade.trade_id)
+
+
 def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
-    """Apply each enriched trade event to its position's book and emit the position."""
+    """Apply each enriched trade event to its position's book and emit the position.
+
+    The batch is applied in fold order (trade time, trade id), not offset order: a busy
+    position gets its trades from the validator's partitions one after another, far out
+    of trade-time order, and in fold order almost every NEW folds on incrementally. The
+    result is the same in any order (latest version per trade wins; see
+    domain/positions.py), and only the batch's last position per key is emitted.
+    """
     books = ctx.store("books")
     fills = ctx.store("fills")
     index = ctx.store("index")
     changed: dict[str, Position] = {}
-    for record in records:
+    for record in sorted(records, key=_fold_order):
         trade: EnrichedTrade = record.value
         key = position_key(trade.account, trade.instrument)
         book = books.get(key) or PositionBook.empty(trade)
-        change = apply_event(book, trade, *_lookups(fills, index, key))
+        change = apply_event(book, trade, *_lookups(fills, index, key), _TAIL_CACHE)
         if change.fill is not None:
             books.put(key, change.book)
             fills.put(f"{key}|{change.fill.trade_id}", change.fill)
