@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.kafka_tools import ServiceProcess, caught_up, producer  # noqa: E402
-from tests.support.pipeline import REFDATA_DIR, REFDATA_FILES  # noqa: E402
+from tests.support.pipeline import REFDATA_DIR, REFDATA_FILES, scrape_events  # noqa: E402
 
 from tradeflux.broker import local  # noqa: E402
 from tradeflux.broker.topics import TopicSet, create_topics  # noqa: E402
@@ -52,6 +52,7 @@ from tradeflux.sim.trades import SimSession, generate_session  # noqa: E402
 
 console = Console()
 SERVICES = (("validator", "trades.raw"), ("positions", "trades.enriched"), ("pnl", "positions"))
+METRICS_PORTS = {"validator": 19301, "positions": 19302, "pnl": 19303}
 
 
 def _prepare(
@@ -102,7 +103,11 @@ class PositionWatcher(threading.Thread):
 
 
 def _start(settings: Settings, prefix: str, tmp: Path) -> list[ServiceProcess]:
-    return [ServiceProcess(settings, name, prefix, f"{name}-bench", tmp) for name, _ in SERVICES]
+    return [
+        ServiceProcess(settings, name, prefix, f"{name}-bench", tmp, "--metrics-port",
+                       str(METRICS_PORTS[name]))
+        for name, _ in SERVICES
+    ]  # fmt: skip
 
 
 def cpu_seconds(pid: int) -> float:
@@ -111,7 +116,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def throughput(settings: Settings, trades: int, tmp: Path) -> tuple[float, dict[str, float]]:
+def throughput(
+    settings: Settings, trades: int, tmp: Path
+) -> tuple[float, dict[str, float], dict[str, float]]:
     prefix = f"bp-{uuid.uuid4().hex[:6]}-"
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
     session = _prepare(settings, prefix, trades, rate=trades / 50, start=start)
@@ -138,11 +145,12 @@ def throughput(settings: Settings, trades: int, tmp: Path) -> tuple[float, dict[
             time.sleep(0.2)
         done = time.time()
         cpu = {name: cpu_seconds(p.proc.pid) for (name, _), p in zip(SERVICES, procs, strict=True)}
+        events = scrape_events(METRICS_PORTS["positions"])
     finally:
         for p in procs:
             p.terminate()
         watcher.stop = True
-    return trades / (done - watcher.first), cpu
+    return trades / (done - watcher.first), cpu, events
 
 
 def latency(settings: Settings, rate: int, seconds: int, tmp: Path) -> tuple[float, float, int]:
@@ -193,7 +201,7 @@ def main() -> None:
         settings = replace(settings, bootstrap=local.start_cluster(own, port=19192).bootstrap)
     try:
         console.print(f"throughput over {args.trades:,} trades ...")
-        tps, cpu = throughput(settings, args.trades, tmp)
+        tps, cpu, events = throughput(settings, args.trades, tmp)
         console.print(f"latency at {args.rate:,} trades/s for {args.seconds}s ...")
         p50, p99, n = latency(settings, args.rate, args.seconds, tmp)
     finally:
@@ -208,6 +216,10 @@ def main() -> None:
     table.add_row("latency samples", f"{n:,}")
     for name, seconds in cpu.items():  # where the 2 cores went in the throughput run
         table.add_row(f"CPU s of {name} (throughput run, incl. start-up)", f"{seconds:.1f}")
+    for path in ("append", "tail", "cached", "full", "unchanged"):  # how positions folded
+        table.add_row(
+            f"positions events folded by path {path}", f"{events.get('fold_' + path, 0):,.0f}"
+        )
     console.print(table)
     console.print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
                   f"{platform.platform()}")  # fmt: skip

@@ -237,6 +237,7 @@ class BookChange(NamedTuple):
     position: Position
     fill: Fill | None
     sealed: tuple[int, tuple[str, ...]] | None
+    path: str = "unchanged"  # unchanged, append, tail / cached / full (re-fold from where)
 
 
 FillLookup = Callable[[str], Fill | None]
@@ -257,33 +258,38 @@ def _fold_key(f: Fill) -> tuple[dt.datetime, str]:
 
 
 class TailCache:
-    """Per position, the fills of its book's tail and the fold state after each of them.
+    """Per position, live fills in fold order and the fold state after each: derived data.
 
-    Derived data, never stored or changelogged: an entry is used only with the very book
-    object it was computed for, so after an aborted batch (the store hands back an older
-    book), a restore (new objects) or an eviction it is missed, and the tail is read from
-    the fills again. With it, an early NEW re-folds only from where it lands, and moving
-    a fill into the checkpoint costs nothing.
+    An entry holds either the book's tail (``complete`` False) or, once a change before
+    the checkpoint made the service read every live fill, all of them (``complete``
+    True): then any later change re-folds only from where it lands. Never stored or
+    changelogged: an entry is used only with the very book object it was computed for,
+    so after an aborted batch (the store hands back an older book), a restore (new
+    objects) or an eviction it is missed, and the fills are read from the store again.
     """
 
     def __init__(self, max_positions: int = 50_000) -> None:
         self.max_positions = max_positions
-        self._entries: dict[str, tuple[PositionBook, list[Fill], list[PositionState]]] = {}
+        self._entries: dict[str, tuple[PositionBook, _Fold]] = {}
 
-    def take(self, key: str, book: PositionBook) -> tuple[list[Fill], list[PositionState]] | None:
+    def take(self, key: str, book: PositionBook) -> _Fold | None:
         """Remove and return the entry of ``key`` if it was computed for ``book``."""
         entry = self._entries.pop(key, None)
         if entry is None or entry[0] is not book:
             return None
-        return entry[1], entry[2]
+        return entry[1]
 
-    def put(
-        self, key: str, book: PositionBook, fills: list[Fill], states: list[PositionState]
-    ) -> None:
-        """Keep the tail of ``book``; the least recently used position goes when full."""
-        self._entries[key] = (book, fills, states)
+    def put(self, key: str, book: PositionBook, fold: _Fold) -> None:
+        """Keep the fold of ``book``; the least recently used position goes when full."""
+        self._entries[key] = (book, fold)
         if len(self._entries) > self.max_positions:
             del self._entries[next(iter(self._entries))]
+
+
+class _Fold(NamedTuple):
+    fills: list[Fill]  # live, in fold order: the tail, or every live fill
+    states: list[PositionState]  # the state after each
+    complete: bool
 
 
 def _states_from(state: PositionState, fills: list[Fill]) -> list[PositionState]:
@@ -292,6 +298,26 @@ def _states_from(state: PositionState, fills: list[Fill]) -> list[PositionState]
         state = apply_fill(state, f.side, f.quantity, f.price, f.multiplier)
         states.append(state)
     return states
+
+
+def _replace(fold: _Fold, old: Fill | None, new: Fill | None, base: PositionState) -> int:
+    """Take ``old`` out of ``fold`` and put ``new`` in, re-folding from the first change.
+
+    ``base`` is the state before the first fill of ``fold``. Return where the change began.
+    """
+    fills, states = fold.fills, fold.states
+    start = len(fills)
+    if old is not None:
+        j = bisect.bisect_left(fills, _fold_key(old), key=_fold_key)
+        del fills[j], states[j]
+        start = j
+    if new is not None:
+        i = bisect.bisect_right(fills, _fold_key(new), key=_fold_key)
+        fills.insert(i, new)
+        states.insert(i, FLAT)
+        start = min(start, i)
+    states[start:] = _states_from(states[start - 1] if start else base, fills[start:])
+    return start
 
 
 def apply_event(
@@ -331,8 +357,20 @@ def apply_event(
     checkpoint, count = book.checkpoint, book.checkpoint_count
     checkpoint_last = book.checkpoint_last
     mark = _fold_key(checkpoint_last) if checkpoint_last is not None else None
+    path = "tail"
     if old is None and new is None:
+        path = "unchanged"
         tail_ids, state, last = book.tail_ids, book.state, book.last
+    elif cached is not None and cached.complete:  # every live fill at hand
+        start = _replace(cached, old, new, FLAT)
+        path = "append" if start == len(cached.fills) - 1 and old is None else "cached"
+        n = len(cached.fills)
+        count = max(0, n - TAIL_FILLS)
+        checkpoint = cached.states[count - 1] if count else FLAT
+        checkpoint_last = cached.fills[count - 1] if count else None
+        tail_ids = tuple(f.trade_id for f in cached.fills[count:])
+        state = cached.states[-1] if n else FLAT
+        last = cached.fills[-1] if n else None
     elif (
         old is None
         and new is not None
@@ -340,9 +378,10 @@ def apply_event(
     ):
         tail_ids, last = (*book.tail_ids, new.trade_id), new
         state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
+        path = "append"
         if cached is not None:
-            cached[0].append(new)
-            cached[1].append(state)
+            cached.fills.append(new)
+            cached.states.append(state)
     elif mark is None or all(_fold_key(f) > mark for f in (old, new) if f is not None):
         if cached is None:  # read the tail, then fold it whole
             tail = [
@@ -351,40 +390,30 @@ def apply_event(
             if new is not None:
                 tail.append(new)
             tail.sort(key=_fold_key)
-            cached = (tail, _states_from(checkpoint, tail))
+            cached = _Fold(tail, _states_from(checkpoint, tail), complete=False)
         else:  # take the old version out, put the new one in, fold from the first change
-            tail, states = cached
-            start = len(tail)
-            if old is not None:
-                j = next(n for n, f in enumerate(tail) if f.trade_id == old.trade_id)
-                del tail[j], states[j]
-                start = j
-            if new is not None:
-                i = bisect.bisect_right(tail, _fold_key(new), key=_fold_key)
-                tail.insert(i, new)
-                states.insert(i, FLAT)
-                start = min(start, i)
-            states[start:] = _states_from(states[start - 1] if start else checkpoint, tail[start:])
-        tail_ids = tuple(f.trade_id for f in cached[0])
-        state = cached[1][-1] if cached[1] else checkpoint
-        last = cached[0][-1] if cached[0] else checkpoint_last
+            _replace(cached, old, new, checkpoint)
+        tail_ids = tuple(f.trade_id for f in cached.fills)
+        state = cached.states[-1] if cached.states else checkpoint
+        last = cached.fills[-1] if cached.fills else checkpoint_last
     else:  # the change lies at or before the checkpoint: fold every live fill again
+        path = "full"
         ids = [i for n in range(book.chunks) for i in chunk_of(n)]
         ids.extend(open_ids if sealed is None else sealed[1])
         live = [f for i in ids if (f := current(i)) is not None and f.live]
         live.sort(key=_fold_key)
-        head, tail = live[: max(0, len(live) - TAIL_FILLS)], live[-TAIL_FILLS:]
-        checkpoint, count = _fold_from(FLAT, head), len(head)
-        checkpoint_last = head[-1] if head else None
-        cached = (tail, _states_from(checkpoint, tail))
-        tail_ids = tuple(f.trade_id for f in tail)
-        state = cached[1][-1] if tail else checkpoint
+        cached = _Fold(live, _states_from(FLAT, live), complete=True)
+        count = max(0, len(live) - TAIL_FILLS)
+        checkpoint = cached.states[count - 1] if count else FLAT
+        checkpoint_last = live[count - 1] if count else None
+        tail_ids = tuple(f.trade_id for f in live[count:])
+        state = cached.states[-1] if live else FLAT
         last = live[-1] if live else None
     if len(tail_ids) > TAIL_FILLS:  # move the oldest of the tail into the checkpoint
         extra = len(tail_ids) - TAIL_FILLS
-        if cached is not None:
-            checkpoint, checkpoint_last = cached[1][extra - 1], cached[0][extra - 1]
-            del cached[0][:extra], cached[1][:extra]
+        if cached is not None:  # a tail-only entry: its first fills go
+            checkpoint, checkpoint_last = cached.states[extra - 1], cached.fills[extra - 1]
+            del cached.fills[:extra], cached.states[:extra]
         else:
             for trade_id in tail_ids[:extra]:
                 f = current(trade_id)
@@ -409,8 +438,8 @@ def apply_event(
         open_ids=open_ids,
     )
     if cache is not None and cached is not None:
-        cache.put(key, changed, *cached)
-    return BookChange(changed, changed.position, fill, sealed)
+        cache.put(key, changed, cached)
+    return BookChange(changed, changed.position, fill, sealed, path)
 
 
 class PositionLedger:

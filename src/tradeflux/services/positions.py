@@ -76,6 +76,7 @@ def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
         key = position_key(trade.account, trade.instrument)
         book = books.get(key) or PositionBook.empty(trade)
         change = apply_event(book, trade, *_lookups(fills, index, key), _TAIL_CACHE)
+        ctx.count(f"fold_{change.path}")  # how often each path runs: a metric
         if change.fill is not None:
             books.put(key, change.book)
             fills.put(f"{key}|{change.fill.trade_id}", change.fill)
