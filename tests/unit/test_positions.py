@@ -455,3 +455,15 @@ def test_with_the_tail_cache_a_late_new_gives_the_same_books_as_without() -> Non
     assert position == expected == fold(*(t for t in trades if t.trade_id != "T050"),
                                         *late, events[-1])  # fmt: skip
     assert with_cache.books == without.books
+
+
+def test_a_position_over_the_cache_bound_keeps_only_its_tail_and_stays_exact() -> None:
+    trades = [trade(f"T{i:03d}", "BUY" if i % 3 else "SELL", 4, 10 + i % 5, seconds=i)
+              for i in range(60)]  # fmt: skip
+    amend = trade("T001", "BUY", 9, 12, seconds=1, version=2, event_type="AMEND")
+    late = trade("LATE", "SELL", 2, 11, seconds=-1)
+    with mock.patch("tradeflux.domain.positions.CACHE_ALL_FILLS_UP_TO", 10):
+        ledger, _ = ledger_of(*trades, cache=True)
+        ledger.apply(amend)  # a full re-fold over 60 fills: only the tail is cached
+        position = ledger.apply(late).position  # before the checkpoint: full again
+    assert position == fold(trades[0], amend, *trades[2:], late)

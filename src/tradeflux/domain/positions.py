@@ -44,6 +44,9 @@ re-fold only the tail."""
 INDEX_CHUNK = 8
 """Trade ids per sealed index chunk."""
 
+CACHE_ALL_FILLS_UP_TO = 20_000
+"""A position with more live fills than this keeps only its tail in the :class:`TailCache`."""
+
 
 class PositionState(msgspec.Struct, frozen=True, array_like=True):
     """The running figures of a position: signed quantity, average cost, realized P&L.
@@ -262,7 +265,8 @@ class TailCache:
 
     An entry holds either the book's tail (``complete`` False) or, once a change before
     the checkpoint made the service read every live fill, all of them (``complete``
-    True): then any later change re-folds only from where it lands. Never stored or
+    True, for positions of up to :data:`CACHE_ALL_FILLS_UP_TO` live fills): then any
+    later change re-folds only from where it lands. Never stored or
     changelogged: an entry is used only with the very book object it was computed for,
     so after an aborted batch (the store hands back an older book), a restore (new
     objects) or an eviction it is missed, and the fills are read from the store again.
@@ -409,6 +413,8 @@ def apply_event(
         tail_ids = tuple(f.trade_id for f in live[count:])
         state = cached.states[-1] if live else FLAT
         last = live[-1] if live else None
+        if len(live) > CACHE_ALL_FILLS_UP_TO:  # bound the memory: keep the tail only
+            cached = _Fold(live[count:], cached.states[count:], complete=False)
     if len(tail_ids) > TAIL_FILLS:  # move the oldest of the tail into the checkpoint
         extra = len(tail_ids) - TAIL_FILLS
         if cached is not None:  # a tail-only entry: its first fills go
