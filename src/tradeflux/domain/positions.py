@@ -115,16 +115,16 @@ class Fill(msgspec.Struct, frozen=True, array_like=True):
             trade.event_type != "CANCEL",
         )
 
-    @property
-    def fold_key(self) -> tuple[dt.datetime, str]:
-        """Return the fold order of this fill: ``(trade_time, trade_id)``."""
-        return (self.trade_time, self.trade_id)
+
+def _fold_key(f: Fill) -> tuple[dt.datetime, str]:
+    """Return the fold order of a fill: ``(trade_time, trade_id)``."""
+    return (f.trade_time, f.trade_id)
 
 
 def _fold(fills: Iterable[Fill]) -> tuple[PositionState, int, Fill | None]:
     """Fold live fills in fold order; return the state, their count and the last one."""
     state, count, last = FLAT, 0, None
-    for fill in sorted(fills, key=lambda f: f.fold_key):
+    for fill in sorted(fills, key=_fold_key):
         state = apply_fill(state, fill.side, fill.quantity, fill.price, fill.multiplier)
         count += 1
         last = fill
@@ -250,16 +250,6 @@ ChunkLookup = Callable[[int], tuple[str, ...]]
 """The trade ids of a sealed index chunk of this position."""
 
 
-def _fold_from(state: PositionState, fills: Iterable[Fill]) -> PositionState:
-    for f in fills:
-        state = apply_fill(state, f.side, f.quantity, f.price, f.multiplier)
-    return state
-
-
-def _fold_key(f: Fill) -> tuple[dt.datetime, str]:
-    return (f.trade_time, f.trade_id)
-
-
 class TailCache:
     """Per position, live fills in fold order and the fold state after each: derived data.
 
@@ -324,6 +314,26 @@ def _replace(fold: _Fold, old: Fill | None, new: Fill | None, base: PositionStat
     return start
 
 
+def _split(
+    fold: _Fold,
+) -> tuple[PositionState, int, Fill | None, tuple[str, ...], PositionState, Fill | None]:
+    """Return a book's figures from every live fill and the state after each.
+
+    All but the last :data:`TAIL_FILLS` go into the checkpoint. Returns the checkpoint,
+    its count and last fill, the tail ids, the state and the last fill.
+    """
+    fills, states = fold.fills, fold.states
+    count = max(0, len(fills) - TAIL_FILLS)
+    return (
+        states[count - 1] if count else FLAT,
+        count,
+        fills[count - 1] if count else None,
+        tuple(f.trade_id for f in fills[count:]),
+        states[-1] if states else FLAT,
+        fills[-1] if fills else None,
+    )
+
+
 def apply_event(
     book: PositionBook,
     event: EnrichedTrade,
@@ -368,13 +378,7 @@ def apply_event(
     elif cached is not None and cached.complete:  # every live fill at hand
         start = _replace(cached, old, new, FLAT)
         path = "append" if start == len(cached.fills) - 1 and old is None else "cached"
-        n = len(cached.fills)
-        count = max(0, n - TAIL_FILLS)
-        checkpoint = cached.states[count - 1] if count else FLAT
-        checkpoint_last = cached.fills[count - 1] if count else None
-        tail_ids = tuple(f.trade_id for f in cached.fills[count:])
-        state = cached.states[-1] if n else FLAT
-        last = cached.fills[-1] if n else None
+        checkpoint, count, checkpoint_last, tail_ids, state, last = _split(cached)
     elif (
         old is None
         and new is not None
@@ -407,12 +411,7 @@ def apply_event(
         live = [f for i in ids if (f := current(i)) is not None and f.live]
         live.sort(key=_fold_key)
         cached = _Fold(live, _states_from(FLAT, live), complete=True)
-        count = max(0, len(live) - TAIL_FILLS)
-        checkpoint = cached.states[count - 1] if count else FLAT
-        checkpoint_last = live[count - 1] if count else None
-        tail_ids = tuple(f.trade_id for f in live[count:])
-        state = cached.states[-1] if live else FLAT
-        last = live[-1] if live else None
+        checkpoint, count, checkpoint_last, tail_ids, state, last = _split(cached)
         if len(live) > CACHE_ALL_FILLS_UP_TO:  # bound the memory: keep the tail only
             cached = _Fold(live[count:], cached.states[count:], complete=False)
     if len(tail_ids) > TAIL_FILLS:  # move the oldest of the tail into the checkpoint
@@ -477,9 +476,3 @@ class PositionLedger:
         if change.sealed is not None:
             self.chunks[f"{key}#{change.sealed[0]}"] = change.sealed[1]
         return change
-
-    def effective_fills(self, key: str) -> list[Fill]:
-        """Return the live fills of a position, in fold order."""
-        prefix = key + "|"
-        live = [f for k, f in self.fills.items() if k.startswith(prefix) and f.live]
-        return sorted(live, key=lambda f: f.fold_key)
