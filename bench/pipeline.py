@@ -40,15 +40,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.kafka_tools import ServiceProcess, caught_up, producer  # noqa: E402
-from tests.support.pipeline import REFDATA_DIR, REFDATA_FILES, scrape_events  # noqa: E402
+from tests.support.pipeline import (  # noqa: E402
+    REFDATA_FILES,
+    produce_marks,
+    scrape_events,
+    simulated_session,
+)
 
 from tradeflux.broker import local  # noqa: E402
 from tradeflux.broker.topics import TopicSet, create_topics  # noqa: E402
 from tradeflux.config import Settings, load_settings  # noqa: E402
 from tradeflux.domain.schemas import Position  # noqa: E402
 from tradeflux.gateway.refdata import load_files  # noqa: E402
-from tradeflux.sim.refdata import load_refdata  # noqa: E402
-from tradeflux.sim.trades import SimSession, generate_session  # noqa: E402
+from tradeflux.sim.trades import SimSession  # noqa: E402
 
 console = Console()
 SERVICES = (("validator", "trades.raw"), ("positions", "trades.enriched"), ("pnl", "positions"))
@@ -60,16 +64,8 @@ def _prepare(
 ) -> SimSession:
     create_topics(replace(settings, topic_prefix=prefix, partitions=6), TopicSet.CORE)
     load_files(REFDATA_FILES, settings.client_config(), prefix)
-    ref = load_refdata(REFDATA_DIR)
-    session = generate_session(ref.instruments, ref.accounts, ref.counterparties, count=count,
-                               rate_per_s=rate, seed=7, start=start)  # fmt: skip
-    prod = producer(settings)
-    encode = msgspec.json.Encoder(decimal_format="string").encode
-    for p in session.prices:
-        prod.produce(f"{prefix}marketdata.prices", encode(p), p.instrument_id.encode())
-    for r in session.fx_rates:
-        prod.produce(f"{prefix}marketdata.fx", encode(r), r.pair.encode())
-    prod.flush(30)
+    session = simulated_session(count, seed=7, rate_per_s=rate, start=start)
+    produce_marks(settings, prefix, session)
     return session
 
 

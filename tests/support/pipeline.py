@@ -35,14 +35,34 @@ def prepare(settings: Settings, prefix: str, count: int, seed: int) -> SimSessio
     create_topics(with_prefix, TopicSet.CORE)
     report = load_files(REFDATA_FILES, settings.client_config(), prefix)
     assert not report.errors
+    mix = TradeMix(amend_rate=0.06, cancel_rate=0.03, duplicate_rate=0.02, malformed_rate=0.02)
+    session = simulated_session(count, seed, mix)
+    produce_marks(settings, prefix, session)
+    return session
+
+
+def simulated_session(
+    count: int,
+    seed: int,
+    mix: TradeMix | None = None,
+    rate_per_s: float = 5_000,
+    start: dt.datetime | None = None,
+) -> SimSession:
+    """Generate a session over the sample refdata, from 5 s ago unless ``start`` is given.
+
+    Timestamps from about now: the broker keeps them (retention is by timestamp).
+    """
     ref = load_refdata(REFDATA_DIR)
-    # Timestamps from now on: the broker keeps them (retention is by timestamp).
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=5)
-    session = generate_session(
-        ref.instruments, ref.accounts, ref.counterparties, count=count, rate_per_s=5_000,
-        seed=seed, mix=TradeMix(amend_rate=0.06, cancel_rate=0.03, duplicate_rate=0.02,
-                                malformed_rate=0.02), start=start,
+    if start is None:
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=5)
+    return generate_session(
+        ref.instruments, ref.accounts, ref.counterparties, count=count,
+        rate_per_s=rate_per_s, seed=seed, mix=mix, start=start,
     )  # fmt: skip
+
+
+def produce_marks(settings: Settings, prefix: str, session: SimSession) -> None:
+    """Produce the session's final prices and FX rates to their market-data topics."""
     prod = producer(settings)
     encode = msgspec.json.Encoder(decimal_format="string").encode
     for price in session.prices:
@@ -50,7 +70,6 @@ def prepare(settings: Settings, prefix: str, count: int, seed: int) -> SimSessio
     for rate in session.fx_rates:
         prod.produce(f"{prefix}marketdata.fx", encode(rate), rate.pair.encode())
     assert prod.flush(30) == 0
-    return session
 
 
 def produce_trades(

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from tests.support.kafka_tools import ServiceProcess, caught_up, producer, read_all, wait_for
-from tests.support.pipeline import REFDATA_DIR, REFDATA_FILES, reference
+from tests.support.pipeline import REFDATA_DIR, REFDATA_FILES, reference, simulated_session
 from tests.support.risk_reference import comparable, expected_alerts
 from tests.support.settlement import assert_running
 from tradeflux.broker.topics import TopicSet, create_topics
@@ -22,7 +22,7 @@ from tradeflux.config import Settings
 from tradeflux.domain.schemas import EnrichedTrade, FxRate, Limits, RiskAlert
 from tradeflux.gateway.refdata import load_files
 from tradeflux.sim.refdata import load_refdata, read_structs
-from tradeflux.sim.trades import TradeMix, generate_session
+from tradeflux.sim.trades import TradeMix
 
 _ENCODE = msgspec.json.Encoder(decimal_format="string").encode
 
@@ -48,20 +48,15 @@ class RiskInput:
 
 def risk_input(count: int, seed: int) -> RiskInput:
     """Return a simulated session's enriched events plus the hand-made account's, and tables."""
-    ref = load_refdata(REFDATA_DIR)
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=5)
-    session = generate_session(
-        ref.instruments, ref.accounts, ref.counterparties, count=count, rate_per_s=5_000,
-        seed=seed, mix=TradeMix(amend_rate=0.08, cancel_rate=0.04, duplicate_rate=0.01,
-                                malformed_rate=0.01), start=start,
-    )  # fmt: skip
+    mix = TradeMix(amend_rate=0.08, cancel_rate=0.04, duplicate_rate=0.01, malformed_rate=0.01)
+    session = simulated_session(count, seed, mix)
     events = list(reference(session).enriched)
     fx = {r.pair: r for r in read_structs(REFDATA_DIR / "fx.csv", FxRate)}
     fx.update({r.pair: r for r in session.fx_rates})
     return RiskInput(
         events=events + hand_made_events(events[0]),
         limits=[*read_structs(REFDATA_DIR / "limits.csv", Limits), HAND_LIMITS],
-        base_currencies={a.account_id: a.base_currency for a in ref.accounts},
+        base_currencies={a.account_id: a.base_currency for a in load_refdata(REFDATA_DIR).accounts},
         fx_rates=list(fx.values()),
     )
 

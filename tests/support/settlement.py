@@ -21,12 +21,11 @@ from confluent_kafka.admin import AdminClient
 
 from tests.support.kafka_tools import ServiceProcess, producer, read_all, wait_for
 from tests.support.kafka_tools import create_topics as create_changelogs
-from tests.support.pipeline import REFDATA_DIR, reference
+from tests.support.pipeline import reference, simulated_session
 from tradeflux.broker.topics import TopicSet, create_topics
 from tradeflux.config import Settings
 from tradeflux.domain.schemas import EnrichedTrade, SecuritiesObligation, SettlementObligation
-from tradeflux.sim.refdata import load_refdata
-from tradeflux.sim.trades import TradeMix, generate_session
+from tradeflux.sim.trades import TradeMix
 
 _ENCODE = msgspec.json.Encoder(decimal_format="string").encode
 
@@ -63,13 +62,8 @@ def enriched_events(count: int, seed: int) -> tuple[list[EnrichedTrade], set[str
     matters); the set holds the obligation keys the hand-made events must leave as
     tombstones.
     """
-    ref = load_refdata(REFDATA_DIR)
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=5)
-    session = generate_session(
-        ref.instruments, ref.accounts, ref.counterparties, count=count, rate_per_s=5_000,
-        seed=seed, mix=TradeMix(amend_rate=0.08, cancel_rate=0.04, duplicate_rate=0.01,
-                                malformed_rate=0.01), start=start,
-    )  # fmt: skip
+    mix = TradeMix(amend_rate=0.08, cancel_rate=0.04, duplicate_rate=0.01, malformed_rate=0.01)
+    session = simulated_session(count, seed, mix)
     events = list(reference(session).enriched)
     firsts = [e for e in events if e.event_type == "NEW"][:40]
     extra: list[EnrichedTrade] = []
