@@ -18,7 +18,7 @@ import pytest
 from tests.browser.feed import Feeder
 from tests.conftest import unique
 from tests.support.browser import OUTPUT, dashboard_page
-from tests.support.kafka_tools import create_topics
+from tests.support.kafka_tools import create_query_topics
 from tradeflux.config import Settings
 from tradeflux.query.server import BackgroundServer, QueryService
 from tradeflux.query.service_metrics import ScrapeTarget
@@ -26,18 +26,6 @@ from tradeflux.stream.metrics import HealthServer, StreamMetrics
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
-TOPICS = {
-    "positions": 3,
-    "pnl": 3,
-    "risk.alerts": 3,
-    "analytics.bars": 3,
-    "settlement.obligations": 3,
-    "trades.rejected": 3,
-    "refdata.instruments": 1,
-    "refdata.accounts": 1,
-    "refdata.counterparties": 1,
-}
-COMPACTED = ("positions", "pnl", "settlement.obligations", "refdata.instruments")
 SERVICES = ("validator", "positions", "pnl")
 
 
@@ -74,9 +62,7 @@ def live_world(
     chromium: Path, kafka: Settings
 ) -> Iterator[tuple[Feeder, BackgroundServer, threading.Thread]]:
     prefix = unique("dash") + "."
-    create_topics(
-        kafka, {prefix + t: n for t, n in TOPICS.items()}, [prefix + t for t in COMPACTED]
-    )
+    create_query_topics(kafka, prefix)
     feeder = Feeder(kafka, prefix)
     feeder.history(dt.datetime.now(dt.UTC))  # bars of the last minutes, before the page opens
     fake = FakeServiceMetrics()

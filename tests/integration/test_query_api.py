@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Producer
 
 from tests.conftest import unique
-from tests.support.kafka_tools import create_topics, producer, wait_for
+from tests.support.kafka_tools import create_query_topics, producer, wait_for
 from tradeflux.config import Settings
 from tradeflux.domain.schemas import AccountPnL, Instrument, Position, position_key
 from tradeflux.query.server import BackgroundServer, QueryService
@@ -29,18 +29,6 @@ ENCODE = msgspec.json.Encoder(decimal_format="string").encode
 ACCOUNTS = ("ACC-1", "ACC-2", "ACC-3")
 INSTRUMENTS = ("AAA.XNAS", "BBB.XNAS", "CCC.XLON", "DDD.XLON", "EEE.XETR")
 T0 = dt.datetime(2026, 3, 2, 14, 30, tzinfo=dt.UTC)
-COMPACTED = ("positions", "pnl", "settlement.obligations", "refdata.instruments")
-TOPICS = {
-    "positions": 3,
-    "pnl": 3,
-    "risk.alerts": 3,
-    "analytics.bars": 3,
-    "settlement.obligations": 3,
-    "trades.rejected": 3,
-    "refdata.instruments": 1,
-    "refdata.accounts": 1,
-    "refdata.counterparties": 1,
-}
 
 
 def position(account: str, instrument: str, n: int) -> Position:
@@ -195,9 +183,7 @@ def scraped_metrics() -> Iterator[tuple[StreamMetrics, str]]:
 @pytest.fixture(scope="module")
 def world(kafka: Settings) -> World:
     prefix = unique("query") + "."
-    create_topics(
-        kafka, {prefix + t: n for t, n in TOPICS.items()}, [prefix + t for t in COMPACTED]
-    )
+    create_query_topics(kafka, prefix)
     w = World(kafka, prefix)
     w.seeded = seed(w)
     return w

@@ -51,6 +51,30 @@ def create_topics(settings: Settings, names: dict[str, int], compacted: Iterable
         future.result()
 
 
+# What the query service reads (small partition counts: the read-model tests need few).
+QUERY_TOPICS = {
+    "positions": 3,
+    "pnl": 3,
+    "risk.alerts": 3,
+    "analytics.bars": 3,
+    "settlement.obligations": 3,
+    "trades.rejected": 3,
+    "refdata.instruments": 1,
+    "refdata.accounts": 1,
+    "refdata.counterparties": 1,
+}
+QUERY_COMPACTED = ("positions", "pnl", "settlement.obligations", "refdata.instruments")
+
+
+def create_query_topics(settings: Settings, prefix: str) -> None:
+    """Create the query service's input topics under ``prefix``."""
+    create_topics(
+        settings,
+        {prefix + t: n for t, n in QUERY_TOPICS.items()},
+        [prefix + t for t in QUERY_COMPACTED],
+    )
+
+
 def producer(settings: Settings, **extra: Any) -> Producer:
     """Return a plain idempotent producer that partitions like the Java client."""
     return Producer(
