@@ -13,17 +13,17 @@ from tests.conftest import unique
 from tests.support.bars_reference import (
     bars_written,
     expected_from,
-    produce_enriched,
     simulated_enriched,
 )
 from tests.support.kafka_tools import (
     ServiceProcess,
     caught_up,
-    committed_offsets,
+    committed_progress,
     create_topics,
     read_all,
     wait_for,
 )
+from tests.support.pipeline import produce_enriched
 from tradeflux.config import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.slow]
@@ -38,8 +38,7 @@ TOPICS = {
 
 
 def _progress(kafka: Settings, prefix: str) -> int:
-    offsets = committed_offsets(kafka, f"{prefix}analytics", f"{prefix}trades.by_instrument")
-    return sum(o for o in offsets.values() if o > 0)
+    return committed_progress(kafka, f"{prefix}analytics", f"{prefix}trades.by_instrument")
 
 
 def test_sigkilled_analytics_restarts_to_the_same_bars_and_no_duplicate_final_bar(
@@ -53,7 +52,7 @@ def test_sigkilled_analytics_restarts_to_the_same_bars_and_no_duplicate_final_ba
     analytics = ServiceProcess(*analytics_args)
     feeder = threading.Thread(
         target=produce_enriched,
-        args=(kafka, prefix + "trades.enriched", events, 100),
+        args=(kafka, prefix, events, 100),
         daemon=True,
     )
     feeder.start()

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique
-from tests.support.kafka_tools import ServiceProcess, committed_offsets, wait_for
+from tests.support.kafka_tools import (
+    ServiceProcess,
+    assert_running,
+    committed_progress,
+    wait_for,
+)
+from tests.support.pipeline import produce_enriched
 from tests.support.risk import (
     assert_alerts_equal,
     assert_input_exercises_the_rules,
@@ -21,7 +27,6 @@ from tests.support.risk import (
     risk_input,
     wait_caught_up,
 )
-from tests.support.settlement import assert_running, produce_enriched
 from tradeflux.config import Settings
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -30,8 +35,7 @@ _RESTORED = re.compile(r"store restored service=risk store=(\w+) partition=\d+ r
 
 
 def _progress(kafka: Settings, prefix: str) -> int:
-    offsets = committed_offsets(kafka, f"{prefix}risk", f"{prefix}trades.enriched")
-    return sum(o for o in offsets.values() if o > 0)
+    return committed_progress(kafka, f"{prefix}risk", f"{prefix}trades.enriched")
 
 
 def test_risk_sigkilled_twice_mid_stream_alerts_exactly_once(

@@ -13,7 +13,7 @@ from tests.conftest import unique
 from tests.support.kafka_tools import (
     ServiceProcess,
     caught_up,
-    committed_offsets,
+    committed_progress,
     create_topics,
     read_all,
     wait_for,
@@ -31,8 +31,7 @@ _ASSIGNED = re.compile(r"partitions assigned service=running-sum partitions=(\S+
 
 
 def _progress(settings: Settings, prefix: str) -> int:
-    offsets = committed_offsets(settings, f"{prefix}running-sum", f"{prefix}numbers")
-    return sum(o for o in offsets.values() if o > 0)
+    return committed_progress(settings, f"{prefix}running-sum", f"{prefix}numbers")
 
 
 def _partitions(assigned_groups: list[str]) -> set[int]:

@@ -10,13 +10,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique
-from tests.support.kafka_tools import ServiceProcess, caught_up, committed_offsets, wait_for
-from tests.support.settlement import (
+from tests.support.kafka_tools import (
+    ServiceProcess,
     assert_running,
+    caught_up,
+    committed_progress,
+    wait_for,
+)
+from tests.support.pipeline import produce_enriched
+from tests.support.settlement import (
     enriched_events,
     expected_obligations,
     prepare_topics,
-    produce_enriched,
     read_obligations,
 )
 from tradeflux.config import Settings
@@ -27,8 +32,7 @@ _RESTORED = re.compile(r"store restored service=settlement store=(\w+) partition
 
 
 def _progress(kafka: Settings, prefix: str) -> int:
-    offsets = committed_offsets(kafka, f"{prefix}settlement", f"{prefix}trades.by_counterparty")
-    return sum(o for o in offsets.values() if o > 0)
+    return committed_progress(kafka, f"{prefix}settlement", f"{prefix}trades.by_counterparty")
 
 
 def test_settlement_sigkilled_twice_mid_stream_nets_exactly(

@@ -12,11 +12,10 @@ from tests.conftest import free_port_block, unique
 from tests.support.bars_reference import (
     bars_written,
     expected_from,
-    produce_enriched,
     simulated_enriched,
 )
 from tests.support.kafka_tools import ServiceProcess, caught_up, create_topics, read_all, wait_for
-from tests.support.pipeline import scrape_events
+from tests.support.pipeline import produce_enriched, scrape_events
 from tradeflux.config import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -44,7 +43,7 @@ def test_final_bars_equal_an_independent_fold_of_the_instrument_stream(
     try:
         # In real time, as trades come: a burst would reach an instrument's partition
         # through repartition account partition by account partition, mostly late.
-        produce_enriched(kafka, prefix + "trades.enriched", events, rate_per_s=100)
+        produce_enriched(kafka, prefix, events, rate_per_s=100)
         wait_for(lambda: caught_up(kafka, f"{prefix}repartition", f"{prefix}trades.enriched"),
                  60, "repartition to catch up")  # fmt: skip
         wait_for(lambda: caught_up(kafka, f"{prefix}analytics", f"{prefix}trades.by_instrument"),

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import unique
 from tests.support.kafka_tools import ServiceProcess, read_all
+from tests.support.pipeline import produce_enriched
 from tests.support.risk import (
     assert_alerts_equal,
     assert_input_exercises_the_rules,
@@ -27,7 +28,6 @@ from tests.support.risk import (
     risk_input,
     wait_caught_up,
 )
-from tests.support.settlement import produce_enriched
 from tradeflux.config import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

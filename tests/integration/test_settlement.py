@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique
-from tests.support.kafka_tools import ServiceProcess, caught_up, wait_for
+from tests.support.kafka_tools import ServiceProcess, assert_running, caught_up, wait_for
+from tests.support.pipeline import produce_enriched
 from tests.support.settlement import (
-    assert_running,
     enriched_events,
     expected_obligations,
     prepare_topics,
-    produce_enriched,
     read_obligations,
 )
 from tradeflux.config import Settings

@@ -10,7 +10,6 @@ and computes each window's bar from scratch at the end.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,9 +19,7 @@ from typing import Any
 
 import msgspec
 
-from tests.support.kafka_tools import producer
 from tests.support.reference import run_reference
-from tradeflux.config import Settings
 from tradeflux.domain.schemas import Bar, EnrichedTrade
 from tradeflux.sim.refdata import load_refdata
 from tradeflux.sim.trades import TradeMix, generate_session
@@ -48,23 +45,6 @@ def simulated_enriched(count: int, seconds: float, seed: int) -> list[EnrichedTr
     )  # fmt: skip
     records = [(r.key, r.value, r.timestamp_ms) for r in session.records]
     return run_reference(records, ref.instruments, ref.accounts, ref.counterparties).enriched
-
-
-def produce_enriched(
-    settings: Settings, topic: str, events: list[EnrichedTrade], rate_per_s: float | None = None
-) -> None:
-    """Write ``events`` to ``topic`` keyed by account, in order; paced if ``rate_per_s``."""
-    prod = producer(settings)
-    encode = msgspec.json.Encoder(decimal_format="string").encode
-    started = time.monotonic()
-    for i, event in enumerate(events):
-        if rate_per_s and i % 100 == 0:
-            ahead = i / rate_per_s - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
-        prod.produce(topic, encode(event), event.account.encode())
-        prod.poll(0)
-    assert prod.flush(60) == 0
 
 
 def start_of(t: dt.datetime) -> dt.datetime:

@@ -163,6 +163,11 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
         consumer.close()
 
 
+def committed_progress(settings: Settings, group: str, topic: str) -> int:
+    """Return how many records of ``topic`` the group has committed, over its partitions."""
+    return sum(o for o in committed_offsets(settings, group, topic).values() if o > 0)
+
+
 def caught_up(settings: Settings, group: str, topic: str) -> bool:
     """Tell whether ``group`` has committed every partition of ``topic`` up to its end.
 
@@ -244,3 +249,9 @@ class ServiceProcess:
     def alive(self) -> bool:
         """Tell whether the process is still running."""
         return self.proc.poll() is None
+
+
+def assert_running(*procs: ServiceProcess) -> None:
+    """Fail at once, with the end of its log, if a service process has exited."""
+    for proc in procs:
+        assert proc.alive(), f"{proc.log_path.name} exited:\n{proc.log()[-3000:]}"

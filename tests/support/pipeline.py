@@ -152,3 +152,29 @@ def check_outputs(
     assert positions == expected.positions
     assert last_by_key(read_all(settings, f"{prefix}pnl"), AccountPnL) == expected.pnl
     return {"enriched_events": len(enriched), "rejected": len(rejects)}
+
+
+def produce_enriched(
+    settings: Settings, prefix: str, events: list[EnrichedTrade], rate_per_s: float | None = None
+) -> None:
+    """Write ``events`` to trades.enriched keyed by account, in order, as the validator does.
+
+    ``rate_per_s`` paces the writes (checked every 100 records), for tests that need a
+    stream.
+    """
+    prod = producer(settings)
+    encode = msgspec.json.Encoder(decimal_format="string").encode
+    started = time.monotonic()
+    for i, event in enumerate(events):
+        if rate_per_s and i % 100 == 0:
+            ahead = i / rate_per_s - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        while True:
+            try:
+                prod.produce(f"{prefix}trades.enriched", encode(event), event.account.encode())
+                break
+            except BufferError:
+                prod.poll(0.05)
+        prod.poll(0)
+    assert prod.flush(60) == 0

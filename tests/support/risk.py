@@ -13,10 +13,16 @@ from typing import Any
 
 import msgspec
 
-from tests.support.kafka_tools import ServiceProcess, caught_up, producer, read_all, wait_for
+from tests.support.kafka_tools import (
+    ServiceProcess,
+    assert_running,
+    caught_up,
+    producer,
+    read_all,
+    wait_for,
+)
 from tests.support.pipeline import REFDATA_DIR, REFDATA_FILES, reference, simulated_session
 from tests.support.risk_reference import comparable, expected_alerts
-from tests.support.settlement import assert_running
 from tradeflux.broker.topics import TopicSet, create_topics
 from tradeflux.config import Settings
 from tradeflux.domain.schemas import EnrichedTrade, FxRate, Limits, RiskAlert

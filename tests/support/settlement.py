@@ -10,7 +10,6 @@ nothing with ``tradeflux.domain.netting``.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
@@ -19,8 +18,8 @@ from typing import Any
 import msgspec
 from confluent_kafka.admin import AdminClient
 
-from tests.support.kafka_tools import ServiceProcess, producer, read_all, wait_for
 from tests.support.kafka_tools import create_topics as create_changelogs
+from tests.support.kafka_tools import read_all, wait_for
 from tests.support.pipeline import reference, simulated_session
 from tradeflux.broker.topics import TopicSet, create_topics
 from tradeflux.config import Settings
@@ -91,29 +90,6 @@ def _key(t: EnrichedTrade) -> str:
 def replace_struct(event: EnrichedTrade, **changes: Any) -> EnrichedTrade:
     """Return ``event`` with ``changes`` (no notional change: quantity and price stay)."""
     return msgspec.structs.replace(event, **changes)
-
-
-def produce_enriched(
-    settings: Settings, prefix: str, events: list[EnrichedTrade], rate_per_s: float | None = None
-) -> None:
-    """Write ``events`` to trades.enriched keyed by account, as the validator does.
-
-    ``rate_per_s`` paces the writes (in slices of 500), for tests that need a stream.
-    """
-    prod = producer(settings)
-    started = time.monotonic()
-    for i, event in enumerate(events):
-        if rate_per_s and i % 500 == 0:
-            ahead = i / rate_per_s - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
-        while True:
-            try:
-                prod.produce(f"{prefix}trades.enriched", _ENCODE(event), event.account.encode())
-                break
-            except BufferError:
-                prod.poll(0.05)
-    assert prod.flush(60) == 0
 
 
 def expected_obligations(events: list[EnrichedTrade]) -> dict[str, SettlementObligation]:
@@ -187,9 +163,3 @@ def read_obligations(
             view[key] = decoder.decode(m.value())
             tombstoned.discard(key)
     return view, tombstoned
-
-
-def assert_running(*procs: ServiceProcess) -> None:
-    """Fail at once, with the end of its log, if a service process has exited."""
-    for proc in procs:
-        assert proc.alive(), f"{proc.log_path.name} exited:\n{proc.log()[-3000:]}"
