@@ -86,7 +86,8 @@ class Feeder:
     def send(
         self, topic: str, key: str, value: Any, headers: list[tuple[str, bytes]] | None = None
     ) -> None:
-        data = value if isinstance(value, bytes) else _ENCODE(value)
+        """Produce ``value`` (a struct, a dict, bytes, or None for a tombstone) under ``key``."""
+        data = value if value is None or isinstance(value, bytes) else _ENCODE(value)
         self.producer.produce(self.prefix + topic, key=key.encode(), value=data, headers=headers)
         self.written[topic] = self.written.get(topic, 0) + 1
 

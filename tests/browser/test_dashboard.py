@@ -11,11 +11,12 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.browser.feed import Feeder
+from tests.browser.feed import Feeder, bar
 from tests.conftest import unique
 from tests.support.browser import OUTPUT, dashboard_page
 from tests.support.kafka_tools import create_query_topics
@@ -113,5 +114,15 @@ def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
         tile = page.locator(".kpi", has_text="Open positions").locator(".value")
         assert tile.inner_text() not in ("", "0", "—")
         page.screenshot(path=str(OUTPUT / "dashboard.png"))
+        # a window whose trades were all cancelled (analytics' tombstone) leaves the chart
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        key = f"ZZZ.XNAS|{start.isoformat().replace('+00:00', 'Z')}"
+        option = page.locator("#bar-instrument option[value='ZZZ.XNAS']")
+        feeder.send("analytics.bars", key, bar("ZZZ.XNAS", start, [Decimal("10.00")], [100]))
+        feeder.producer.flush(10)
+        option.wait_for(state="attached", timeout=30_000)
+        feeder.send("analytics.bars", key, None)
+        feeder.producer.flush(10)
+        option.wait_for(state="detached", timeout=30_000)
     assert feeder.written.get("positions", 0) > 0
     assert problems == []
