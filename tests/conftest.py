@@ -21,9 +21,13 @@ from tradeflux.config import Settings, load_settings
 
 
 def free_port_block(count: int) -> int:
-    """Return a port p such that p .. p+count-1 are all free on loopback."""
+    """Return a port p such that p .. p+count-1 are all free on loopback.
+
+    Drawn below Linux's ephemeral range (32768-60999): a port in it can be taken
+    by any outgoing connection's local end between this check and the listen.
+    """
     for _ in range(200):
-        base = random.randint(20000, 50000)
+        base = random.randint(20000, 32700 - count)
         socks = []
         try:
             for p in range(base, base + count):

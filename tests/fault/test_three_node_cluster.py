@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 
@@ -25,6 +26,7 @@ from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 from tests.conftest import free_port_block, unique
 from tradeflux.broker import local
 from tradeflux.broker.admin import admin_client
+from tradeflux.broker.errors import BrokerError
 from tradeflux.broker.topics import TopicSet, create_topics, describe_topics
 from tradeflux.config import Settings, load_settings
 
@@ -87,9 +89,19 @@ def _read_all(settings: Settings, topic: str, acked: set[int], deadline_s: float
 @pytest.fixture(scope="module")
 def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.LocalCluster]:
     """A 3-node local cluster of its own, for this module; its tests may kill nodes."""
-    runtime = tmp_path_factory.mktemp("three-nodes")
-    settings = load_settings(env={}, runtime_dir=runtime, cache_dir=load_settings().cache_dir)
-    cluster = local.start_cluster(settings, nodes=3, port=free_port_block(6), timeout_s=180)
+    for attempt in (1, 2):
+        runtime = tmp_path_factory.mktemp("three-nodes")
+        settings = load_settings(env={}, runtime_dir=runtime, cache_dir=load_settings().cache_dir)
+        try:
+            cluster = local.start_cluster(settings, nodes=3, port=free_port_block(6), timeout_s=180)
+            break
+        except BrokerError as exc:
+            # Once in CI a node died at start before writing a line of log, never seen
+            # since; this module tests a running cluster, not the start: try once more,
+            # and say so where the run's summary shows it.
+            if attempt == 2:
+                raise
+            warnings.warn(f"3-node cluster did not start, retrying once: {exc}", stacklevel=1)
     try:
         yield cluster
     finally:

@@ -272,10 +272,11 @@ def start_cluster(
                     f"{reason[-1] if reason else 'no output'}"
                 )
         _save_cluster(settings, cluster)
+    procs: dict[int, subprocess.Popen[bytes]] = {}
     for node in cluster.nodes:
         cmd = _java_command(java, libs, cluster.heap, log4j, "kafka.Kafka")
         with node.log_file.open("ab") as log:
-            proc = subprocess.Popen(
+            procs[node.node_id] = proc = subprocess.Popen(
                 [*cmd, str(node.path / "server.properties")],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -283,20 +284,32 @@ def start_cluster(
                 start_new_session=True,
             )
         node.pid_file.write_text(f"{proc.pid}\n")
-    _wait_until_ready(settings, cluster, timeout_s)
+    _wait_until_ready(settings, cluster, procs, timeout_s)
     return cluster
 
 
-def _wait_until_ready(settings: Settings, cluster: LocalCluster, timeout_s: float) -> None:
-    """Wait until a metadata request lists every node, or fail with the reason."""
+def _wait_until_ready(
+    settings: Settings,
+    cluster: LocalCluster,
+    procs: dict[int, subprocess.Popen[bytes]],
+    timeout_s: float,
+) -> None:
+    """Wait until a metadata request lists every node, or fail with the reason.
+
+    Whether a node died is asked of its process handle, which also gives the exit
+    code (a negative one names the signal), rather than guessed from the pid file
+    and /proc: once in CI a node was reported "exited while starting" with an empty
+    log, and the guess could not say how it ended.
+    """
     admin = admin_client(replace(settings, bootstrap=cluster.bootstrap, kafka={}))
     deadline = time.monotonic() + timeout_s
     while True:
         for node in cluster.nodes:
-            if node_pid(node) is None:
+            code = procs[node.node_id].poll()
+            if code is not None:
                 _stop_nodes(cluster, grace_s=5.0)
                 raise BrokerError(
-                    f"broker node {node.node_id} exited while starting: "
+                    f"broker node {node.node_id} exited with code {code} while starting: "
                     f"{_last_error(node.log_file)} (full log: {node.log_file})"
                 )
         try:
