@@ -30,13 +30,14 @@ class InMemoryStore:
 class StorePartition:
     """A store partition as a processor sees it: reads through, writes to a batch overlay."""
 
-    __slots__ = ("_base", "_overlay", "_undo", "name", "partition")
+    __slots__ = ("_base", "_deletes", "_overlay", "_undo", "name", "partition")
 
     def __init__(self, name: str, partition: int, base: InMemoryStore | None = None) -> None:
         self.name = name
         self.partition = partition
         self._base = base if base is not None else InMemoryStore()
         self._overlay: dict[str, Any] = {}
+        self._deletes = False  # a delete in this batch: commit must look at each value
         self._undo: dict[str, Any] | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -65,6 +66,7 @@ class StorePartition:
         if self._undo is not None and key not in self._undo:
             self._undo[key] = self._overlay.get(key, _ABSENT)
         self._overlay[key] = _DELETED
+        self._deletes = True
 
     def items(self) -> Iterator[tuple[str, Any]]:
         """Yield every (key, value) as of this batch."""
@@ -97,17 +99,22 @@ class StorePartition:
     def commit(self) -> None:
         """Merge the batch overlay into the map (after the transaction committed)."""
         data = self._base.data
-        for key, value in self._overlay.items():
-            if value is _DELETED:
-                data.pop(key, None)
-            else:
-                data[key] = value
+        if self._deletes:
+            for key, value in self._overlay.items():
+                if value is _DELETED:
+                    data.pop(key, None)
+                else:
+                    data[key] = value
+        else:  # puts only, the usual batch: one C-level merge
+            data.update(self._overlay)
         self._overlay.clear()
+        self._deletes = False
         self._undo = None
 
     def rollback(self) -> None:
         """Drop the batch overlay (the transaction aborted)."""
         self._overlay.clear()
+        self._deletes = False
         self._undo = None
 
     def savepoint(self) -> None:
