@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 
+from tradeflux.domain.positions import fold_position
 from tradeflux.domain.refdata import parse_refdata_file, refdata_key
 from tradeflux.domain.schemas import AccountPnL, FxRate, Position, Price, TradeEvent
 from tradeflux.services import pnl, positions, repartition, validator
@@ -200,3 +201,39 @@ def test_positions_apply_a_batch_in_fold_order_and_emit_its_last_position_per_ke
     assert len(in_order) == len(reversed_batch) == 1
     assert in_order[0].value == reversed_batch[0].value
     assert in_order[0].value.trade_count == 8
+
+
+def test_positions_refold_from_restored_stores_equals_the_fold_of_the_effective_trades() -> None:
+    """An AMEND of a position's first trade, after a restore, re-folds from the stores.
+
+    60 trades put most of the position behind its checkpoint and into sealed index
+    chunks. A second driver gets the first one's stores as a restore would give them
+    (each value through its store's codec, as read back from the changelog): it has no
+    derived cache, so the AMEND reads every fill and chunk back from their bytes.
+    """
+    v = _validator()
+    trades = [(f"T{i:02d}", _trade(f"T{i:02d}", 1, "NEW", "SELL" if i % 4 == 3 else "BUY",
+                                   1 + i % 5, f"{10 + i % 7}.{i % 10}0"))
+              for i in range(60)]  # fmt: skip
+    amend = ("T00", _trade("T00", 2, "AMEND", "SELL", 2, "13.50"))
+    enriched = [(o.key, o.value) for o in v.send([*trades, amend], timestamp_ms=T0_MS)
+                if o.topic == "trades.enriched"]  # fmt: skip
+    history, last = enriched[:-1], enriched[-1:]
+    live = positions.SERVICE
+    first = TestDriver(live)
+    for n in range(0, len(history), 7):
+        first.send(history[n : n + 7])
+    restored = TestDriver(live)
+    for spec in live.stores:
+        target = restored.task().stores[spec.name]
+        for key, value in first.store(spec.name).items():
+            target.restore(key, spec.codec.decode(spec.codec.encode(value)))
+    assert len(first.store("index")) >= 6  # most trade ids are in sealed chunks
+
+    final = [e for e in enriched if e[1].trade_id != "T00"] + last  # T00 as amended
+    expected = fold_position(
+        ACCOUNT.account_id, INSTRUMENT.instrument_id, INSTRUMENT.currency,
+        INSTRUMENT.multiplier, [e for _, e in final],
+    )  # fmt: skip
+    assert [o.value for o in restored.send(last)] == [expected]
+    assert [o.value for o in first.send(last)] == [expected]

@@ -48,7 +48,10 @@ CACHE_ALL_FILLS_UP_TO = 20_000
 """A position with more live fills than this keeps only its tail in the :class:`TailCache`."""
 
 
-class PositionState(msgspec.Struct, frozen=True, array_like=True):
+# gc=False on the state's structs: they refer only to strings, numbers, dates and each
+# other, so they can form no reference cycle, and the collector need not scan the
+# millions of them a busy service holds.
+class PositionState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """The running figures of a position: signed quantity, average cost, realized P&L.
 
     ``avg_cost`` is the average price of the open quantity (0 when flat);
@@ -89,7 +92,7 @@ def apply_fill(
     return PositionState(new_q, a, r)
 
 
-class Fill(msgspec.Struct, frozen=True, array_like=True):
+class Fill(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One version of a trade as a position sees it; ``live`` False is a cancel (tombstone)."""
 
     trade_id: str
@@ -171,7 +174,7 @@ def fold_position(
     return _position(account, instrument, currency, multiplier, state, count, last)
 
 
-class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False):
     """One ``account|instrument``'s fold state; a value of the positions service's store.
 
     Invariants: ``checkpoint`` is the fold of every live fill up to and including
