@@ -144,15 +144,15 @@ def delete_topics_with(admin: AdminClient, token: str) -> None:
                 console.print(f"[dim]could not delete a topic: {exc}[/]")
 
 
-def group_assigned(admin: AdminClient, group: str) -> bool:
-    """Tell whether ``group`` is stable with members: the contender may start consuming."""
+def group_assigned(admin: AdminClient, group: str, members: int = 1) -> bool:
+    """Tell whether ``group`` is stable with all ``members``: the contender may consume."""
     from confluent_kafka import ConsumerGroupState
 
     try:
         desc = admin.describe_consumer_groups([group], request_timeout=2)[group].result()
     except Exception:  # noqa: BLE001 - not there yet
         return False
-    return desc.state == ConsumerGroupState.STABLE and bool(desc.members)
+    return desc.state == ConsumerGroupState.STABLE and len(desc.members) >= members
 
 
 def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
@@ -291,7 +291,7 @@ def throughput_run(b: Bench, c: peers.Contender, rnd: int) -> RunResult:
             running.tree.sample()
             if assigned_t is None and time.monotonic() >= next_ask:
                 next_ask = time.monotonic() + 0.1
-                if group_assigned(b.admin, launch.group):
+                if group_assigned(b.admin, launch.group, launch.members):
                     assigned_t = time.monotonic()
             if (why := running.failed()) is not None:
                 result.failure = why
@@ -318,7 +318,7 @@ def throughput_run(b: Bench, c: peers.Contender, rnd: int) -> RunResult:
             result.problems = input_trades.check(b.reference, seen.finals)
     if c.runtime == "tradeflux":
         found = re.findall(r"service stopped .*batches=(\d+)", running.log.read_text())
-        result.commits = int(found[-1]) if found else None
+        result.commits = sum(int(n) for n in found) if found else None  # over its instances
     delete_topics_with(b.admin, run_id)
     return result
 

@@ -32,6 +32,7 @@ class Contender:
     kind: str  # "positions" or "copy" (the raw loop)
     runtime: str  # "tradeflux", "raw", "kstreams", "quix", "faust"
     commit: str = "default"  # commit interval as the runtime takes it (ms for KS, s for Quix)
+    instances: int = 1  # consumers in the group: tradeflux processes, Kafka Streams threads
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Launch:
     env: dict[str, str]
     cwd: Path
     group: str  # its consumer group on the input (application id, app id, ...)
+    members: int = 1  # consumers it runs in that group
 
 
 def contenders(tradeflux_commit_ms: int) -> list[Contender]:
@@ -54,6 +56,13 @@ def contenders(tradeflux_commit_ms: int) -> list[Contender]:
                   "positions", "tradeflux"),
         Contender("ks", f"Kafka Streams, commit {ks_default_ms} ms (default{same})",
                   "exactly-once", "positions", "kstreams"),
+        # Both scale out the same way: more consumers in one group, partitions split
+        # among them (tradeflux: processes, as `tradeflux run` is deployed; Kafka Streams:
+        # stream threads in one JVM, num.stream.threads).
+        Contender("tradeflux2", "tradeflux, 2 instances (processes) in one group",
+                  "exactly-once", "positions", "tradeflux", instances=2),
+        Contender("ks2", f"Kafka Streams, 2 stream threads, commit {ks_default_ms} ms",
+                  "exactly-once", "positions", "kstreams", instances=2),
     ]  # fmt: skip
     if tradeflux_commit_ms != ks_default_ms:
         out.append(
@@ -94,6 +103,9 @@ def launch(
         argv = [str(TRADEFLUX_PYTHON), "-m", "tradeflux.cli", "--bootstrap", bootstrap, "run",
                 "bench.peers.tradeflux_service:SERVICE", "--prefix", tradeflux_prefix,
                 "--instance-id", "bench"]  # fmt: skip
+        if c.instances > 1:
+            argv = [str(TRADEFLUX_PYTHON), str(PEERS / "instances.py"), str(c.instances), "--",
+                    *argv]  # fmt: skip
     elif c.runtime == "raw":
         group = f"raw-{run_id}"
         argv = [str(TRADEFLUX_PYTHON), str(REPO / "bench" / "raw_loop.py"), bootstrap, source,
@@ -101,7 +113,7 @@ def launch(
     elif c.runtime == "kstreams":
         argv = [java(), f"-Xmx{KS_HEAP}", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
                 "-jar", str(KS_JAR), bootstrap, source, target, f"positions-{run_id}",
-                str(state), c.commit]  # fmt: skip
+                str(state), c.commit, str(c.instances)]  # fmt: skip
     elif c.runtime == "quix":
         argv = [str(VENVS["quix"] / "bin" / "python"), str(PEERS / "quix" / "positions_app.py"),
                 bootstrap, source, target, f"positions-{run_id}", str(state), c.commit]  # fmt: skip
@@ -112,7 +124,7 @@ def launch(
                 "worker", "-l", "warn"]  # fmt: skip
     else:
         raise ValueError(c.runtime)
-    return Launch(argv, env, state, group)
+    return Launch(argv, env, state, group, c.instances)
 
 
 def java() -> str:

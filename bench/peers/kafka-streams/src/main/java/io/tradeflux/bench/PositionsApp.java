@@ -40,7 +40,7 @@ import org.apache.kafka.streams.state.Stores;
  * equal tradeflux's Decimal ones to the last digit.
  *
  * <p>Usage: java -jar positions-kafka-streams.jar BOOTSTRAP INPUT OUTPUT APPLICATION_ID
- * STATE_DIR [COMMIT_INTERVAL_MS|default]
+ * STATE_DIR [COMMIT_INTERVAL_MS|default] [STREAM_THREADS]
  */
 public final class PositionsApp {
 
@@ -187,7 +187,8 @@ public final class PositionsApp {
 
   public static void main(String[] args) throws InterruptedException {
     if (args.length < 5) {
-      System.err.println("usage: BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR [COMMIT_MS]");
+      System.err.println(
+          "usage: BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR [COMMIT_MS] [THREADS]");
       System.exit(2);
     }
     Properties props = new Properties();
@@ -197,6 +198,9 @@ public final class PositionsApp {
     props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
     if (args.length > 5 && !"default".equals(args[5])) {
       props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, Integer.parseInt(args[5]));
+    }
+    if (args.length > 6) {
+      props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.parseInt(args[6]));
     }
     KafkaStreams streams = new KafkaStreams(topology(args[1], args[2]), props);
     CountDownLatch stopped = new CountDownLatch(1);
@@ -211,7 +215,9 @@ public final class PositionsApp {
     }));
     streams.start();
     System.err.println("kafka-streams positions started: commit.interval.ms="
-        + new StreamsConfig(props).getLong(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG));
+        + new StreamsConfig(props).getLong(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG)
+        + " num.stream.threads="
+        + new StreamsConfig(props).getInt(StreamsConfig.NUM_STREAM_THREADS_CONFIG));
     stopped.await();
   }
 }
