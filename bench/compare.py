@@ -10,7 +10,7 @@ position of every key (each key's trade_count reached the key's number of trades
 same rule for contenders that emit per trade and for tradeflux, which coalesces a key's
 changes within a batch; the raw loop: until it copied N records). records/s = N / (time
 the last needed output became visible to a read_committed reader - time the contender's
-consumer group was first seen stable with members, asked every 100 ms): process start-up
+consumer group was first seen stable with all its members, every 100 ms): process start-up
 and the group join are left out; warm-up, and the wait for the last commit, are in. Peak
 RSS (summed over the process tree, JVM included) and CPU seconds (user + system, to the
 last output) come from /proc. Medians over the rounds.
