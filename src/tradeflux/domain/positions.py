@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from tradeflux.domain.schemas import EnrichedTrade, Position, Side
+from tradeflux.domain.schemas import EnrichedTrade, EventType, Position, Side
 
 _ZERO = Decimal(0)
 
@@ -65,6 +65,32 @@ class PositionState(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 FLAT = PositionState(_ZERO, _ZERO, _ZERO)
 """The state a position starts from."""
+
+
+class PositionEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The fields of an enriched trade event that a position reads.
+
+    The positions service decodes ``trades.enriched`` records straight into this: the
+    decoder skips the other fields (venue, counterparty, enrichment), a third less work
+    than a whole :class:`EnrichedTrade`. Anything that takes a trade event here takes
+    either.
+    """
+
+    event_type: EventType
+    trade_id: str
+    version: int
+    account: str
+    instrument: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    currency: str
+    trade_time: dt.datetime
+    multiplier: Decimal
+
+
+FoldEvent = EnrichedTrade | PositionEvent
+"""A trade event as the position fold reads it."""
 
 
 def apply_fill(
@@ -105,7 +131,7 @@ class Fill(msgspec.Struct, frozen=True, array_like=True, gc=False):
     live: bool = True
 
     @classmethod
-    def of(cls, trade: EnrichedTrade) -> Fill:
+    def of(cls, trade: FoldEvent) -> Fill:
         """Return the fill of an enriched trade; a CANCEL gives a tombstone."""
         return cls(
             trade.trade_id,
@@ -207,7 +233,7 @@ class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
         return cls(account=account, instrument=instrument, currency=currency, multiplier=multiplier)
 
     @classmethod
-    def empty(cls, trade: EnrichedTrade) -> PositionBook:
+    def empty(cls, trade: FoldEvent) -> PositionBook:
         """Return an empty book for the position of ``trade``."""
         return cls.open(trade.account, trade.instrument, trade.currency, trade.multiplier)
 
@@ -339,7 +365,7 @@ def _split(
 
 def apply_event(
     book: PositionBook,
-    event: EnrichedTrade,
+    event: FoldEvent,
     fill_of: FillLookup,
     chunk_of: ChunkLookup,
     cache: TailCache | None = None,
@@ -462,7 +488,7 @@ class PositionLedger:
         self.chunks: dict[str, tuple[str, ...]] = {}
         self.cache = cache
 
-    def apply(self, event: EnrichedTrade) -> BookChange:
+    def apply(self, event: FoldEvent) -> BookChange:
         """Apply ``event`` to its position and keep what changed."""
         key = f"{event.account}|{event.instrument}"
         book = self.books.get(key) or PositionBook.empty(event)

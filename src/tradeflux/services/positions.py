@@ -21,10 +21,11 @@ from tradeflux.domain.positions import (
     Fill,
     FillLookup,
     PositionBook,
+    PositionEvent,
     TailCache,
     apply_event,
 )
-from tradeflux.domain.schemas import EnrichedTrade, Position, position_key
+from tradeflux.domain.schemas import Position, position_key
 from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
@@ -65,7 +66,7 @@ def _lookups(
 
 
 def _fold_order(record: Record) -> tuple[dt.datetime, str]:
-    trade: EnrichedTrade = record.value
+    trade: PositionEvent = record.value
     return (trade.trade_time, trade.trade_id)
 
 
@@ -83,7 +84,7 @@ def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
     index = ctx.store("index")
     changed: dict[str, Position] = {}
     for record in sorted(records, key=_fold_order):
-        trade: EnrichedTrade = record.value
+        trade: PositionEvent = record.value
         key = position_key(trade.account, trade.instrument)
         book = books.get(key) or PositionBook.empty(trade)
         change = apply_event(book, trade, *_lookups(fills, index, key), _TAIL_CACHE)
@@ -100,7 +101,7 @@ def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
 
 SERVICE = Service(
     name="positions",
-    inputs=[Topic("trades.enriched", JsonCodec(EnrichedTrade))],
+    inputs=[Topic("trades.enriched", JsonCodec(PositionEvent))],  # the fields it reads
     outputs=[Topic("positions", JsonCodec(Position))],
     stores=[
         StoreSpec("books", MsgpackCodec(PositionBook)),
