@@ -266,10 +266,14 @@ class BookChange(NamedTuple):
     """
 
     book: PositionBook
-    position: Position
     fill: Fill | None
     sealed: tuple[int, tuple[str, ...]] | None
     path: str = "unchanged"  # unchanged, append, tail / cached / full (re-fold from where)
+
+    @property
+    def position(self) -> Position:
+        """Return the position after the event, made on demand (a batch emits one)."""
+        return self.book.position
 
 
 FillLookup = Callable[[str], Fill | None]
@@ -380,7 +384,7 @@ def apply_event(
     """
     held = fill_of(event.trade_id)
     if held is not None and event.version <= held.version:
-        return BookChange(book, book.position, None, None)
+        return BookChange(book, None, None)
     fill = Fill.of(event)
 
     def current(trade_id: str) -> Fill | None:
@@ -473,7 +477,7 @@ def apply_event(
     )
     if cache is not None and cached is not None:
         cache.put(key, changed, cached)
-    return BookChange(changed, changed.position, fill, sealed, path)
+    return BookChange(changed, fill, sealed, path)
 
 
 class PositionLedger:

@@ -82,21 +82,24 @@ def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
     books = ctx.store("books")
     fills = ctx.store("fills")
     index = ctx.store("index")
-    changed: dict[str, Position] = {}
+    changed: dict[str, PositionBook] = {}
+    paths: dict[str, int] = {}  # how often each fold path ran: a metric
     for record in sorted(records, key=_fold_order):
         trade: PositionEvent = record.value
         key = position_key(trade.account, trade.instrument)
         book = books.get(key) or PositionBook.empty(trade)
         change = apply_event(book, trade, *_lookups(fills, index, key), _TAIL_CACHE)
-        ctx.count(f"fold_{change.path}")  # how often each path runs: a metric
+        paths[change.path] = paths.get(change.path, 0) + 1
         if change.fill is not None:
             books.put(key, change.book)
             fills.put(f"{key}|{change.fill.trade_id}", _FILL_CODEC.encode(change.fill))
         if change.sealed is not None:
             index.put(f"{key}#{change.sealed[0]}", _CHUNK_CODEC.encode(change.sealed[1]))
-        changed[key] = change.position
-    for key, position in changed.items():
-        ctx.emit("positions", key, position, partition=ctx.partition)
+        changed[key] = change.book
+    for path, n in paths.items():
+        ctx.count(f"fold_{path}", n)
+    for key, changed_book in changed.items():
+        ctx.emit("positions", key, changed_book.position, partition=ctx.partition)
 
 
 SERVICE = Service(
