@@ -16,11 +16,14 @@ from tests.support.bars_reference import (
     simulated_enriched,
 )
 from tests.support.kafka_tools import (
+    Pacer,
     ServiceProcess,
     caught_up,
     committed_progress,
     create_topics,
     read_all,
+    restarted,
+    wait_assigned,
     wait_for,
 )
 from tests.support.pipeline import produce_enriched
@@ -50,14 +53,18 @@ def test_sigkilled_analytics_restarts_to_the_same_bars_and_no_duplicate_final_ba
     analytics_args = (kafka, "analytics", prefix, "a1", tmp_path, "--static-membership")
     repartition = ServiceProcess(kafka, "repartition", prefix, "r1", tmp_path)
     analytics = ServiceProcess(*analytics_args)
+    pacer = Pacer(100)
+    pacer.hold()  # until the services have their partitions: start-up costs no input
     feeder = threading.Thread(
         target=produce_enriched,
-        args=(kafka, prefix, events, 100),
+        args=(kafka, prefix, events, pacer),
         daemon=True,
     )
     feeder.start()
     rng = random.Random(3)
     try:
+        wait_assigned(repartition, analytics)
+        pacer.release()
         for _ in range(2):
             # Kill once this incarnation has committed progress, at a random moment.
             before = _progress(kafka, prefix)
@@ -65,7 +72,7 @@ def test_sigkilled_analytics_restarts_to_the_same_bars_and_no_duplicate_final_ba
             time.sleep(rng.uniform(0.2, 1.5))
             assert feeder.is_alive(), "the input ended before the kill: feed slower"
             analytics.kill()
-            analytics = ServiceProcess(*analytics_args)
+            analytics = restarted(lambda: ServiceProcess(*analytics_args), pacer)
         feeder.join(60)
         wait_for(lambda: caught_up(kafka, f"{prefix}repartition", f"{prefix}trades.enriched"),
                  60, "repartition to catch up")  # fmt: skip

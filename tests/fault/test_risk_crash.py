@@ -12,9 +12,12 @@ import pytest
 
 from tests.conftest import unique
 from tests.support.kafka_tools import (
+    Pacer,
     ServiceProcess,
     assert_running,
     committed_progress,
+    restarted,
+    wait_assigned,
     wait_for,
 )
 from tests.support.pipeline import produce_enriched
@@ -46,13 +49,17 @@ def test_risk_sigkilled_twice_mid_stream_alerts_exactly_once(
     expected = expected_for(data)
     total = assert_input_exercises_the_rules(expected)
     prepare_risk_topics(kafka, prefix, data)
+    pacer = Pacer(1_500)
+    pacer.hold()  # until risk has its partitions: start-up costs no input
     feeder = threading.Thread(
-        target=produce_enriched, args=(kafka, prefix, data.events, 1_500), daemon=True
+        target=produce_enriched, args=(kafka, prefix, data.events, pacer), daemon=True
     )
     risk = ServiceProcess(kafka, "risk", prefix, "k1", tmp_path, "--static-membership")
     kills = 0
     try:
         feeder.start()
+        wait_assigned(risk)
+        pacer.release()
         for pause_s in (0.3, 1.1):
             before = _progress(kafka, prefix)
             wait_for(
@@ -63,7 +70,12 @@ def test_risk_sigkilled_twice_mid_stream_alerts_exactly_once(
             assert feeder.is_alive(), "the input ended before the kill: feed slower"
             risk.kill()
             kills += 1
-            risk = ServiceProcess(kafka, "risk", prefix, "k1", tmp_path, "--static-membership")
+            risk = restarted(
+                lambda: ServiceProcess(
+                    kafka, "risk", prefix, "k1", tmp_path, "--static-membership"
+                ),
+                pacer,
+            )
         feeder.join(120)
         assert not feeder.is_alive()
         wait_caught_up(kafka, prefix, risk)

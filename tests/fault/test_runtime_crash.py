@@ -11,11 +11,14 @@ import pytest
 
 from tests.conftest import unique
 from tests.support.kafka_tools import (
+    Pacer,
     ServiceProcess,
     caught_up,
     committed_progress,
     create_topics,
     read_all,
+    restarted,
+    wait_assigned,
     wait_for,
 )
 from tests.support.running_sum import check_sum_outputs, make_numbers, produce_in_background
@@ -57,11 +60,15 @@ def test_sigkill_five_times_mid_stream_loses_and_duplicates_nothing(
     prefix = unique("crash") + "-"
     _setup(kafka, prefix)
     numbers = make_numbers(200_000, keys=500, seed=42)
-    feeder = produce_in_background(kafka, f"{prefix}numbers", numbers, rate_per_s=5_000)
+    pacer = Pacer(5_000)
+    pacer.hold()  # until the service has its partitions: start-up costs no input
+    feeder = produce_in_background(kafka, f"{prefix}numbers", numbers, rate_per_s=pacer)
     rng = random.Random(1)
     kills = 0
     proc = ServiceProcess(kafka, JOB, prefix, "crash-1", tmp_path, "--static-membership")
     try:
+        wait_assigned(proc)
+        pacer.release()
         while kills < 5:
             before = _progress(kafka, prefix)
             # Kill only once this incarnation has committed something, at a random moment.
@@ -71,7 +78,12 @@ def test_sigkill_five_times_mid_stream_loses_and_duplicates_nothing(
             assert at < len(numbers), "the stream ended before the kills: feed slower"
             proc.kill()
             kills += 1
-            proc = ServiceProcess(kafka, JOB, prefix, "crash-1", tmp_path, "--static-membership")
+            proc = restarted(
+                lambda: ServiceProcess(
+                    kafka, JOB, prefix, "crash-1", tmp_path, "--static-membership"
+                ),
+                pacer,
+            )
         feeder.join(120)
         wait_for(lambda: caught_up(kafka, f"{prefix}running-sum", f"{prefix}numbers"), 120, "end")
         assert proc.terminate() == 0
@@ -93,16 +105,22 @@ def test_second_instance_joins_then_dies_and_results_stay_exact(
     prefix = unique("rebal") + "-"
     _setup(kafka, prefix)
     numbers = make_numbers(120_000, keys=300, seed=5)
-    feeder = produce_in_background(kafka, f"{prefix}numbers", numbers, rate_per_s=4_000)
+    pacer = Pacer(4_000)
+    feeder = produce_in_background(kafka, f"{prefix}numbers", numbers, rate_per_s=pacer)
     first = ServiceProcess(kafka, JOB, prefix, "a", tmp_path)
     second = None
     try:
         wait_for(lambda: _progress(kafka, prefix) > 10_000, 60, "first instance progress")
+        pacer.hold()  # while the second starts: the feed must outlast the join
         second = ServiceProcess(kafka, JOB, prefix, "b", tmp_path)
         # The second instance takes some partitions and restores them from the changelog.
-        moved = wait_for(
-            lambda: [m for m in _RESTORED.findall(second.log()) if int(m[1]) > 0], 60, "restore"
-        )
+        try:
+            moved = wait_for(
+                lambda: [m for m in _RESTORED.findall(second.log()) if int(m[1]) > 0],
+                60, "restore",
+            )  # fmt: skip
+        finally:
+            pacer.release()
         wait_for(lambda: "partitions revoked" in first.log(), 30, "revocation on the first")
         taken = {int(p) for p, _ in moved}
         before = _progress(kafka, prefix)

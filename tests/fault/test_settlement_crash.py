@@ -11,10 +11,13 @@ import pytest
 
 from tests.conftest import unique
 from tests.support.kafka_tools import (
+    Pacer,
     ServiceProcess,
     assert_running,
     caught_up,
     committed_progress,
+    restarted,
+    wait_assigned,
     wait_for,
 )
 from tests.support.pipeline import produce_enriched
@@ -42,14 +45,18 @@ def test_settlement_sigkilled_twice_mid_stream_nets_exactly(
     prepare_topics(kafka, prefix)
     events, emptied = enriched_events(count=16_000, seed=11)
     expected = expected_obligations(events)
+    pacer = Pacer(1_500)
+    pacer.hold()  # until the services have their partitions: start-up costs no input
     feeder = threading.Thread(
-        target=produce_enriched, args=(kafka, prefix, events, 1_500), daemon=True
+        target=produce_enriched, args=(kafka, prefix, events, pacer), daemon=True
     )
     repartition = ServiceProcess(kafka, "repartition", prefix, "r1", tmp_path)
     settlement = ServiceProcess(kafka, "settlement", prefix, "s1", tmp_path, "--static-membership")
     kills = 0
     try:
         feeder.start()
+        wait_assigned(repartition, settlement)
+        pacer.release()
         for pause_s in (0.3, 1.1):
             before = _progress(kafka, prefix)
             wait_for(
@@ -62,8 +69,11 @@ def test_settlement_sigkilled_twice_mid_stream_nets_exactly(
             assert feeder.is_alive(), "the input ended before the kill: feed slower"
             settlement.kill()
             kills += 1
-            settlement = ServiceProcess(
-                kafka, "settlement", prefix, "s1", tmp_path, "--static-membership"
+            settlement = restarted(
+                lambda: ServiceProcess(
+                    kafka, "settlement", prefix, "s1", tmp_path, "--static-membership"
+                ),
+                pacer,
             )
         feeder.join(120)
         for service, topic in (("repartition", "trades.enriched"),

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port_block, unique
-from tests.support.kafka_tools import ServiceProcess, caught_up, committed_offsets, wait_for
+from tests.support.kafka_tools import (
+    Pacer,
+    ServiceProcess,
+    caught_up,
+    committed_offsets,
+    restarted,
+    wait_assigned,
+    wait_for,
+)
 from tests.support.pipeline import (
     check_outputs,
     pnl_matches,
@@ -42,10 +50,14 @@ def _run_pipeline(kafka: Settings, tmp_path: Path, kills: int) -> None:
     }  # fmt: skip
     try:
         if kills:
+            pacer = Pacer(3_000)
+            pacer.hold()  # until the services have their partitions: start-up costs no input
             feeder = threading.Thread(
-                target=produce_trades, args=(kafka, prefix, session, 3_000), daemon=True
+                target=produce_trades, args=(kafka, prefix, session, pacer), daemon=True
             )
             feeder.start()
+            wait_assigned(*procs.values())
+            pacer.release()
             for _ in range(kills):
                 # Kill positions once this incarnation has committed progress, mid-stream.
                 before = _progress(kafka, f"{prefix}positions", f"{prefix}trades.enriched")
@@ -56,8 +68,11 @@ def _run_pipeline(kafka: Settings, tmp_path: Path, kills: int) -> None:
                 )  # fmt: skip
                 assert feeder.is_alive(), "the input ended before the kill: feed slower"
                 procs["positions"].kill()
-                procs["positions"] = ServiceProcess(
-                    kafka, "positions", prefix, "p1", tmp_path, "--static-membership"
+                procs["positions"] = restarted(
+                    lambda: ServiceProcess(
+                        kafka, "positions", prefix, "p1", tmp_path, "--static-membership"
+                    ),
+                    pacer,
                 )
             feeder.join(180)
         else:

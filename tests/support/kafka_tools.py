@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -255,3 +256,66 @@ def assert_running(*procs: ServiceProcess) -> None:
     """Fail at once, with the end of its log, if a service process has exited."""
     for proc in procs:
         assert proc.alive(), f"{proc.log_path.name} exited:\n{proc.log()[-3000:]}"
+
+
+class Pacer:
+    """Paces a feeder at ``rate_per_s`` (None: as fast as it goes); a test may hold it.
+
+    A crash test holds the feed from a kill until the restarted service has its
+    partitions back, and the time held does not count against the schedule: however
+    slowly a loaded machine restarts a service, the restart uses up none of the input,
+    so the next kill still lands mid-stream.
+    """
+
+    def __init__(self, rate_per_s: float | None = None) -> None:
+        self.rate_per_s = rate_per_s
+        self._open = threading.Event()
+        self._open.set()
+        self._held_s = 0.0
+        self._started: float | None = None
+
+    @classmethod
+    def of(cls, pace: Pacer | float | None) -> Pacer:
+        """Return ``pace`` if it is a Pacer, else a Pacer at that rate."""
+        return pace if isinstance(pace, Pacer) else cls(pace)
+
+    def hold(self) -> None:
+        """Stop the feed at its next check, until :meth:`release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Let the feed go on where it stopped."""
+        self._open.set()
+
+    def wait(self, i: int) -> None:
+        """Return when record ``i`` is due: after any hold, on the schedule."""
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        if not self._open.is_set():
+            self._open.wait()
+            self._held_s += time.monotonic() - now
+        if self.rate_per_s:
+            ahead = i / self.rate_per_s - (time.monotonic() - self._started - self._held_s)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def wait_assigned(*procs: ServiceProcess, timeout_s: float = 90.0) -> None:
+    """Wait until every process logged that it has partitions (or fail if one exited)."""
+    for proc in procs:
+        wait_for(
+            lambda p=proc: assert_running(p) or "partitions assigned" in p.log(),
+            timeout_s, f"{proc.log_path.name} to get partitions",
+        )  # fmt: skip
+
+
+def restarted(make: Callable[[], ServiceProcess], pacer: Pacer) -> ServiceProcess:
+    """Start a killed service again, the feed held until the new process has partitions."""
+    pacer.hold()
+    try:
+        proc = make()
+        wait_assigned(proc)
+        return proc
+    finally:
+        pacer.release()

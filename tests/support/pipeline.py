@@ -5,7 +5,6 @@ and comparing what it wrote with the independent reference model.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import urllib.request
 from collections import Counter
 from dataclasses import replace
@@ -15,7 +14,7 @@ from typing import Any
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.kafka_tools import producer, read_all
+from tests.support.kafka_tools import Pacer, producer, read_all
 from tests.support.reference import ReferenceResult, run_reference
 from tradeflux.broker.topics import TopicSet, create_topics
 from tradeflux.config import Settings
@@ -73,19 +72,18 @@ def produce_marks(settings: Settings, prefix: str, session: SimSession) -> None:
 
 
 def produce_trades(
-    settings: Settings, prefix: str, session: SimSession, rate_per_s: float | None = None
+    settings: Settings, prefix: str, session: SimSession, rate_per_s: Pacer | float | None = None
 ) -> None:
     """Write the session's raw records to trades.raw with their own timestamps.
 
-    ``rate_per_s`` paces the writes (in slices of 500), for tests that need a stream.
+    ``rate_per_s`` (a rate, or a Pacer a crash test can hold) paces the writes, in
+    slices of 500, for tests that need a stream.
     """
     prod = producer(settings)
-    started = time.monotonic()
+    pacer = Pacer.of(rate_per_s)
     for i, rec in enumerate(session.records):
-        if rate_per_s and i % 500 == 0:
-            ahead = i / rate_per_s - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
+        if i % 500 == 0:
+            pacer.wait(i)
         while True:
             try:
                 prod.produce(f"{prefix}trades.raw", rec.value, rec.key, timestamp=rec.timestamp_ms)
@@ -155,21 +153,22 @@ def check_outputs(
 
 
 def produce_enriched(
-    settings: Settings, prefix: str, events: list[EnrichedTrade], rate_per_s: float | None = None
+    settings: Settings,
+    prefix: str,
+    events: list[EnrichedTrade],
+    rate_per_s: Pacer | float | None = None,
 ) -> None:
     """Write ``events`` to trades.enriched keyed by account, in order, as the validator does.
 
-    ``rate_per_s`` paces the writes (checked every 100 records), for tests that need a
-    stream.
+    ``rate_per_s`` (a rate, or a Pacer a crash test can hold) paces the writes, checked
+    every 100 records, for tests that need a stream.
     """
     prod = producer(settings)
     encode = msgspec.json.Encoder(decimal_format="string").encode
-    started = time.monotonic()
+    pacer = Pacer.of(rate_per_s)
     for i, event in enumerate(events):
-        if rate_per_s and i % 100 == 0:
-            ahead = i / rate_per_s - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
+        if i % 100 == 0:
+            pacer.wait(i)
         while True:
             try:
                 prod.produce(f"{prefix}trades.enriched", encode(event), event.account.encode())

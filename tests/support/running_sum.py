@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import defaultdict
 from typing import Any
 
 import msgspec
 
 from tests.support.jobs import Number
-from tests.support.kafka_tools import producer
+from tests.support.kafka_tools import Pacer, producer
 from tradeflux.config import Settings
 
 _encode = msgspec.json.Encoder().encode
@@ -38,11 +37,12 @@ def make_numbers(count: int, keys: int, seed: int, poison_every: int = 0) -> lis
 
 
 def produce_numbers(
-    settings: Settings, topic: str, numbers: list[Number], rate_per_s: float | None = None
+    settings: Settings, topic: str, numbers: list[Number], rate_per_s: Pacer | float | None = None
 ) -> None:
-    """Write ``numbers`` keyed by their key, at ``rate_per_s`` if given (paced in slices)."""
+    """Write ``numbers`` keyed by their key, at ``rate_per_s`` if given (paced in slices;
+    a Pacer lets a crash test hold the feed)."""
     prod = producer(settings)
-    started = time.monotonic()
+    pacer = Pacer.of(rate_per_s)
     for i, n in enumerate(numbers):
         while True:
             try:
@@ -50,16 +50,14 @@ def produce_numbers(
                 break
             except BufferError:
                 prod.poll(0.05)
-        if rate_per_s and i % 500 == 0:
-            ahead = i / rate_per_s - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
+        if i % 500 == 0:
+            pacer.wait(i)
             prod.poll(0)
     assert prod.flush(60) == 0
 
 
 def produce_in_background(
-    settings: Settings, topic: str, numbers: list[Number], rate_per_s: float
+    settings: Settings, topic: str, numbers: list[Number], rate_per_s: Pacer | float
 ) -> threading.Thread:
     """Start producing ``numbers`` at ``rate_per_s`` in a thread; join it to wait."""
     thread = threading.Thread(
