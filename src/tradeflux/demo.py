@@ -30,11 +30,20 @@ from tradeflux.services import SHIPPED
 SERVICES = SHIPPED
 
 
-def free_port() -> int:
-    """Return a port nobody listens on now, on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct ports nobody listens on now, on loopback.
+
+    All are held at once while chosen: one at a time, the system may hand out the same
+    port twice.
+    """
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 @dataclass
@@ -106,7 +115,7 @@ def rejected(metrics: dict[str, float]) -> float:
 def components(settings: Settings, rate: int, query_port: int) -> list[Component]:
     """Return the demo's processes in start order."""
     prefix = ["--prefix", settings.topic_prefix] if settings.topic_prefix else []
-    ports = {name: free_port() for name in SERVICES}
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
     comps = [
         Component(
             name,

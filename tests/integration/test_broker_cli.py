@@ -190,7 +190,7 @@ def test_invalid_setting_in_environment_fails_with_one_line_naming_the_variable(
 
 
 @pytest.mark.slow
-def test_commands_fail_within_15_s_when_no_broker_answers_at_the_bootstrap(
+def test_commands_fail_within_25_s_when_no_broker_answers_at_the_bootstrap(
     runtime_dir: Path,
 ) -> None:
     bootstrap = f"127.0.0.1:{free_port_block(1)}"
@@ -216,7 +216,9 @@ def test_commands_fail_within_15_s_when_no_broker_answers_at_the_bootstrap(
         results[name] = subprocess.CompletedProcess(popen.args, popen.returncode, stdout, stderr)
     elapsed_s = time.monotonic() - started
 
-    assert elapsed_s < 15
+    # librdkafka gives up after 10 s; the rest is two interpreters starting side by side,
+    # which a loaded machine slows down. 25 s still tells a bounded failure from a hang.
+    assert elapsed_s < 25
     for proc in results.values():
         assert proc.returncode == 1
         assert one_error_line(proc) == (

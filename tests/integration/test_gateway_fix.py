@@ -309,7 +309,8 @@ def test_execution_reports_arrive_exactly_once_across_a_gateway_sigkill(
     create_topics(kafka, {topic: 6})
     plan = drop_copy_plan()
     assert len(plan) == 1050
-    fix_port, http_port = free_port_block(2), free_port_block(1)
+    base = free_port_block(3)  # one block: separate draws could return the same port
+    fix_port, http_port = base, base + 2
     fault = {FAULT_KILL_AFTER_TRADES: "300"} if kill == "right_after_kafka_ack" else {}
     first = GatewayProcess(kafka, prefix, fix_port, http_port, tmp_path, **fault)
     initiator = InitiatorProcess(
@@ -409,14 +410,21 @@ def test_trade_capture_reports_order_acks_and_a_refused_fill(
         PlanRow(**{**asdict(fill(rng, "E-2")), "account": ""}),  # seq 7: no Account
         fill(rng, "E-3"),
     ]
-    fix_port, http_port = free_port_block(2), free_port_block(1)
+    base = free_port_block(3)  # one block: separate draws could return the same port
+    fix_port, http_port = base, base + 2
     gateway = GatewayProcess(kafka, prefix, fix_port, http_port, tmp_path)
     initiator = InitiatorProcess(
         initiator_jar, fix_port, write_plan(plan, tmp_path / "plan.csv"), 100, tmp_path
     )
     try:
-        wait_for(lambda: gateway.fix()["received"] == 7, 60, "7 messages at the gateway")
-        counters = gateway.fix()
+        # "received" counts a message on arrival, "trades" once Kafka acknowledged it:
+        # wait until every message is accounted for, not only received.
+        counters = wait_for(
+            lambda: (c := gateway.fix())["received"] == 7
+            and c["trades"] + c["ignored"] + c["rejected"] == 7
+            and c,
+            60, "7 messages at the gateway, each accounted for",
+        )  # fmt: skip
         assert initiator.stop() == 0
         assert gateway.terminate() == 0
     finally:
@@ -458,8 +466,8 @@ def test_nothing_is_acknowledged_while_kafka_is_down(
     create_topics(kafka, {topic: 2})
     rng = random.Random(5)
     plan = [fill(rng, f"K-{i}") for i in range(3)]
-    fix_port, http_port = free_port_block(2), free_port_block(1)
-    nowhere = f"127.0.0.1:{free_port_block(1)}"
+    base = free_port_block(4)  # one block: separate draws could return the same port
+    fix_port, http_port, nowhere = base, base + 2, f"127.0.0.1:{base + 3}"
     down = GatewayProcess(
         kafka, prefix, fix_port, http_port, tmp_path,
         TRADEFLUX_BOOTSTRAP=nowhere, TRADEFLUX_KAFKA_DELIVERY_TIMEOUT_MS="1500",
