@@ -15,6 +15,7 @@ from tradeflux.domain.positions import (
     INDEX_CHUNK,
     TAIL_FILLS,
     PositionBook,
+    PositionEvent,
     PositionLedger,
     PositionState,
     TailCache,
@@ -255,6 +256,20 @@ def test_an_account_moving_amend_leaves_the_old_book_flat_and_opens_the_new() ->
     _, new = book_of(moved)
     assert (old.quantity, old.trade_count) == (D(0), 0)
     assert (new.account, new.quantity, new.trade_count) == ("ACC-2", D(100), 1)
+
+
+def test_the_position_event_is_a_projection_of_the_enriched_trade() -> None:
+    # PositionEvent repeats eleven EnrichedTrade fields so the service decodes less; if
+    # the two drift apart, the positions service would silently misread trades.enriched
+    enriched = {f.name: f.type for f in msgspec.structs.fields(EnrichedTrade)}
+    projected = {f.name: f.type for f in msgspec.structs.fields(PositionEvent)}
+    assert {name: enriched.get(name) for name in projected} == projected
+    full = trade("T1", "SELL", "12.5", "101.25", version=3, event_type="AMEND", multiplier=10)
+    event = msgspec.json.decode(msgspec.json.encode(full), type=PositionEvent)
+    assert {name: getattr(event, name) for name in projected} == {
+        name: getattr(full, name) for name in projected
+    }
+    assert fold(event, multiplier=10) == fold(full, multiplier=10)
 
 
 def test_the_book_round_trips_through_messagepack() -> None:
