@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 from decimal import Decimal
 from unittest import mock
@@ -19,6 +20,7 @@ from tradeflux.domain.positions import (
     PositionLedger,
     PositionState,
     TailCache,
+    apply_event,
     apply_fill,
     fold_position,
 )
@@ -185,6 +187,28 @@ def ledger_of(*events: EnrichedTrade, cache: bool = False) -> tuple[PositionLedg
     return ledger, position
 
 
+def assert_book_holds_its_invariants(ledger: PositionLedger, key: str, tail: int) -> None:
+    """Check a book against the fold of its fills as the ledger holds them (PositionBook)."""
+    book = ledger.books[key]
+    live = sorted(
+        (f for k, f in ledger.fills.items() if k.startswith(key + "|") and f.live),
+        key=lambda f: (f.trade_time, f.trade_id),
+    )
+    count = book.checkpoint_count
+    states = list(itertools.accumulate(
+        live, lambda s, f: apply_fill(s, f.side, f.quantity, f.price, f.multiplier), initial=FLAT
+    ))  # fmt: skip
+    assert book.checkpoint == states[count]
+    assert book.checkpoint_last == (live[count - 1] if count else None)
+    assert book.tail_ids == tuple(f.trade_id for f in live[count:])
+    assert len(book.tail_ids) < 2 * tail and book.state == states[-1]
+    assert book.last == (live[-1] if live else None)
+    if len(book.tail_ids) >= tail:
+        assert (book.mid, book.mid_last) == (states[count + tail], live[count + tail - 1])
+    else:
+        assert (book.mid, book.mid_last) == (None, None)
+
+
 def book_of(*events: EnrichedTrade) -> tuple[PositionBook, Position]:
     ledger, position = ledger_of(*events)
     return ledger.books[f"{events[-1].account}|{events[-1].instrument}"], position
@@ -273,10 +297,11 @@ def test_the_position_event_is_a_projection_of_the_enriched_trade() -> None:
 
 
 def test_the_book_round_trips_through_messagepack() -> None:
-    trades = [trade(f"T{i}", "BUY", 10, 10 + i, seconds=i) for i in range(TAIL_FILLS + 3)]
+    trades = [trade(f"T{i}", "BUY", 10, 10 + i, seconds=i) for i in range(2 * TAIL_FILLS + 3)]
     ledger, position = ledger_of(*trades)
     book = ledger.books["ACC-1|ACME.XNYS"]
-    assert book.checkpoint_count == 3 and len(book.tail_ids) == TAIL_FILLS
+    assert book.checkpoint_count == TAIL_FILLS and len(book.tail_ids) == TAIL_FILLS + 3
+    assert book.mid is not None
     decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(book), type=PositionBook)
     assert decoded == book and decoded.position == position
     ledger.books["ACC-1|ACME.XNYS"] = decoded
@@ -290,8 +315,52 @@ def test_a_book_stays_small_however_many_trades_it_folds() -> None:
     ledger, position = ledger_of(*trades)
     book = ledger.books["ACC-1|ACME.XNYS"]
     chunks, open_ids = divmod(n, INDEX_CHUNK)
-    assert (len(book.tail_ids), len(book.open_ids), book.chunks) == (TAIL_FILLS, open_ids, chunks)
+    assert TAIL_FILLS <= len(book.tail_ids) < 2 * TAIL_FILLS
+    assert (len(book.open_ids), book.chunks) == (open_ids, chunks)
     assert len(ledger.chunks) == chunks and position.trade_count == n
+    assert_book_holds_its_invariants(ledger, "ACC-1|ACME.XNYS", TAIL_FILLS)
+
+
+def test_appending_in_fold_order_never_reads_a_fill_back() -> None:
+    trades = [trade(f"T{i:04d}", "BUY" if i % 3 else "SELL", 3, 10 + i % 4, seconds=i)
+              for i in range(5 * TAIL_FILLS + 1)]  # fmt: skip
+    ledger = PositionLedger()
+    reads: list[str] = []
+    for t in trades:  # what apply_event asks of the fills store: only the event's own id
+        change = apply_event(
+            ledger.books.get("ACC-1|ACME.XNYS") or PositionBook.empty(t),
+            t,
+            lambda i: reads.append(i) or ledger.fills.get(f"ACC-1|ACME.XNYS|{i}"),
+            lambda n: ledger.chunks[f"ACC-1|ACME.XNYS#{n}"],
+        )
+        ledger.books["ACC-1|ACME.XNYS"] = change.book
+        assert change.fill is not None and change.path == "append"
+        ledger.fills[f"ACC-1|ACME.XNYS|{t.trade_id}"] = change.fill
+    assert reads == [t.trade_id for t in trades]
+    assert ledger.books["ACC-1|ACME.XNYS"].position == fold(*trades)
+    assert_book_holds_its_invariants(ledger, "ACC-1|ACME.XNYS", TAIL_FILLS)
+
+
+def test_a_book_written_before_mid_existed_decodes_and_goes_on_exactly() -> None:
+    # Books changelogged by earlier versions have no mid and a tail of 32; the first
+    # change moves the tail down to TAIL_FILLS (reading the fills), then goes on as usual.
+    trades = [trade(f"T{i:03d}", "BUY" if i % 5 else "SELL", 2, 10 + i % 3, seconds=2 * i)
+              for i in range(40)]  # fmt: skip
+    with mock.patch("tradeflux.domain.positions.TAIL_FILLS", 33):
+        ledger, _ = ledger_of(*trades[:32])
+    key = "ACC-1|ACME.XNYS"
+    fields = msgspec.msgpack.decode(msgspec.msgpack.encode(ledger.books[key]))
+    old = msgspec.msgpack.decode(msgspec.msgpack.encode(fields[:-2]), type=PositionBook)
+    assert old.mid is None and len(old.tail_ids) == 32 > TAIL_FILLS
+    for cache in (None, TailCache()):
+        again = PositionLedger(cache)
+        again.books, again.fills = {key: old}, dict(ledger.fills)
+        late = trade("LATE", "SELL", 1, 11, seconds=61)  # lands in the tail
+        amend = trade("T035", "BUY", 7, 12, seconds=70, version=2, event_type="AMEND")
+        for event in (*trades[32:36], late, amend, *trades[36:]):
+            position = again.apply(event).position
+            assert_book_holds_its_invariants(again, key, TAIL_FILLS)
+        assert position == fold(*trades[:35], amend, *trades[36:], late)
 
 
 def test_an_amend_before_the_checkpoint_refolds_every_trade_through_the_index() -> None:
@@ -378,17 +447,20 @@ def test_any_order_with_tiny_tails_and_index_chunks_gives_the_same_position(
     multiplier, histories = history
     deliveries = [e for versions in histories for e in versions]
     rnd.shuffle(deliveries)
-    ledger = PositionLedger(TailCache() if rnd.random() < 0.5 else None)
+    ledger, uncached = PositionLedger(TailCache()), PositionLedger()
     with (
         mock.patch("tradeflux.domain.positions.TAIL_FILLS", tail),
         mock.patch("tradeflux.domain.positions.INDEX_CHUNK", chunk),
     ):
         for event in deliveries:
             position = ledger.apply(event).position
+            uncached.apply(event)
+            assert_book_holds_its_invariants(ledger, "ACC-1|ACME.XNYS", tail)
+            assert uncached.books == ledger.books  # the cache saves work, changes nothing
     effective = [v[-1] for v in histories if v[-1].event_type != "CANCEL"]
     assert position == fold(*effective, multiplier=multiplier)
     book = ledger.books["ACC-1|ACME.XNYS"]
-    assert len(book.tail_ids) <= tail and book.trade_count == len(effective)
+    assert book.trade_count == len(effective)
     assert book.chunks == len(histories) // chunk
 
 

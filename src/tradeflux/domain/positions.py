@@ -9,8 +9,10 @@ State of one ``account|instrument``, sized so that the common case costs the sam
 whatever the number of trades (the service changelogs every changed value each batch):
 
 - :class:`PositionBook`: a checkpoint (the fold of every live fill up to some point in
-  fold order), the ids of the live fills after it (at most :data:`TAIL_FILLS`), the
-  fold of both, the last fill, and the ids of recent trades not yet in an index chunk;
+  fold order), the ids of the live fills after it (the tail: at least
+  :data:`TAIL_FILLS` once there are as many, fewer than twice as many), the fold of both,
+  the fold up to the tail's first :data:`TAIL_FILLS` fills (the next checkpoint), the
+  last fill, and the ids of recent trades not yet in an index chunk;
 - one :class:`Fill` per trade id (its latest version, a cancel as a tombstone), kept by
   the caller under the trade id;
 - sealed index chunks of :data:`INDEX_CHUNK` trade ids, kept by the caller.
@@ -37,9 +39,13 @@ from tradeflux.domain.schemas import EnrichedTrade, EventType, Position, Side
 
 _ZERO = Decimal(0)
 
-TAIL_FILLS = 32
-"""Live fills after the checkpoint: how early in fold order a change may land and still
-re-fold only the tail."""
+TAIL_FILLS = 16
+"""Live fills after the checkpoint, at least (once there are as many) and fewer than twice
+as many: how early in fold order a change may land and still re-fold only the tail.
+
+A tail that reaches twice this length moves its first half into the checkpoint at no
+cost, since the book holds the fold up to that point (``mid``): appending in fold order
+never reads a fill back."""
 
 INDEX_CHUNK = 8
 """Trade ids per sealed index chunk."""
@@ -206,8 +212,11 @@ class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
     Invariants: ``checkpoint`` is the fold of every live fill up to and including
     ``checkpoint_last`` in fold order (``checkpoint_count`` of them); ``tail_ids`` are
     the trade ids of the live fills after it, in fold order (their fills are the
-    caller's); ``state`` is ``checkpoint`` with the tail folded on; ``last`` is the last
-    live fill. ``open_ids`` are the trade ids (live or not) not in the ``chunks`` sealed
+    caller's), fewer than ``2 * TAIL_FILLS``; ``state`` is ``checkpoint`` with the tail
+    folded on;
+    ``mid`` is ``checkpoint`` with the tail's first ``TAIL_FILLS`` fills folded on and
+    ``mid_last`` the last of those, both None when the tail is shorter; ``last`` is the
+    last live fill. ``open_ids`` are the trade ids (live or not) not in the ``chunks`` sealed
     index chunks. ``currency`` and ``multiplier`` (reported on the position) are those of
     the last event applied. Immutable: :func:`apply_event` returns a new book.
     """
@@ -224,6 +233,9 @@ class PositionBook(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
     last: Fill | None = None
     chunks: int = 0
     open_ids: tuple[str, ...] = ()
+    # last, so that books written before they existed still decode (as None: see apply_event)
+    mid: PositionState | None = None
+    mid_last: Fill | None = None
 
     @classmethod
     def open(
@@ -347,24 +359,98 @@ def _replace(fold: _Fold, old: Fill | None, new: Fill | None, base: PositionStat
     return start
 
 
-def _split(
-    fold: _Fold,
-) -> tuple[PositionState, int, Fill | None, tuple[str, ...], PositionState, Fill | None]:
-    """Return a book's figures from every live fill and the state after each.
+class _Settled(NamedTuple):
+    """A book's fold figures: the checkpoint, the tail after it, and the state after both."""
 
-    All but the last :data:`TAIL_FILLS` go into the checkpoint. Returns the checkpoint,
-    its count and last fill, the tail ids, the state and the last fill.
+    checkpoint: PositionState
+    checkpoint_count: int
+    checkpoint_last: Fill | None
+    tail_ids: tuple[str, ...]
+    state: PositionState
+    last: Fill | None
+    mid: PositionState | None
+    mid_last: Fill | None
+
+
+def _settle(
+    fills: list[Fill],
+    states: list[PositionState],
+    skip: int,
+    base: tuple[PositionState, int, Fill | None],
+    long_tail: bool,
+) -> tuple[_Settled, int]:
+    """Return a book's figures from live fills in fold order and the state after each.
+
+    ``fills[skip:]`` follow the checkpoint ``base`` (its state, count and last fill);
+    ``fills[:skip]``, if any, are those folded into it. The tail keeps its length unless
+    it reached ``2 * TAIL_FILLS`` or, when ``long_tail`` is False, exceeds
+    ``TAIL_FILLS``: then all but the last ``TAIL_FILLS`` move into the checkpoint.
+    Returns the figures and the index of the first tail fill in ``fills``.
     """
-    fills, states = fold.fills, fold.states
-    count = max(0, len(fills) - TAIL_FILLS)
-    return (
-        states[count - 1] if count else FLAT,
+    checkpoint, count, checkpoint_last = base
+    n = len(fills) - skip
+    if n >= 2 * TAIL_FILLS or (n > TAIL_FILLS and not long_tail):
+        moved = n - TAIL_FILLS
+        skip += moved
+        checkpoint, checkpoint_last, count = states[skip - 1], fills[skip - 1], count + moved
+        n = TAIL_FILLS
+    mid, mid_last = None, None
+    if n >= TAIL_FILLS:
+        mid, mid_last = states[skip + TAIL_FILLS - 1], fills[skip + TAIL_FILLS - 1]
+    settled = _Settled(
+        checkpoint,
         count,
-        fills[count - 1] if count else None,
-        tuple(f.trade_id for f in fills[count:]),
-        states[-1] if states else FLAT,
-        fills[-1] if fills else None,
+        checkpoint_last,
+        tuple(f.trade_id for f in fills[skip:]),
+        states[-1] if n else checkpoint,
+        fills[-1] if n else checkpoint_last,
+        mid,
+        mid_last,
     )
+    return settled, skip
+
+
+def _append(book: PositionBook, new: Fill, fill_of: FillLookup, long_tail: bool) -> _Settled:
+    """Return the figures of ``book`` with ``new`` folded on last, reading no fill if it can.
+
+    A tail that reaches ``2 * TAIL_FILLS`` moves its first half into the checkpoint, whose
+    fold the book holds (``mid``). Only a book written before ``mid`` existed
+    (``long_tail`` False) reads the fills it moves, as every book once did.
+    """
+    state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
+    tail_ids = (*book.tail_ids, new.trade_id)
+    checkpoint, count, checkpoint_last = (
+        book.checkpoint,
+        book.checkpoint_count,
+        book.checkpoint_last,
+    )
+    mid, mid_last = book.mid, book.mid_last
+    n = len(tail_ids)
+    if long_tail and n >= 2 * TAIL_FILLS and mid is not None:
+        checkpoint, checkpoint_last, count = mid, mid_last, count + TAIL_FILLS
+        tail_ids = tail_ids[TAIL_FILLS:]
+        mid, mid_last = state, new  # the tail is TAIL_FILLS long now
+    elif n > TAIL_FILLS and not long_tail:
+        for trade_id in tail_ids[: n - TAIL_FILLS]:
+            f = new if trade_id == new.trade_id else fill_of(trade_id)
+            if f is None:  # a tail id always has its fill: the caller stores every fill
+                raise LookupError(f"no fill held for trade {trade_id} of {book.instrument}")
+            checkpoint = apply_fill(checkpoint, f.side, f.quantity, f.price, f.multiplier)
+            checkpoint_last = f
+        count += n - TAIL_FILLS
+        tail_ids = tail_ids[n - TAIL_FILLS :]
+        mid, mid_last = state, new
+    elif n == TAIL_FILLS:
+        mid, mid_last = state, new
+    return _Settled(checkpoint, count, checkpoint_last, tail_ids, state, new, mid, mid_last)
+
+
+def _after_checkpoint(book: PositionBook, old: Fill | None, new: Fill | None) -> bool:
+    """Return whether the change from ``old`` to ``new`` lies after the book's checkpoint."""
+    if book.checkpoint_last is None:
+        return True
+    mark = _fold_key(book.checkpoint_last)
+    return all(_fold_key(f) > mark for f in (old, new) if f is not None)
 
 
 def apply_event(
@@ -380,7 +466,7 @@ def apply_event(
     nothing. Otherwise the fold is updated from the checkpoint when the change lies
     after it, else re-folded from every live fill (``fill_of`` and ``chunk_of`` read
     the caller's store; the event's own trade is taken from the event). ``cache`` only
-    saves work: the result is the same with or without it.
+    saves work: the result, books included, is the same with or without it.
     """
     held = fill_of(event.trade_id)
     if held is not None and event.version <= held.version:
@@ -401,29 +487,39 @@ def apply_event(
             chunks, open_ids = chunks + 1, ()
     old = held if held is not None and held.live else None
     new = fill if fill.live else None
-    checkpoint, count = book.checkpoint, book.checkpoint_count
-    checkpoint_last = book.checkpoint_last
-    mark = _fold_key(checkpoint_last) if checkpoint_last is not None else None
+    base = (book.checkpoint, book.checkpoint_count, book.checkpoint_last)
+    # A book written before it held ``mid`` keeps its tail at TAIL_FILLS, as then.
+    long_tail = book.mid is not None or len(book.tail_ids) < TAIL_FILLS
     path = "tail"
     if old is None and new is None:
         path = "unchanged"
-        tail_ids, state, last = book.tail_ids, book.state, book.last
+        settled = _Settled(*base, book.tail_ids, book.state, book.last, book.mid, book.mid_last)
     elif cached is not None and cached.complete:  # every live fill at hand
         start = _replace(cached, old, new, FLAT)
         path = "append" if start == len(cached.fills) - 1 and old is None else "cached"
-        checkpoint, count, checkpoint_last, tail_ids, state, last = _split(cached)
+        if _after_checkpoint(
+            book, old, new
+        ):  # the checkpoint stands, as it would without the cache
+            settled, _ = _settle(
+                cached.fills, cached.states, book.checkpoint_count, base, long_tail
+            )
+        else:
+            settled, _ = _settle(cached.fills, cached.states, 0, (FLAT, 0, None), False)
     elif (
         old is None
         and new is not None
         and (book.last is None or _fold_key(new) > _fold_key(book.last))
     ):
-        tail_ids, last = (*book.tail_ids, new.trade_id), new
-        state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
         path = "append"
-        if cached is not None:
+        if cached is None:
+            settled = _append(book, new, fill_of, long_tail)
+        else:
+            state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
             cached.fills.append(new)
             cached.states.append(state)
-    elif mark is None or all(_fold_key(f) > mark for f in (old, new) if f is not None):
+            settled, skip = _settle(cached.fills, cached.states, 0, base, long_tail)
+            del cached.fills[:skip], cached.states[:skip]
+    elif _after_checkpoint(book, old, new):
         if cached is None:  # read the tail, then fold it whole
             tail = [
                 f for i in book.tail_ids if i != fill.trade_id and (f := fill_of(i)) is not None
@@ -431,12 +527,11 @@ def apply_event(
             if new is not None:
                 tail.append(new)
             tail.sort(key=_fold_key)
-            cached = _Fold(tail, _states_from(checkpoint, tail), complete=False)
+            cached = _Fold(tail, _states_from(book.checkpoint, tail), complete=False)
         else:  # take the old version out, put the new one in, fold from the first change
-            _replace(cached, old, new, checkpoint)
-        tail_ids = tuple(f.trade_id for f in cached.fills)
-        state = cached.states[-1] if cached.states else checkpoint
-        last = cached.fills[-1] if cached.fills else checkpoint_last
+            _replace(cached, old, new, book.checkpoint)
+        settled, skip = _settle(cached.fills, cached.states, 0, base, long_tail)
+        del cached.fills[:skip], cached.states[:skip]
     else:  # the change lies at or before the checkpoint: fold every live fill again
         path = "full"
         ids = [i for n in range(book.chunks) for i in chunk_of(n)]
@@ -444,36 +539,24 @@ def apply_event(
         live = [f for i in ids if (f := current(i)) is not None and f.live]
         live.sort(key=_fold_key)
         cached = _Fold(live, _states_from(FLAT, live), complete=True)
-        checkpoint, count, checkpoint_last, tail_ids, state, last = _split(cached)
+        settled, skip = _settle(live, cached.states, 0, (FLAT, 0, None), False)
         if len(live) > CACHE_ALL_FILLS_UP_TO:  # bound the memory: keep the tail only
-            cached = _Fold(live[count:], cached.states[count:], complete=False)
-    if len(tail_ids) > TAIL_FILLS:  # move the oldest of the tail into the checkpoint
-        extra = len(tail_ids) - TAIL_FILLS
-        if cached is not None:  # a tail-only entry: its first fills go
-            checkpoint, checkpoint_last = cached.states[extra - 1], cached.fills[extra - 1]
-            del cached.fills[:extra], cached.states[:extra]
-        else:
-            for trade_id in tail_ids[:extra]:
-                f = current(trade_id)
-                if f is None:  # a tail id always has its fill: the caller stores every fill
-                    raise LookupError(f"no fill held for trade {trade_id} of {book.instrument}")
-                checkpoint = apply_fill(checkpoint, f.side, f.quantity, f.price, f.multiplier)
-                checkpoint_last = f
-        count += extra
-        tail_ids = tail_ids[extra:]
+            cached = _Fold(live[skip:], cached.states[skip:], complete=False)
     changed = PositionBook(
         account=book.account,
         instrument=book.instrument,
         currency=event.currency,
         multiplier=event.multiplier,
-        checkpoint=checkpoint,
-        checkpoint_count=count,
-        checkpoint_last=checkpoint_last,
-        tail_ids=tail_ids,
-        state=state,
-        last=last,
+        checkpoint=settled.checkpoint,
+        checkpoint_count=settled.checkpoint_count,
+        checkpoint_last=settled.checkpoint_last,
+        tail_ids=settled.tail_ids,
+        state=settled.state,
+        last=settled.last,
         chunks=chunks,
         open_ids=open_ids,
+        mid=settled.mid,
+        mid_last=settled.mid_last,
     )
     if cache is not None and cached is not None:
         cache.put(key, changed, cached)
