@@ -497,9 +497,8 @@ def apply_event(
     elif cached is not None and cached.complete:  # every live fill at hand
         start = _replace(cached, old, new, FLAT)
         path = "append" if start == len(cached.fills) - 1 and old is None else "cached"
-        if _after_checkpoint(
-            book, old, new
-        ):  # the checkpoint stands, as it would without the cache
+        # a change after the checkpoint keeps it, as it would without the cache
+        if _after_checkpoint(book, old, new):
             settled, _ = _settle(
                 cached.fills, cached.states, book.checkpoint_count, base, long_tail
             )
