@@ -1,6 +1,6 @@
 """Positions: ``trades.enriched`` → ``positions``, per account and instrument.
 
-State (domain/positions.py): per position its book (a checkpoint of the fold, the last
+State (domain/position_book.py): per position its book (a checkpoint of the fold, the last
 few fills, recent trade ids) in ``books``; per trade its latest version in ``fills``
 (key ``account|instrument|trade_id``); sealed chunks of each position's trade ids in
 ``index`` (key ``account|instrument#n``); fills and chunks are held as the MessagePack
@@ -16,15 +16,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from tradeflux.domain.positions import (
+from tradeflux.domain.position_book import (
     ChunkLookup,
-    Fill,
     FillLookup,
     PositionBook,
-    PositionEvent,
     TailCache,
     apply_event,
 )
+from tradeflux.domain.positions import Fill, PositionEvent
 from tradeflux.domain.schemas import Position, position_key
 from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
 from tradeflux.stream.context import Context
@@ -77,7 +76,7 @@ def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
     position gets its trades from the validator's partitions one after another, far out
     of trade-time order, and in fold order almost every NEW folds on incrementally. The
     result is the same in any order (latest version per trade wins; see
-    domain/positions.py), and only the batch's last position per key is emitted.
+    domain/position_book.py), and only the batch's last position per key is emitted.
     """
     books = ctx.store("books")
     fills = ctx.store("fills")
