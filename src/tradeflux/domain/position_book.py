@@ -259,12 +259,13 @@ def _settle(
     return settled, skip
 
 
-def _append(book: PositionBook, new: Fill, fill_of: FillLookup, long_tail: bool) -> _Settled:
+def _append(book: PositionBook, new: Fill, current: FillLookup, long_tail: bool) -> _Settled:
     """Return the figures of ``book`` with ``new`` folded on last, reading no fill if it can.
 
     A tail that reaches ``2 * TAIL_FILLS`` moves its first half into the checkpoint, whose
     fold the book holds (``mid``). Only a book written before ``mid`` existed
-    (``long_tail`` False) reads the fills it moves, as every book once did.
+    (``long_tail`` False) reads the fills it moves, as every book once did, through
+    ``current`` (the held fill of a trade id, this event's own included).
     """
     state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
     tail_ids = (*book.tail_ids, new.trade_id)
@@ -281,7 +282,7 @@ def _append(book: PositionBook, new: Fill, fill_of: FillLookup, long_tail: bool)
         mid, mid_last = state, new  # the tail is TAIL_FILLS long now
     elif n > TAIL_FILLS and not long_tail:
         for trade_id in tail_ids[: n - TAIL_FILLS]:
-            f = new if trade_id == new.trade_id else fill_of(trade_id)
+            f = current(trade_id)
             if f is None:  # a tail id always has its fill: the caller stores every fill
                 raise LookupError(f"no fill held for trade {trade_id} of {book.instrument}")
             checkpoint = apply_fill(checkpoint, f.side, f.quantity, f.price, f.multiplier)
@@ -360,7 +361,7 @@ def apply_event(
     ):
         path = "append"
         if cached is None:
-            settled = _append(book, new, fill_of, long_tail)
+            settled = _append(book, new, current, long_tail)
         else:
             state = apply_fill(book.state, new.side, new.quantity, new.price, new.multiplier)
             cached.fills.append(new)
