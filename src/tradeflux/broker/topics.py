@@ -1,4 +1,6 @@
-"""The topic set of ARCHITECTURE.md section 3: creation (idempotent), listing, description.
+"""Provisioning the topic registry's topics: creation (idempotent), listing, description.
+
+The topics themselves are declared in :mod:`tradeflux.topics`.
 
 Topics that are joined by key must have the same partition count (co-partitioning);
 ``create_topics`` checks that after creating, including for topics that existed before.
@@ -6,7 +8,6 @@ Topics that are joined by key must have the same partition count (co-partitionin
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass
 
@@ -16,53 +17,22 @@ from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 from tradeflux.broker.admin import admin_client, unreachable
 from tradeflux.broker.errors import TopicError
 from tradeflux.config import Settings
+from tradeflux.topics import TOPICS, TopicDef, TopicSet, topic_specs
+
+__all__ = [
+    "TOPICS",
+    "TopicSet",
+    "TopicSpec",
+    "TopicState",
+    "create_topics",
+    "describe_topics",
+    "list_topics",
+    "topic_specs",
+]
 
 
-class TopicSet(enum.StrEnum):
-    """Which topics ``tradeflux topics create`` provisions."""
-
-    ALL = "all"
-    CORE = "core"
-    REFDATA = "refdata"
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """One topic of the contract: its name, key, and whether it is compacted."""
-
-    name: str
-    key: str
-    compacted: bool
-    sets: frozenset[TopicSet]
-    copartition_group: str | None = None  # topics of a group are joined by key
-
-
-_ALL, _CORE, _REF = TopicSet.ALL, TopicSet.CORE, TopicSet.REFDATA
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("refdata.instruments", "instrument id", True, frozenset({_ALL, _CORE, _REF})),
-    TopicSpec("refdata.accounts", "account id", True, frozenset({_ALL, _CORE, _REF})),
-    TopicSpec("refdata.counterparties", "counterparty id", True, frozenset({_ALL, _CORE, _REF})),
-    TopicSpec("refdata.limits", "account id", True, frozenset({_ALL, _CORE, _REF})),
-    TopicSpec("marketdata.prices", "instrument id", True, frozenset({_ALL, _CORE, _REF})),
-    TopicSpec("marketdata.fx", "currency pair", True, frozenset({_ALL, _CORE, _REF})),
-    TopicSpec("trades.raw", "trade id", False, frozenset({_ALL, _CORE})),
-    TopicSpec("trades.rejected", "trade id", False, frozenset({_ALL, _CORE})),
-    TopicSpec("trades.enriched", "account id", False, frozenset({_ALL, _CORE}), "account"),
-    TopicSpec("positions", "account + instrument", True, frozenset({_ALL, _CORE}), "account"),
-    TopicSpec("pnl", "account", True, frozenset({_ALL, _CORE}), "account"),
-    TopicSpec("risk.alerts", "account", False, frozenset({_ALL}), "account"),
-    # trades.enriched re-keyed (services/repartition.py) for the per-instrument and
-    # per-counterparty services
-    TopicSpec("trades.by_instrument", "instrument id", False, frozenset({_ALL})),
-    TopicSpec("trades.by_counterparty", "counterparty id", False, frozenset({_ALL})),
-    TopicSpec("analytics.bars", "instrument + window", False, frozenset({_ALL})),
-    TopicSpec(
-        "settlement.obligations",
-        "counterparty + currency + settlement date",
-        True,
-        frozenset({_ALL}),
-    ),
-)
+TopicSpec = TopicDef  # the name this module used before the registry
+"""One topic of the contract (see :mod:`tradeflux.topics`)."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +45,6 @@ class TopicState:
     cleanup_policy: str
     leaders: tuple[int, ...]
     in_sync: tuple[int, ...]  # smallest ISR size over the partitions, per partition order
-
-
-def topic_specs(topic_set: TopicSet) -> list[TopicSpec]:
-    """Return the specs of the topics in ``topic_set``."""
-    return [spec for spec in TOPICS if topic_set in spec.sets]
 
 
 def _broker_count(settings: Settings, timeout_s: float) -> int:

@@ -14,16 +14,17 @@ from pathlib import Path
 import msgspec
 from confluent_kafka import Producer
 
+from tradeflux import topics
 from tradeflux.domain.refdata import ParsedFile, RowError, parse_refdata_file, refdata_key
 from tradeflux.errors import TradefluxError
 
 TOPIC_OF_KIND = {
-    "instruments": "refdata.instruments",
-    "accounts": "refdata.accounts",
-    "counterparties": "refdata.counterparties",
-    "limits": "refdata.limits",
-    "prices": "marketdata.prices",
-    "fx": "marketdata.fx",
+    "instruments": topics.INSTRUMENTS.name,
+    "accounts": topics.ACCOUNTS.name,
+    "counterparties": topics.COUNTERPARTIES.name,
+    "limits": topics.LIMITS.name,
+    "prices": topics.PRICES.name,
+    "fx": topics.FX.name,
 }
 
 

@@ -18,10 +18,11 @@ from typing import Any
 import msgspec
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from tradeflux import topics
 from tradeflux.domain.schemas import TradeEvent
 from tradeflux.errors import TradefluxError
 
-RAW_TOPIC = "trades.raw"
+RAW_TOPIC = topics.RAW.name
 
 log = logging.getLogger("tradeflux.gateway")
 

@@ -23,7 +23,16 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.staticfiles import StaticFiles
 
-from tradeflux.domain.schemas import Account, AccountPnL, Counterparty, Instrument, Position
+from tradeflux.domain.schemas import (
+    Account,
+    AccountPnL,
+    Bar,
+    Counterparty,
+    Instrument,
+    Position,
+    RiskAlert,
+    SettlementObligation,
+)
 from tradeflux.query.follower import FollowerStatus, TopicFollower
 from tradeflux.query.live import LiveHub, cancel_quietly
 from tradeflux.query.readmodel import (
@@ -43,18 +52,6 @@ EVENT_KINDS = frozenset(
     {"position", "pnl", "alert", "bar", "reject", "obligation", "instrument", "account",
      "counterparty"}
 )  # fmt: skip
-
-
-class RiskAlert(msgspec.Struct):
-    """A risk alert as the risk service wrote it on ``risk.alerts`` (a JSON object)."""
-
-
-class Bar(msgspec.Struct):
-    """An OHLC bar as the analytics service wrote it on ``analytics.bars`` (a JSON object)."""
-
-
-class SettlementObligation(msgspec.Struct):
-    """A netted obligation as the settlement service wrote it (a JSON object)."""
 
 
 class Status(msgspec.Struct, frozen=True, kw_only=True):

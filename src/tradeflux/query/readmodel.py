@@ -31,6 +31,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
+from tradeflux import topics
 from tradeflux.domain.schemas import (
     Account,
     AccountPnL,
@@ -43,15 +44,15 @@ from tradeflux.stream.records import Headers
 
 T = TypeVar("T")
 
-POSITIONS = "positions"
-PNL = "pnl"
-ALERTS = "risk.alerts"
-BARS = "analytics.bars"
-OBLIGATIONS = "settlement.obligations"
-REJECTS = "trades.rejected"
-INSTRUMENTS = "refdata.instruments"
-ACCOUNTS = "refdata.accounts"
-COUNTERPARTIES = "refdata.counterparties"
+POSITIONS = topics.POSITIONS.name
+PNL = topics.PNL.name
+ALERTS = topics.ALERTS.name
+BARS = topics.BARS.name
+OBLIGATIONS = topics.OBLIGATIONS.name
+REJECTS = topics.REJECTED.name
+INSTRUMENTS = topics.INSTRUMENTS.name
+ACCOUNTS = topics.ACCOUNTS.name
+COUNTERPARTIES = topics.COUNTERPARTIES.name
 
 #: The topics the read model materialises, unprefixed.
 TOPICS: tuple[str, ...] = (

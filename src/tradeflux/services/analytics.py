@@ -21,15 +21,15 @@ import logging
 import os
 from collections.abc import Sequence
 
-from tradeflux.domain.schemas import Bar, EnrichedTrade
+from tradeflux import topics
 from tradeflux.domain.windows import Outcome, TradeSlot, WindowBatch, WindowSpec, WindowState
 from tradeflux.errors import ConfigError
-from tradeflux.stream.codecs import JsonCodec, MsgpackCodec
+from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
-from tradeflux.stream.topology import Service, StoreSpec, Topic
+from tradeflux.stream.topology import Service, StoreSpec
 
-BARS = "analytics.bars"
+BARS = topics.BARS.name
 STREAM_TIME = "stream_time"  # the one key of the clock store
 
 
@@ -93,13 +93,13 @@ def update_bars(ctx: Context, records: Sequence[Record]) -> None:
 
 SERVICE = Service(
     name="analytics",
-    inputs=[Topic("trades.by_instrument", JsonCodec(EnrichedTrade))],
-    outputs=[Topic(BARS, JsonCodec(Bar))],
+    inputs=[topics.BY_INSTRUMENT.topic()],
+    outputs=[topics.BARS.topic()],
     stores=[
         StoreSpec("windows", MsgpackCodec(WindowState)),
         StoreSpec("slots", MsgpackCodec(TradeSlot)),
         StoreSpec("clock", MsgpackCodec(dt.datetime)),
     ],
     process=update_bars,
-    dead_letter_topic="trades.rejected",
+    dead_letter_topic=topics.REJECTED.name,
 )

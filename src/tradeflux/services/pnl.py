@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from tradeflux import topics
 from tradeflux.domain.pnl import account_pnl
-from tradeflux.domain.schemas import Account, AccountPnL, FxRate, Position, Price
-from tradeflux.stream.codecs import JsonCodec, MsgpackCodec
+from tradeflux.domain.schemas import Account, AccountPnL, Position
+from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
-from tradeflux.stream.topology import GlobalTableSpec, Punctuator, Service, StoreSpec, Topic
+from tradeflux.stream.topology import Punctuator, Service, StoreSpec
 
 THROTTLE_MS = int(os.environ.get("TRADEFLUX_PNL_THROTTLE_MS", "250"))
 
@@ -51,24 +52,24 @@ def emit_changed_pnl(ctx: Context, now_ms: int) -> None:
         )
         if emitted.get(account_id) != pnl:
             emitted.put(account_id, pnl)
-            ctx.emit("pnl", account_id, pnl, partition=ctx.partition)
+            ctx.emit(topics.PNL.name, account_id, pnl, partition=ctx.partition)
 
 
 SERVICE = Service(
     name="pnl",
-    inputs=[Topic("positions", JsonCodec(Position))],
-    outputs=[Topic("pnl", JsonCodec(AccountPnL))],
+    inputs=[topics.POSITIONS.topic()],
+    outputs=[topics.PNL.topic()],
     stores=[
         StoreSpec("positions", MsgpackCodec(Position)),
         StoreSpec("accounts", MsgpackCodec(tuple[str, ...])),
         StoreSpec("emitted", MsgpackCodec(AccountPnL)),
     ],
     global_tables=[
-        GlobalTableSpec("accounts", "refdata.accounts", JsonCodec(Account)),
-        GlobalTableSpec("prices", "marketdata.prices", JsonCodec(Price)),
-        GlobalTableSpec("fx", "marketdata.fx", JsonCodec(FxRate)),
+        topics.ACCOUNTS.table("accounts"),
+        topics.PRICES.table("prices"),
+        topics.FX.table("fx"),
     ],
     punctuators=[Punctuator(THROTTLE_MS, emit_changed_pnl, "wall")],
     process=record_positions,
-    dead_letter_topic="trades.rejected",
+    dead_letter_topic=topics.REJECTED.name,
 )

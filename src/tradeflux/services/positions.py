@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from tradeflux import topics
 from tradeflux.domain.position_book import (
     ChunkLookup,
     FillLookup,
@@ -24,12 +25,12 @@ from tradeflux.domain.position_book import (
     apply_event,
 )
 from tradeflux.domain.positions import Fill, PositionEvent
-from tradeflux.domain.schemas import Position, position_key
-from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
+from tradeflux.domain.schemas import position_key
+from tradeflux.stream.codecs import MsgpackCodec, RawCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
 from tradeflux.stream.stores import StorePartition
-from tradeflux.stream.topology import Service, StoreSpec, Topic
+from tradeflux.stream.topology import Service, StoreSpec
 
 # Derived, per process: each book's tail fills and the states after them. An entry is
 # only used with the book object it was made for (see TailCache), so aborts, restores
@@ -98,18 +99,18 @@ def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
     for path, n in paths.items():
         ctx.count(f"fold_{path}", n)
     for key, changed_book in changed.items():
-        ctx.emit("positions", key, changed_book.position, partition=ctx.partition)
+        ctx.emit(topics.POSITIONS.name, key, changed_book.position, partition=ctx.partition)
 
 
 SERVICE = Service(
     name="positions",
-    inputs=[Topic("trades.enriched", JsonCodec(PositionEvent))],  # the fields it reads
-    outputs=[Topic("positions", JsonCodec(Position))],
+    inputs=[topics.ENRICHED.topic(PositionEvent)],  # the fields it reads
+    outputs=[topics.POSITIONS.topic()],
     stores=[
         StoreSpec("books", MsgpackCodec(PositionBook)),
         StoreSpec("fills", RawCodec()),  # MessagePack of Fill, encoded by apply_trades
         StoreSpec("index", RawCodec()),  # MessagePack of tuple[str, ...], likewise
     ],
     process=apply_trades,
-    dead_letter_topic="trades.rejected",
+    dead_letter_topic=topics.REJECTED.name,
 )

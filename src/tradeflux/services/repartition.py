@@ -21,14 +21,15 @@ from collections.abc import Sequence
 
 import msgspec
 
+from tradeflux import topics
 from tradeflux.domain.schemas import EnrichedTrade
-from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
+from tradeflux.stream.codecs import JsonCodec, MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
-from tradeflux.stream.topology import Service, StoreSpec, Topic
+from tradeflux.stream.topology import Service, StoreSpec
 
-BY_INSTRUMENT = "trades.by_instrument"
-BY_COUNTERPARTY = "trades.by_counterparty"
+BY_INSTRUMENT = topics.BY_INSTRUMENT.name
+BY_COUNTERPARTY = topics.BY_COUNTERPARTY.name
 
 _CODEC: JsonCodec[EnrichedTrade] = JsonCodec(EnrichedTrade)
 
@@ -80,9 +81,9 @@ def rekey(ctx: Context, records: Sequence[Record]) -> None:
 
 SERVICE = Service(
     name="repartition",
-    inputs=[Topic("trades.enriched", JsonCodec(EnrichedTrade))],
-    outputs=[Topic(BY_INSTRUMENT, RawCodec()), Topic(BY_COUNTERPARTY, RawCodec())],
+    inputs=[topics.ENRICHED.topic()],
+    outputs=[topics.BY_INSTRUMENT.raw(), topics.BY_COUNTERPARTY.raw()],  # bytes re-keyed as is
     stores=[StoreSpec("live", MsgpackCodec(EnrichedTrade))],
     process=rekey,
-    dead_letter_topic="trades.rejected",
+    dead_letter_topic=topics.REJECTED.name,
 )

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tradeflux import topics
 from tradeflux.domain.risk import AccountRisk, TradeExposure, apply_trade, trade_key
-from tradeflux.domain.schemas import Account, EnrichedTrade, FxRate, Limits, RiskAlert
-from tradeflux.stream.codecs import JsonCodec, MsgpackCodec
+from tradeflux.domain.schemas import Account, EnrichedTrade
+from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
-from tradeflux.stream.topology import GlobalTableSpec, Service, StoreSpec, Topic
+from tradeflux.stream.topology import Service, StoreSpec
 
 
 def check_trades(ctx: Context, records: Sequence[Record]) -> None:
@@ -42,23 +43,23 @@ def check_trades(ctx: Context, records: Sequence[Record]) -> None:
         trades.put(key, step.trade)
         accounts.put(event.account, step.account)
         for alert in step.alerts:
-            ctx.emit("risk.alerts", alert.account, alert)
+            ctx.emit(topics.ALERTS.name, alert.account, alert)
             ctx.count(f"risk_{alert.status.lower()}")
 
 
 SERVICE = Service(
     name="risk",
-    inputs=[Topic("trades.enriched", JsonCodec(EnrichedTrade))],
-    outputs=[Topic("risk.alerts", JsonCodec(RiskAlert))],
+    inputs=[topics.ENRICHED.topic()],
+    outputs=[topics.ALERTS.topic()],
     stores=[
         StoreSpec("trades", MsgpackCodec(TradeExposure)),
         StoreSpec("accounts", MsgpackCodec(AccountRisk)),
     ],
     global_tables=[
-        GlobalTableSpec("limits", "refdata.limits", JsonCodec(Limits)),
-        GlobalTableSpec("accounts", "refdata.accounts", JsonCodec(Account)),
-        GlobalTableSpec("fx", "marketdata.fx", JsonCodec(FxRate)),
+        topics.LIMITS.table("limits"),
+        topics.ACCOUNTS.table("accounts"),
+        topics.FX.table("fx"),
     ],
     process=check_trades,
-    dead_letter_topic="trades.rejected",
+    dead_letter_topic=topics.REJECTED.name,
 )

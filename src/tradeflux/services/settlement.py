@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tradeflux import topics
 from tradeflux.domain.netting import ObligationState, SettlementLeg, leg_key, net_trade
-from tradeflux.domain.schemas import EnrichedTrade, SettlementObligation
-from tradeflux.stream.codecs import JsonCodec, MsgpackCodec
+from tradeflux.domain.schemas import EnrichedTrade
+from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
-from tradeflux.stream.topology import Service, StoreSpec, Topic
+from tradeflux.stream.topology import Service, StoreSpec
 
-BY_COUNTERPARTY = "trades.by_counterparty"
-OBLIGATIONS = "settlement.obligations"
+OBLIGATIONS = topics.OBLIGATIONS.name
 
 
 def net_trades(ctx: Context, records: Sequence[Record]) -> None:
@@ -49,12 +49,12 @@ def net_trades(ctx: Context, records: Sequence[Record]) -> None:
 
 SERVICE = Service(
     name="settlement",
-    inputs=[Topic(BY_COUNTERPARTY, JsonCodec(EnrichedTrade))],
-    outputs=[Topic(OBLIGATIONS, JsonCodec(SettlementObligation))],
+    inputs=[topics.BY_COUNTERPARTY.topic()],
+    outputs=[topics.OBLIGATIONS.topic()],
     stores=[
         StoreSpec("legs", MsgpackCodec(SettlementLeg)),
         StoreSpec("obligations", MsgpackCodec(ObligationState)),
     ],
     process=net_trades,
-    dead_letter_topic="trades.rejected",
+    dead_letter_topic=topics.REJECTED.name,
 )

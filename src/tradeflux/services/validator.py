@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 import msgspec
 
+from tradeflux import topics
 from tradeflux.domain.refdata import RefData
-from tradeflux.domain.schemas import Account, Counterparty, EnrichedTrade, Instrument
 from tradeflux.domain.validation import Accepted, Duplicate, Rejected, TradeState, validate
-from tradeflux.stream.codecs import JsonCodec, MsgpackCodec, RawCodec
+from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
-from tradeflux.stream.topology import GlobalTableSpec, Service, StoreSpec, Topic
+from tradeflux.stream.topology import Service, StoreSpec
 
 
 class _TradeId(msgspec.Struct):
@@ -53,7 +53,7 @@ def validate_trades(ctx: Context, records: Sequence[Record]) -> None:
         if isinstance(outcome, Accepted):
             trades.put(trade_id, outcome.new_state)
             for event in outcome.events:
-                ctx.emit("trades.enriched", event.account, event)
+                ctx.emit(topics.ENRICHED.name, event.account, event)
             ctx.count("enriched")
         elif isinstance(outcome, Duplicate):
             ctx.count("duplicates")
@@ -63,14 +63,14 @@ def validate_trades(ctx: Context, records: Sequence[Record]) -> None:
 
 SERVICE = Service(
     name="validator",
-    inputs=[Topic("trades.raw", RawCodec())],
-    outputs=[Topic("trades.enriched", JsonCodec(EnrichedTrade))],
+    inputs=[topics.RAW.raw()],  # decoded by validate(), so a bad record is a reject
+    outputs=[topics.ENRICHED.topic()],
     stores=[StoreSpec("trades", MsgpackCodec(TradeState))],
     global_tables=[
-        GlobalTableSpec("instruments", "refdata.instruments", JsonCodec(Instrument)),
-        GlobalTableSpec("accounts", "refdata.accounts", JsonCodec(Account)),
-        GlobalTableSpec("counterparties", "refdata.counterparties", JsonCodec(Counterparty)),
+        topics.INSTRUMENTS.table("instruments"),
+        topics.ACCOUNTS.table("accounts"),
+        topics.COUNTERPARTIES.table("counterparties"),
     ],
     process=validate_trades,
-    dead_letter_topic="trades.rejected",
+    dead_letter_topic=topics.REJECTED.name,
 )

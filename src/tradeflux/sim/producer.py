@@ -34,14 +34,15 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tradeflux import topics
 from tradeflux.config import Settings
 from tradeflux.sim.market import MarketModel
 from tradeflux.sim.refdata import SimRefData, SimulationError, load_refdata
 from tradeflux.sim.trades import RecordKind, TradeGenerator, TradeMix, epoch_ms, utc_now
 
-TRADES_TOPIC = "trades.raw"
-PRICES_TOPIC = "marketdata.prices"
-FX_TOPIC = "marketdata.fx"
+TRADES_TOPIC = topics.RAW.name
+PRICES_TOPIC = topics.PRICES.name
+FX_TOPIC = topics.FX.name
 
 _FLUSH_TIMEOUT_S = 30.0
 _MAX_BURST = 10_000  # records sent before serving delivery reports and progress again

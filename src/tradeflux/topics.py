@@ -1,0 +1,250 @@
+"""The topic registry: every topic of the system, declared once (ARCHITECTURE.md section 3).
+
+Each :class:`TopicDef` says a topic's name, what its key is, the domain struct of its
+values and their wire format, its cleanup policy, the sets ``tradeflux topics create``
+provisions it in, and the co-partitioning group it is joined in. Services take their
+input and output :class:`~tradeflux.stream.topology.Topic` from here, the query read
+model its topics and value types, topic creation its names and configs, the OpenAPI
+document its schemas, and ``docs/topics.md`` its table (:func:`markdown_table`).
+
+A store's changelog topic is not listed: it belongs to its service and store
+(``<prefix><service>-<store>-changelog``) and the runtime creates it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tradeflux.domain.schemas import (
+    Account,
+    AccountPnL,
+    Bar,
+    Counterparty,
+    EnrichedTrade,
+    FxRate,
+    Instrument,
+    Limits,
+    Position,
+    Price,
+    RiskAlert,
+    SettlementObligation,
+    TradeEvent,
+)
+from tradeflux.stream.codecs import Codec, JsonCodec, MsgpackCodec, RawCodec
+from tradeflux.stream.topology import GlobalTableSpec, Topic
+
+
+class TopicSet(enum.StrEnum):
+    """Which topics ``tradeflux topics create`` provisions."""
+
+    ALL = "all"
+    CORE = "core"
+    REFDATA = "refdata"
+
+
+class Cleanup(enum.StrEnum):
+    """A topic's ``cleanup.policy``: a log of events, or the latest value per key."""
+
+    DELETE = "delete"
+    COMPACT = "compact"
+
+
+Wire = Literal["json", "msgpack", "bytes"]
+
+
+@dataclass(frozen=True)
+class TopicDef:
+    """One topic of the contract.
+
+    ``value`` is the struct every record's value decodes to (``bytes`` for a topic whose
+    values are opaque, such as the dead letters' original bytes); ``wire`` its encoding.
+    ``copartition`` names the group of topics joined by key: they must have the same
+    partition count and be keyed alike.
+    """
+
+    name: str
+    key: str
+    value: Any
+    cleanup: Cleanup
+    sets: frozenset[TopicSet]
+    doc: str
+    copartition: str | None = None
+    wire: Wire = "json"
+
+    @property
+    def compacted(self) -> bool:
+        """Tell whether the topic keeps the latest value per key (``cleanup.policy=compact``)."""
+        return self.cleanup is Cleanup.COMPACT
+
+    @property
+    def copartition_group(self) -> str | None:
+        """Return the co-partitioning group (the name ``broker.topics`` has always used)."""
+        return self.copartition
+
+    def codec(self, value: Any = None) -> Codec[Any]:
+        """Return the codec of this topic's values, decoding to ``value`` if given.
+
+        ``value`` lets a reader decode a projection of the struct (fewer fields, the same
+        names), as the positions service reads only the fields of an enriched trade it needs.
+        """
+        if self.wire == "bytes":
+            return RawCodec()
+        if self.wire == "msgpack":
+            return MsgpackCodec(value or self.value)
+        return JsonCodec(value or self.value)
+
+    def topic(self, value: Any = None) -> Topic:
+        """Return the runtime's view of this topic (its name and codec) for a Service."""
+        return Topic(self.name, self.codec(value))
+
+    def raw(self) -> Topic:
+        """Return this topic with its values handed over as bytes (the reader decodes them)."""
+        return Topic(self.name, RawCodec())
+
+    def table(self, name: str) -> GlobalTableSpec:
+        """Return a global table ``name`` over this (compacted) topic."""
+        if not self.compacted:
+            raise ValueError(f"topic {self.name} is not compacted; it cannot be a global table")
+        return GlobalTableSpec(name, self.name, self.codec())
+
+
+_ALL, _CORE, _REF = TopicSet.ALL, TopicSet.CORE, TopicSet.REFDATA
+_REFDATA_SETS = frozenset({_ALL, _CORE, _REF})
+_CORE_SETS = frozenset({_ALL, _CORE})
+_ALL_SETS = frozenset({_ALL})
+_C, _D = Cleanup.COMPACT, Cleanup.DELETE
+
+INSTRUMENTS = TopicDef(
+    "refdata.instruments", "instrument id", Instrument, _C, _REFDATA_SETS,
+    "Instruments: ISIN, symbol, currency, lot and tick size, settlement cycle, MIC.",
+)  # fmt: skip
+ACCOUNTS = TopicDef(
+    "refdata.accounts", "account id", Account, _C, _REFDATA_SETS,
+    "Accounts: book, legal entity, base currency, status.",
+)  # fmt: skip
+COUNTERPARTIES = TopicDef(
+    "refdata.counterparties", "counterparty id", Counterparty, _C, _REFDATA_SETS,
+    "Counterparties: LEI, name, settlement instructions.",
+)  # fmt: skip
+LIMITS = TopicDef(
+    "refdata.limits", "account id", Limits, _C, _REFDATA_SETS,
+    "Risk limits per account, in its base currency.",
+)  # fmt: skip
+PRICES = TopicDef(
+    "marketdata.prices", "instrument id", Price, _C, _REFDATA_SETS,
+    "The latest bid, ask and last price per instrument.",
+)  # fmt: skip
+FX = TopicDef(
+    "marketdata.fx", "currency pair", FxRate, _C, _REFDATA_SETS,
+    "The latest FX rate per currency pair (key BASEQUOTE).",
+)  # fmt: skip
+RAW = TopicDef(
+    "trades.raw", "trade id", TradeEvent, _D, _CORE_SETS,
+    "Trade events as captured (FIX, HTTP, Kafka): NEW, AMEND, CANCEL, versioned.",
+)  # fmt: skip
+REJECTED = TopicDef(
+    "trades.rejected", "trade id", bytes, _D, _CORE_SETS,
+    "Dead letters: the original key, bytes and headers, with tf.stage, tf.reason, "
+    "tf.error, tf.detail and tf.source.topic/partition/offset headers.",
+    wire="bytes",
+)  # fmt: skip
+ENRICHED = TopicDef(
+    "trades.enriched", "account id", EnrichedTrade, _D, _CORE_SETS,
+    "Validated trade events with reference data, trade and settlement dates, notional.",
+    copartition="account",
+)  # fmt: skip
+POSITIONS = TopicDef(
+    "positions", "account + instrument", Position, _C, _CORE_SETS,
+    "Position per account and instrument: quantity, average cost, realized P&L.",
+    copartition="account",
+)  # fmt: skip
+PNL = TopicDef(
+    "pnl", "account", AccountPnL, _C, _CORE_SETS,
+    "P&L per account in its base currency: realized, unrealized, total.",
+    copartition="account",
+)  # fmt: skip
+ALERTS = TopicDef(
+    "risk.alerts", "account", RiskAlert, _D, _ALL_SETS,
+    "A limit of an account breached or cleared, with the figures.",
+    copartition="account",
+)  # fmt: skip
+BY_INSTRUMENT = TopicDef(
+    "trades.by_instrument", "instrument id", EnrichedTrade, _D, _ALL_SETS,
+    "trades.enriched re-keyed by instrument (repartition), for analytics.",
+)  # fmt: skip
+BY_COUNTERPARTY = TopicDef(
+    "trades.by_counterparty", "counterparty id", EnrichedTrade, _D, _ALL_SETS,
+    "trades.enriched re-keyed by counterparty (repartition), for settlement.",
+)  # fmt: skip
+BARS = TopicDef(
+    "analytics.bars", "instrument + window", Bar, _D, _ALL_SETS,
+    "OHLC, volume, VWAP and count per instrument and event-time window.",
+)  # fmt: skip
+OBLIGATIONS = TopicDef(
+    "settlement.obligations", "counterparty + currency + settlement date",
+    SettlementObligation, _C, _ALL_SETS,
+    "Netted cash and securities per counterparty, currency and settlement date.",
+)  # fmt: skip
+
+TOPICS: tuple[TopicDef, ...] = (
+    INSTRUMENTS,
+    ACCOUNTS,
+    COUNTERPARTIES,
+    LIMITS,
+    PRICES,
+    FX,
+    RAW,
+    REJECTED,
+    ENRICHED,
+    POSITIONS,
+    PNL,
+    ALERTS,
+    BY_INSTRUMENT,
+    BY_COUNTERPARTY,
+    BARS,
+    OBLIGATIONS,
+)
+"""Every topic of the system, in the order of ARCHITECTURE.md section 3."""
+
+_BY_NAME = {t.name: t for t in TOPICS}
+
+
+def topic_def(name: str) -> TopicDef:
+    """Return the definition of topic ``name`` (unprefixed), or raise KeyError."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no topic {name!r} in the registry (tradeflux.topics)") from None
+
+
+def topic_specs(topic_set: TopicSet) -> list[TopicDef]:
+    """Return the topics of ``topic_set``, in registry order."""
+    return [t for t in TOPICS if topic_set in t.sets]
+
+
+def copartition_groups() -> dict[str, list[str]]:
+    """Return every co-partitioning group and its topics, in registry order."""
+    groups: dict[str, list[str]] = {}
+    for t in TOPICS:
+        if t.copartition is not None:
+            groups.setdefault(t.copartition, []).append(t.name)
+    return groups
+
+
+def markdown_table() -> str:
+    """Return the registry as the Markdown table of ``docs/topics.md``."""
+    rows = [
+        "| topic | key | value | kind | co-partitioned by | sets |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in TOPICS:
+        value = "bytes" if t.value is bytes else t.value.__name__
+        kind = "compacted" if t.compacted else "log"
+        sets = ", ".join(s.value for s in TopicSet if s in t.sets)
+        rows.append(
+            f"| `{t.name}` | {t.key} | {value} ({t.wire}) | {kind} | {t.copartition or ''} "
+            f"| {sets} |"
+        )
+    return "\n".join(rows) + "\n"
