@@ -70,6 +70,10 @@ def test_sigkill_five_times_mid_stream_loses_and_duplicates_nothing(
         wait_assigned(proc)
         pacer.release()
         while kills < 5:
+            # This incarnation's own restore first: the killed one's last transaction may
+            # still complete after the restart, so progress alone does not show that this
+            # incarnation got as far as restoring (and a kill before it restores nothing).
+            wait_for(lambda p=proc: _RESTORED.findall(p.log()), 60, "restore after restart")
             before = _progress(kafka, prefix)
             # Kill only once this incarnation has committed something, at a random moment.
             wait_for(lambda b=before: _progress(kafka, prefix) > b, 60, "progress after restart")

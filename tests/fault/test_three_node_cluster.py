@@ -24,8 +24,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
 from tests.conftest import free_port_block, unique
+from tests.support.kafka_tools import admin_client
 from tradeflux.broker import local
-from tradeflux.broker.admin import admin_client
 from tradeflux.broker.errors import BrokerError
 from tradeflux.broker.topics import TopicSet, create_topics, describe_topics
 from tradeflux.config import Settings, load_settings

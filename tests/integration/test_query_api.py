@@ -382,7 +382,7 @@ def test_services_show_throughput_and_lag_from_their_metrics(
     metrics.records_in.labels(**labels).inc(1000)
     metrics.lag.labels(**labels, partition="0").set(40)
     metrics.lag.labels(**labels, partition="1").set(2)
-    metrics.dead_letters.labels(**labels).inc(3)
+    metrics.dead_letters.labels(**labels, reason="processor_error").inc(3)
 
     def scraped() -> dict[str, Any] | None:
         services = http.get("/v1/services").json()

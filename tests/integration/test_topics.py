@@ -9,7 +9,8 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from tests.conftest import unique
-from tradeflux.broker.admin import admin_client, describe_cluster
+from tests.support.kafka_tools import admin_client
+from tradeflux.broker.admin import describe_cluster
 from tradeflux.broker.errors import TopicError
 from tradeflux.broker.topics import (
     TOPICS,

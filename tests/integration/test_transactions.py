@@ -22,7 +22,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import NewTopic
 
 from tests.conftest import unique
-from tradeflux.broker.admin import admin_client
+from tests.support.kafka_tools import admin_client
 from tradeflux.config import Settings
 
 pytestmark = pytest.mark.integration

@@ -34,6 +34,11 @@ def wait_for(
         time.sleep(every_s)
 
 
+def admin_client(settings: Settings) -> AdminClient:
+    """Return a raw confluent-kafka admin client (tests may use the client directly)."""
+    return AdminClient(settings.client_config())
+
+
 def create_topics(settings: Settings, names: dict[str, int], compacted: Iterable[str] = ()) -> None:
     """Create topics {name: partitions} (replication 1 unless the cluster is bigger)."""
     admin = AdminClient(settings.client_config())

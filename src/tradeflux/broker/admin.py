@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
-
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from tradeflux.broker.errors import ClusterUnreachableError
 from tradeflux.config import Settings
+from tradeflux.stream.errors import KafkaClientError
+from tradeflux.stream.kafka import Admin
 
 _KAFKA_LOG = logging.getLogger("tradeflux.kafka")
 
@@ -24,29 +22,30 @@ class ClusterInfo:
     nodes: tuple[tuple[int, str, int], ...]  # (node id, host, port), sorted by id
 
 
-def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
-    """Return an admin client for the configured cluster; librdkafka logs go to Python logging."""
-    conf = settings.client_config(logger=_KAFKA_LOG, **overrides)
-    return AdminClient(conf)
+def admin(settings: Settings) -> Admin:
+    """Return an admin client for the configured cluster (the runtime's Kafka boundary)."""
+    return Admin(settings.client_config())
 
 
 def describe_cluster(settings: Settings, timeout_s: float = 10.0) -> ClusterInfo:
     """Ask the cluster for its id, controller and nodes, or raise ClusterUnreachableError."""
-    admin = admin_client(settings)
+    client = admin(settings)
     try:
         # A metadata request first: it fails fast and clearly when nobody answers.
-        admin.list_topics(timeout=timeout_s)
-        described = admin.describe_cluster(request_timeout=timeout_s).result(timeout=timeout_s)
-    except KafkaException as exc:
+        client.metadata(timeout_s)
+        cluster_id, controller, nodes = client.describe_cluster(timeout_s)
+    except KafkaClientError as exc:
         raise unreachable(settings, timeout_s, exc) from None
-    nodes = tuple(sorted((n.id, n.host, n.port) for n in described.nodes))
-    controller = described.controller.id if described.controller is not None else None
-    return ClusterInfo(str(described.cluster_id), controller, nodes)
+    parsed = []
+    for address, node_id in nodes:
+        host, _, port = address.rpartition(":")
+        parsed.append((node_id, host, int(port)))
+    return ClusterInfo(cluster_id, controller, tuple(sorted(parsed)))
 
 
 def unreachable(settings: Settings, timeout_s: float, cause: object) -> ClusterUnreachableError:
     """Build the one-line error for a cluster that did not answer."""
-    detail = cause.args[0].str() if isinstance(cause, KafkaException) and cause.args else cause
+    detail = cause.reason if isinstance(cause, KafkaClientError) else cause
     return ClusterUnreachableError(
         f"no Kafka broker answered at {settings.bootstrap} within {timeout_s:g}s ({detail}); "
         "start a local one with `tradeflux broker start`, or point TRADEFLUX_BOOTSTRAP "

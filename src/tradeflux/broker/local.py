@@ -26,12 +26,11 @@ from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from confluent_kafka import KafkaException
-
-from tradeflux.broker.admin import admin_client
+from tradeflux.broker.admin import admin
 from tradeflux.broker.errors import BrokerError, PortInUseError
 from tradeflux.broker.jars import fetch_kafka, find_java, pinned_kafka_version
 from tradeflux.config import Settings
+from tradeflux.stream.errors import KafkaClientError
 
 HOST = "127.0.0.1"
 _VERSION_RE = re.compile(r"Kafka version: (\S+)")
@@ -301,7 +300,7 @@ def _wait_until_ready(
     and /proc: once in CI a node was reported "exited while starting" with an empty
     log, and the guess could not say how it ended.
     """
-    admin = admin_client(replace(settings, bootstrap=cluster.bootstrap, kafka={}))
+    client = admin(replace(settings, bootstrap=cluster.bootstrap, kafka={}))
     deadline = time.monotonic() + timeout_s
     while True:
         for node in cluster.nodes:
@@ -313,10 +312,9 @@ def _wait_until_ready(
                     f"{_last_error(node.log_file)} (full log: {node.log_file})"
                 )
         try:
-            meta = admin.list_topics(timeout=2.0)
-            if len(meta.brokers) == len(cluster.nodes):
+            if len(client.metadata(2.0).brokers) == len(cluster.nodes):
                 return
-        except KafkaException:
+        except KafkaClientError:
             pass
         if time.monotonic() > deadline:
             _stop_nodes(cluster, grace_s=5.0)

@@ -8,15 +8,13 @@ Topics that are joined by key must have the same partition count (co-partitionin
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
-
-from tradeflux.broker.admin import admin_client, unreachable
+from tradeflux.broker.admin import admin, unreachable
 from tradeflux.broker.errors import TopicError
 from tradeflux.config import Settings
+from tradeflux.stream.errors import KafkaClientError, TopicMissingError
+from tradeflux.stream.kafka import ClusterMetadata, NewTopicSpec
 from tradeflux.topics import TOPICS, TopicDef, TopicSet, topic_specs
 
 __all__ = [
@@ -47,11 +45,10 @@ class TopicState:
     in_sync: tuple[int, ...]  # smallest ISR size over the partitions, per partition order
 
 
-def _broker_count(settings: Settings, timeout_s: float) -> int:
-    admin = admin_client(settings)
+def _metadata(settings: Settings, timeout_s: float) -> ClusterMetadata:
     try:
-        return len(admin.list_topics(timeout=timeout_s).brokers)
-    except KafkaException as exc:
+        return admin(settings).metadata(timeout_s)
+    except KafkaClientError as exc:
         raise unreachable(settings, timeout_s, exc) from None
 
 
@@ -62,10 +59,13 @@ def create_topics(
 ) -> dict[str, str]:
     """Create the missing topics of ``topic_set``; return ``{name: "created" | "exists"}``.
 
-    Idempotent. Raises TopicError when an existing topic has a different cleanup policy
-    or breaks co-partitioning with the rest of its group.
+    Idempotent. Waits until every broker lists every topic of the set with a leader per
+    partition before it describes them (a broker learns of a new topic a moment after the
+    controller committed it). Raises TopicError when an existing topic has a different
+    cleanup policy or breaks co-partitioning with the rest of its group.
     """
-    brokers = _broker_count(settings, timeout_s)
+    meta = _metadata(settings, timeout_s)
+    brokers = len(meta.brokers)
     replication = settings.replication or min(3, brokers)
     if replication > brokers:
         raise TopicError(
@@ -73,65 +73,33 @@ def create_topics(
             f"{brokers}; lower --replication"
         )
     specs = topic_specs(topic_set)
-    admin = admin_client(settings)
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    wanted = [s for s in specs if settings.topic_prefix + s.name not in existing]
+    wanted = [s for s in specs if settings.topic_prefix + s.name not in meta.topics]
     outcome = {settings.topic_prefix + s.name: "exists" for s in specs}
+    client = admin(settings)
     if wanted:
         new = [
-            NewTopic(
+            NewTopicSpec(
                 settings.topic_prefix + s.name,
-                num_partitions=settings.partitions,
-                replication_factor=replication,
-                config=_topic_config(s, replication),
+                settings.partitions,
+                replication,
+                _topic_config(s, replication),
             )
             for s in wanted
         ]
-        for name, future in admin.create_topics(new, request_timeout=timeout_s).items():
-            try:
-                future.result()
-                outcome[name] = "created"
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise TopicError(
-                        f"could not create topic {name}: {exc.args[0].str()}"
-                    ) from None
-    _await_metadata(settings, list(outcome), timeout_s)
+        try:
+            created = client.create_topics(new, timeout_s)
+        except KafkaClientError as exc:
+            raise TopicError(f"could not create the topics: {exc}") from None
+        outcome.update({name: "created" for name, made in created.items() if made})
+    try:
+        client.await_topics(list(outcome), timeout_s=max(timeout_s, 30.0))
+    except TopicMissingError as exc:
+        raise TopicError(str(exc)) from None
+    except KafkaClientError as exc:
+        raise unreachable(settings, timeout_s, exc) from None
     states = {t.name: t for t in describe_topics(settings, list(outcome), timeout_s)}
     _check_layout(settings, specs, states)
     return outcome
-
-
-def _await_metadata(settings: Settings, names: list[str], timeout_s: float) -> None:
-    """Wait until the cluster's metadata lists every topic of ``names`` with a leader per partition.
-
-    CreateTopics answers once the controller has committed the topics; the brokers learn of
-    them a moment later, and a describe in between would report them missing.
-    """
-    admin = admin_client(settings)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            topics = admin.list_topics(timeout=timeout_s).topics
-        except KafkaException as exc:
-            raise unreachable(settings, timeout_s, exc) from None
-        pending = [
-            name
-            for name in names
-            if name not in topics
-            or topics[name].error is not None
-            or not topics[name].partitions
-            or any(p.leader < 0 for p in topics[name].partitions.values())
-        ]
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise TopicError(
-                f"the cluster did not report topic(s) {', '.join(pending)} with a leader for "
-                f"every partition within {timeout_s:g}s of creating them; check the brokers "
-                "with `tradeflux broker status` and retry"
-            )
-        time.sleep(0.05)
 
 
 def _topic_config(spec: TopicSpec, replication: int) -> dict[str, str]:
@@ -171,11 +139,7 @@ def _check_layout(
 
 def list_topics(settings: Settings, timeout_s: float = 10.0) -> list[str]:
     """Return the names of the cluster's topics, internal ones left out."""
-    admin = admin_client(settings)
-    try:
-        meta = admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise unreachable(settings, timeout_s, exc) from None
+    meta = _metadata(settings, timeout_s)
     return sorted(name for name in meta.topics if not name.startswith("__"))
 
 
@@ -183,11 +147,7 @@ def describe_topics(
     settings: Settings, names: list[str] | None = None, timeout_s: float = 10.0
 ) -> list[TopicState]:
     """Describe ``names`` (default: every non-internal topic) from metadata and configs."""
-    admin = admin_client(settings)
-    try:
-        meta = admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise unreachable(settings, timeout_s, exc) from None
+    meta = _metadata(settings, timeout_s)
     if names is None:
         names = sorted(n for n in meta.topics if not n.startswith("__"))
     missing = [n for n in names if n not in meta.topics]
@@ -195,11 +155,10 @@ def describe_topics(
         raise TopicError(
             f"no such topic: {', '.join(missing)}; create the set with `tradeflux topics create`"
         )
-    resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
-    policies: dict[str, str] = {}
-    if resources:
-        for res, future in admin.describe_configs(resources, request_timeout=timeout_s).items():
-            policies[res.name] = future.result()["cleanup.policy"].value
+    try:
+        configs = admin(settings).topic_configs(names, timeout_s)
+    except KafkaClientError as exc:
+        raise unreachable(settings, timeout_s, exc) from None
     states = []
     for name in names:
         parts = sorted(meta.topics[name].partitions.values(), key=lambda p: p.id)
@@ -208,7 +167,7 @@ def describe_topics(
                 name=name,
                 partitions=len(parts),
                 replication=len(parts[0].replicas) if parts else 0,
-                cleanup_policy=policies.get(name, "?"),
+                cleanup_policy=configs.get(name, {}).get("cleanup.policy", "?"),
                 leaders=tuple(p.leader for p in parts),
                 in_sync=tuple(len(p.isrs) for p in parts),
             )

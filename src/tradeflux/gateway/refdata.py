@@ -7,16 +7,16 @@ producer is flushed before the command reports success.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-from confluent_kafka import Producer
 
 from tradeflux import topics
 from tradeflux.domain.refdata import ParsedFile, RowError, parse_refdata_file, refdata_key
 from tradeflux.errors import TradefluxError
+from tradeflux.stream.errors import KafkaClientError
+from tradeflux.stream.kafka import IdempotentWriter
 
 TOPIC_OF_KIND = {
     "instruments": topics.INSTRUMENTS.name,
@@ -56,31 +56,22 @@ def load_files(
     """Produce the valid rows of ``paths`` to their topics; return what was loaded and rejected."""
     report = LoadReport()
     encoder = msgspec.json.Encoder(decimal_format="string")
-    producer = Producer(
-        {**producer_config, "acks": "all", "enable.idempotence": True,
-         "partitioner": "murmur2_random", "linger.ms": 10,
-         "logger": logging.getLogger("tradeflux.kafka")}
-    )  # fmt: skip
+    producer = IdempotentWriter(producer_config, **{"linger.ms": 10})
     failures: list[str] = []
 
-    def on_delivery(err: object, _msg: object) -> None:
+    def on_delivery(err: str | None) -> None:
         if err is not None:
-            failures.append(str(err))
+            failures.append(err)
 
     for path, parsed in parse_files(paths):
         topic = topic_prefix + TOPIC_OF_KIND[parsed.kind]
         for row in parsed.rows:
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        encoder.encode(row),
-                        refdata_key(row).encode(),
-                        on_delivery=on_delivery,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.1)
+            try:
+                producer.produce(
+                    topic, refdata_key(row).encode(), encoder.encode(row), on_delivery=on_delivery
+                )
+            except KafkaClientError as exc:
+                raise RefdataLoadError(f"reference data not delivered to Kafka: {exc}") from None
         report.loaded[str(path)] = len(parsed.rows)
         if parsed.errors:
             report.errors[str(path)] = parsed.errors

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from tradeflux import topics
 from tradeflux.domain.schemas import TradeEvent
 from tradeflux.errors import TradefluxError
+from tradeflux.stream.errors import KafkaClientError
+from tradeflux.stream.kafka import IdempotentWriter
 
 RAW_TOPIC = topics.RAW.name
 
@@ -42,10 +43,10 @@ class _PendingWrite:
         if count == 0:
             self.done.set()
 
-    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+    def on_delivery(self, err: str | None) -> None:
         with self._lock:
             if err is not None:
-                self.errors.append(err.str())
+                self.errors.append(err)
             self.remaining -= 1
             if self.remaining == 0:
                 self.done.set()
@@ -69,31 +70,22 @@ class TradeWriter:
         delivery_timeout_ms = int(client_config.get("delivery.timeout.ms", 30_000))
         self.topic = topic_prefix + RAW_TOPIC
         self._encoder = msgspec.json.Encoder(decimal_format="string")
-        self._producer = Producer(
-            {
-                **client_config,
-                "acks": "all",
-                "enable.idempotence": True,
-                "partitioner": "murmur2_random",
+        self._producer = IdempotentWriter(
+            client_config,
+            **{
                 "linger.ms": 1,  # a FIX message waits for its own ack: do not hold it back
                 "delivery.timeout.ms": delivery_timeout_ms,
-                "error_cb": self._on_client_error,
-                "logger": logging.getLogger("tradeflux.kafka"),
-            }
+            },
         )
         self._delivery_timeout_s = delivery_timeout_ms / 1000
-        self.fatal_error: str | None = None  # set when the producer can never deliver again
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="trades-raw-poller", daemon=True)
         self._poller.start()
 
-    def _on_client_error(self, err: KafkaError) -> None:
-        """Remember a fatal error; librdkafka's own log already reports the transient ones."""
-        if err.fatal():
-            self.fatal_error = f"{err.name()}: {err.str()}"
-            log.error("kafka producer failed fatally code=%s reason=%s", err.name(), err.str())
-        else:
-            log.debug("kafka client error code=%s reason=%s", err.name(), err.str())
+    @property
+    def fatal_error(self) -> str | None:
+        """Return why the producer can never deliver again, or None."""
+        return self._producer.fatal_error
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -114,17 +106,16 @@ class TradeWriter:
         pending = _PendingWrite(len(events))
         for event in events:
             value = self.encode(event)
-            while True:
-                try:
-                    self._producer.produce(
-                        self.topic, value, event.trade_id.encode(), on_delivery=pending.on_delivery
-                    )
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain it
-                    if self._stop.wait(0.01):
-                        raise DeliveryError("the trade writer is closed") from None
-                except KafkaException as exc:  # a fatal producer error, say
-                    raise DeliveryError(f"Kafka refused a record to {self.topic}: {exc}") from None
+            try:
+                self._producer.produce(
+                    self.topic,
+                    event.trade_id.encode(),
+                    value,
+                    on_delivery=pending.on_delivery,
+                    give_up=self._stop.is_set,
+                )
+            except KafkaClientError as exc:  # a fatal producer error, say
+                raise DeliveryError(f"Kafka refused a record to {self.topic}: {exc}") from None
         # Delivery reports come within delivery.timeout.ms; the margin covers a slow poll.
         deadline = time.monotonic() + self._delivery_timeout_s + 5
         while not pending.done.wait(0.1 if cancel else self._delivery_timeout_s + 5):

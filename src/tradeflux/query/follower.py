@@ -19,9 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from tradeflux.query.readmodel import TOPICS, Change, ReadModel, SourceRecord
+from tradeflux.stream.errors import KafkaClientError
+from tradeflux.stream.kafka import BEGINNING, TP, PartitionReader
 from tradeflux.stream.metrics import StreamMetrics
 from tradeflux.stream.records import Headers
 
@@ -58,15 +59,8 @@ class TopicFollower:
         metrics: StreamMetrics | None = None,
         topics: Sequence[str] = TOPICS,
     ) -> None:
-        self._config = {
-            **client_config,
-            "group.id": f"tradeflux-query-{uuid.uuid4().hex[:12]}",  # never joins or commits
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-        }
+        self._config = dict(client_config)
+        self._group_id = f"tradeflux-query-{uuid.uuid4().hex[:12]}"  # never joins or commits
         self._prefix = topic_prefix
         self._names = {topic_prefix + t: t for t in topics}
         self._model = model
@@ -125,7 +119,12 @@ class TopicFollower:
     # -- the thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        consumer = Consumer(self._config, logger=logging.getLogger("tradeflux.kafka"))
+        try:
+            consumer = PartitionReader(self._config, self._group_id, on_error=self._client_error)
+        except KafkaClientError as exc:
+            self._error = str(exc)
+            log.error("query follower cannot start: %s", exc)
+            return
         try:
             self._loop(consumer)
         except Exception as exc:
@@ -134,7 +133,11 @@ class TopicFollower:
         finally:
             consumer.close()
 
-    def _loop(self, consumer: Consumer) -> None:
+    def _client_error(self, err: KafkaClientError) -> None:
+        if err.code not in ("UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC", "_UNKNOWN_PARTITION"):
+            log.warning("query follower: %s", err)
+
+    def _loop(self, consumer: PartitionReader) -> None:
         next_discover = 0.0
         next_lag = 0.0
         while not self._stop.is_set():
@@ -143,7 +146,7 @@ class TopicFollower:
                 try:
                     self._discover(consumer)
                     next_discover = now + _DISCOVER_EVERY_S
-                except KafkaException as exc:
+                except KafkaClientError as exc:
                     log.warning("query follower: cannot list topics (%s); retrying", exc)
                     next_discover = now + 1.0
                     if self._targets is None:
@@ -154,27 +157,28 @@ class TopicFollower:
                 log.info("query read model caught up records=%d", self._records)
                 self._ready.set()
             if now >= next_lag:
-                self._measure_lag(consumer)
+                try:
+                    self._measure_lag(consumer)
+                except KafkaClientError as exc:
+                    log.debug("query follower: lag not measured: %s", exc)
                 next_lag = now + _LAG_EVERY_S
 
-    def _discover(self, consumer: Consumer) -> None:
+    def _discover(self, consumer: PartitionReader) -> None:
         """Assign the partitions of wanted topics not assigned yet, from their beginning."""
-        meta = consumer.list_topics(timeout=10)
-        new: list[TopicPartition] = []
+        listed = consumer.topics(10)
+        new: list[TP] = []
         for name in self._names:
-            topic = meta.topics.get(name)
-            if topic is None or topic.error is not None:
+            count = listed.get(name)
+            if count is None:
                 continue
-            for p in sorted(topic.partitions):
+            for p in range(count):
                 if (name, p) not in self._assigned:
-                    new.append(TopicPartition(name, p, OFFSET_BEGINNING))
+                    new.append((name, p))
         if self._targets is None:  # the first look: note where "caught up" is
             targets: dict[tuple[str, int], int] = {}
             for tp in new:
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=10
-                )
-                targets[(tp.topic, tp.partition)] = max(0, high)
+                _low, high = consumer.watermarks(tp, 10)
+                targets[tp] = max(0, high)
             self._targets = targets
             log.info(
                 "query follower start topics=%d partitions=%d records_to_read=%d",
@@ -183,29 +187,30 @@ class TopicFollower:
                 sum(targets.values()),
             )
         if new:
-            consumer.incremental_assign(new)
-            self._assigned.update((tp.topic, tp.partition) for tp in new)
+            consumer.assign(dict.fromkeys(new, BEGINNING))
+            self._assigned.update(new)
             if self._metrics is not None:
                 labels = self._metrics.labels()
                 self._metrics.assigned.labels(**labels).set(len(self._assigned))
 
-    def _consume(self, consumer: Consumer) -> None:
-        msgs = consumer.consume(_BATCH_RECORDS, _POLL_S)
+    def _consume(self, consumer: PartitionReader) -> None:
+        msgs, at_end = consumer.read(_BATCH_RECORDS, _POLL_S)
+        reached = self._reached
+        try:
+            self._apply(msgs)
+        finally:  # after the records: an end offset is past a transaction's last marker
+            for tp, end in at_end.items():
+                reached[tp] = max(reached.get(tp, 0), end)
+
+    def _apply(self, msgs: list[Any]) -> None:
         if not msgs:
             return
-        records: list[SourceRecord] = []
         reached = self._reached
+        records: list[SourceRecord] = []
         names = self._names
         for msg in msgs:
-            err = msg.error()
             tp = (cast(str, msg.topic()), cast(int, msg.partition()))
             offset = cast(int, msg.offset())
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    reached[tp] = max(reached.get(tp, 0), offset)
-                elif err.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    log.warning("query follower: %s", err.str())
-                continue
             reached[tp] = offset + 1
             _ts_type, ts = msg.timestamp()
             headers = cast("Headers | None", msg.headers())
@@ -223,7 +228,7 @@ class TopicFollower:
         reached = self._reached
         return all(reached.get(tp, 0) >= end for tp, end in (self._targets or {}).items())
 
-    def _measure_lag(self, consumer: Consumer) -> None:
+    def _measure_lag(self, consumer: PartitionReader) -> None:
         """Sum high watermark minus position over the partitions (cached watermarks, no I/O).
 
         The consumer's position steps over transaction markers; the offsets of records
@@ -231,17 +236,13 @@ class TopicFollower:
         """
         total = 0
         labels = self._metrics.labels() if self._metrics is not None else {}
-        assigned = [TopicPartition(topic, p) for topic, p in sorted(self._assigned)]
-        for tp in consumer.position(assigned) if assigned else []:
-            key = (tp.topic, tp.partition)
-            got = consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), cached=True
-            )
-            if not got or got[1] < 0:
+        for key, at in consumer.positions(sorted(self._assigned)).items():
+            high = consumer.high_watermark(key)
+            if high is None:
                 continue
-            position = max(tp.offset, self._reached.get(key, 0))
-            lag = max(0, got[1] - position)
+            position = max(at or 0, self._reached.get(key, 0))
+            lag = max(0, high - position)
             total += lag
             if self._metrics is not None:
-                self._metrics.lag.labels(**labels, partition=f"{tp.topic}:{tp.partition}").set(lag)
+                self._metrics.lag.labels(**labels, partition=f"{key[0]}:{key[1]}").set(lag)
         self._lag = total

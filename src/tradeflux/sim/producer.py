@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import secrets
 import signal
 import threading
@@ -26,10 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
-from confluent_kafka import KafkaException, Producer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -39,6 +37,8 @@ from tradeflux.config import Settings
 from tradeflux.sim.market import MarketModel
 from tradeflux.sim.refdata import SimRefData, SimulationError, load_refdata
 from tradeflux.sim.trades import RecordKind, TradeGenerator, TradeMix, epoch_ms, utc_now
+from tradeflux.stream.errors import KafkaClientError
+from tradeflux.stream.kafka import IdempotentWriter
 
 TRADES_TOPIC = topics.RAW.name
 PRICES_TOPIC = topics.PRICES.name
@@ -76,57 +76,39 @@ class KafkaSink:
         self.failed = 0
         self.last_error: str | None = None
         self._bootstrap = settings.bootstrap
-        self._producer = Producer(
-            settings.client_config(
-                **{
-                    "client.id": "tradeflux-sim",
-                    "acks": "all",
-                    "enable.idempotence": True,
-                    "partitioner": "murmur2_random",  # the Java client's, for co-partitioning
-                    "linger.ms": 5,
-                    "queue.buffering.max.messages": 1_000_000,
-                    "logger": logging.getLogger("tradeflux.kafka"),
-                }
-            )
+        self._producer = IdempotentWriter(
+            settings.client_config(),
+            **{"client.id": "tradeflux-sim", "linger.ms": 5},
         )
 
     def check_topics(self, topics: list[str], timeout_s: float = 10.0) -> None:
         """Raise :class:`SimulationError` unless the cluster answers and has ``topics``."""
         try:
-            metadata = self._producer.list_topics(timeout=timeout_s)
-        except KafkaException as exc:
+            existing = self._producer.topics(timeout_s)
+        except KafkaClientError as exc:
             raise SimulationError(
-                f"cannot reach Kafka at {self._bootstrap} ({exc.args[0]}); start a local "
+                f"cannot reach Kafka at {self._bootstrap} ({exc}); start a local "
                 "broker with `tradeflux broker start` or point --bootstrap at a cluster"
             ) from None
-        missing = [t for t in topics if t not in metadata.topics]
+        missing = [t for t in topics if t not in existing]
         if missing:
             raise SimulationError(
                 f"topics {', '.join(missing)} do not exist on {self._bootstrap}; "
                 "create them with `tradeflux topics create` (same --prefix)"
             )
 
-    def _on_delivery(self, err: Any, _msg: Any) -> None:
+    def _on_delivery(self, err: str | None) -> None:
         if err is None:
             self.delivered += 1
         else:
             self.failed += 1
-            self.last_error = str(err)
+            self.last_error = err
 
     def send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None:
         """Queue one record; while librdkafka's queue is full, serve reports and retry."""
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    timestamp=timestamp_ms,
-                    on_delivery=self._on_delivery,
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        self._producer.produce(
+            topic, key, value, on_delivery=self._on_delivery, timestamp_ms=timestamp_ms
+        )
 
     def poll(self) -> None:
         """Serve delivery reports without waiting."""
@@ -134,7 +116,7 @@ class KafkaSink:
 
     def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for every queued record; return how many are left."""
-        return int(self._producer.flush(timeout_s))
+        return self._producer.flush(timeout_s)
 
 
 @dataclass(frozen=True)

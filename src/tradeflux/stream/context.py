@@ -7,7 +7,7 @@ from typing import Any
 
 from tradeflux.stream.codecs import Codec
 from tradeflux.stream.deadletter import dead_letter
-from tradeflux.stream.records import Emitted, Headers, Record
+from tradeflux.stream.records import Emitted, Headers, Record, propagated
 from tradeflux.stream.stores import StorePartition
 
 
@@ -15,11 +15,18 @@ class UnknownNameError(KeyError):
     """A processor asked for a store, table or output topic its service does not declare."""
 
 
+class OutputEncodeError(ValueError):
+    """An output's key or value cannot be encoded (or names a partition the topic lacks)."""
+
+
 class Context:
     """A processor's view of one input partition in the current batch.
 
     ``emit`` encodes at once (so an encoding error is the processor's error, isolated to
     its record) and buffers; the runtime produces the buffer in the batch's transaction.
+    ``current`` is the record being processed when the runtime calls the processor one
+    record at a time (to isolate a failure); an output without a named ``cause`` is
+    pinned on it.
     """
 
     __slots__ = (
@@ -27,10 +34,12 @@ class Context:
         "_counts_mark",
         "_dead_letter_topic",
         "_mark",
+        "_partitions",
         "_prefix",
         "_stores",
         "_tables",
         "counts",
+        "current",
         "emitted",
         "partition",
         "stage",
@@ -47,6 +56,7 @@ class Context:
         topic_prefix: str = "",
         stage: str = "",
         dead_letter_topic: str | None = None,
+        partitions: Mapping[str, int] | None = None,
     ) -> None:
         self.partition = partition
         self.stage = stage
@@ -57,7 +67,9 @@ class Context:
         self._tables = tables
         self._codecs = output_codecs
         self._prefix = topic_prefix
+        self._partitions = partitions or {}
         self.emitted: list[Emitted] = []
+        self.current: Record | None = None
         self.stream_time_ms = -1
         self.wall_time_ms = 0
         self._mark = 0
@@ -84,11 +96,16 @@ class Context:
         *,
         headers: Headers | None = None,
         partition: int | None = None,
+        cause: Record | None = None,
     ) -> None:
         """Send ``value`` to output ``topic`` under ``key`` when the batch commits.
 
         ``value`` None is a tombstone. ``partition`` overrides the key's partition (for
-        co-partitioning by a part of the key).
+        co-partitioning by a part of the key). ``cause`` is the input record this output
+        comes from: the output carries on its trace context and hop headers, and if the
+        producer refuses the output, ``cause`` is what gets dead-lettered. ``headers``,
+        if given, are sent as they are instead. Raises OutputEncodeError if the key or
+        value cannot be encoded or the partition does not exist.
         """
         try:
             codec = self._codecs[topic]
@@ -96,15 +113,22 @@ class Context:
             raise UnknownNameError(
                 f"no output topic {topic!r}; declare it in the Service"
             ) from None
-        self.emitted.append(
-            Emitted(
-                self._prefix + topic,
-                None if key is None else key.encode(),
-                None if value is None else codec.encode(value),
-                headers,
-                partition,
-            )
-        )
+        name = self._prefix + topic
+        try:
+            data = None if value is None else codec.encode(value)
+            raw_key = None if key is None else key.encode()
+        except Exception as exc:  # noqa: BLE001 - any encoding failure is the record's
+            raise OutputEncodeError(f"cannot encode an output for {topic}: {exc}") from exc
+        if partition is not None:
+            count = self._partitions.get(name)
+            if partition < 0 or (count is not None and partition >= count):
+                raise OutputEncodeError(
+                    f"partition {partition} of {topic} does not exist ({count} partitions)"
+                )
+        source = cause if cause is not None else self.current
+        if headers is None and source is not None and source.headers:
+            headers = propagated(source.headers)
+        self.emitted.append(Emitted(name, raw_key, data, headers, partition, source))
 
     def reject(self, record: Record, reason: str, detail: str = "") -> None:
         """Send ``record``'s original key, bytes and headers to the dead letters.
@@ -130,6 +154,7 @@ class Context:
         reason: str,
         error: BaseException | None,
         detail: str,
+        error_name: str | None = None,
         source_topic: str,
         source_offset: int,
         key: bytes | None,
@@ -149,6 +174,7 @@ class Context:
                 reason=reason,
                 error=error,
                 detail=detail,
+                error_name=error_name,
                 source_topic=source_topic,
                 source_partition=self.partition,
                 source_offset=source_offset,
@@ -161,6 +187,11 @@ class Context:
     def count(self, event: str, n: int = 1) -> None:
         """Count a business event (e.g. a dropped duplicate); published once committed."""
         self.counts[event] = self.counts.get(event, 0) + n
+
+    @property
+    def mark(self) -> int:
+        """Return how many outputs are buffered (outputs after it came from the last call)."""
+        return self._mark
 
     def savepoint(self) -> None:
         """Mark the emit buffer and every store before a processor call."""

@@ -1,4 +1,4 @@
-"""Dead letters: a record that cannot be decoded or that its processor rejects by raising.
+"""Dead letters: a record that cannot be decoded, processed or written, or that a processor rejects.
 
 The dead letter keeps the original key, bytes and headers, and adds headers that say
 where it came from and why: ``tf.stage``, ``tf.reason`` (a stable code), ``tf.error``
@@ -12,8 +12,13 @@ from collections.abc import Mapping
 
 from tradeflux.stream.records import Emitted, Headers
 
-DECODE_ERROR = "decode_error"
-PROCESSOR_ERROR = "processor_error"
+DECODE_ERROR = "decode_error"  # the bytes are not a value of the input's type
+PROCESSOR_ERROR = "processor_error"  # the processor raised on this record
+ENCODE_ERROR = "encode_error"  # an output it made cannot be encoded
+STORE_ENCODE_ERROR = "store_encode_error"  # a store value it wrote cannot be encoded
+RECORD_TOO_LARGE = "record_too_large"  # an output or store value is over its topic's limit
+PRODUCE_REFUSED = "produce_refused"  # the broker or client refused an output it made
+TIMER_ERROR = "timer_error"  # a timer failed for one key (no input record: no source)
 _DETAIL_MAX = 500
 
 
@@ -24,6 +29,7 @@ def dead_letter(
     reason: str,
     error: BaseException | None,
     detail: str = "",
+    error_name: str | None = None,
     source_topic: str,
     source_partition: int,
     source_offset: int,
@@ -36,7 +42,7 @@ def dead_letter(
     meta: Headers = [
         ("tf.stage", stage.encode()),
         ("tf.reason", reason.encode()),
-        ("tf.error", (type(error).__name__ if error is not None else "").encode()),
+        ("tf.error", (error_name or (type(error).__name__ if error is not None else "")).encode()),
         ("tf.detail", detail.encode(errors="replace")),
         ("tf.source.topic", source_topic.encode()),
         ("tf.source.partition", str(source_partition).encode()),

@@ -45,7 +45,12 @@ class StreamMetrics:
 
         self.records_in = c("tradeflux_records_in_total", "Input records consumed and committed")
         self.records_out = c("tradeflux_records_out_total", "Output records committed", ("topic",))
-        self.dead_letters = c("tradeflux_dead_letters_total", "Records sent to the dead letters")
+        self.dead_letters = c(
+            "tradeflux_dead_letters_total",
+            "Records the runtime sent to the dead letters (decode, processing, encoding, "
+            "size, produce failures), per reason",
+            ("reason",),
+        )
         self.events = c(
             "tradeflux_events_total", "Business events a processor counted, committed", ("event",)
         )
@@ -95,6 +100,30 @@ class StreamMetrics:
             ("store", "partition"),
         )
         self.assigned = g("tradeflux_assigned_partitions", "Input partitions assigned and restored")
+        self.restoring = g(
+            "tradeflux_restoring_partitions", "Input partitions whose stores are being restored"
+        )
+        self.restore_seconds = Histogram(
+            "tradeflux_restore_seconds",
+            "Time to restore the stores of one input partition",
+            lbl,
+            registry=r,
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+        )
+        self.timer_failures = c(
+            "tradeflux_timer_failures_total", "Timer calls that failed and were rolled back"
+        )
+        self.producer_restarts = c(
+            "tradeflux_producer_restarts_total",
+            "Transactional producers replaced after a fatal error (fenced, invalid state)",
+            ("reason",),
+        )
+        self.cluster_waiting = g(
+            "tradeflux_cluster_waiting",
+            "1 while the instance waits out an unavailable cluster for an operation",
+            ("operation",),
+        )
+        self.ready = g("tradeflux_ready", "1 when the instance is ready (restored, not waiting)")
         self._labels = labels
 
     def labels(self) -> dict[str, str]:

@@ -6,7 +6,9 @@ import importlib
 import logging
 import sys
 
-from tradeflux.stream.app import RuntimeConfig, StreamApp, StreamError
+from tradeflux.errors import TradefluxError
+from tradeflux.stream.config import RuntimeConfig
+from tradeflux.stream.loop import StreamApp
 from tradeflux.stream.topology import Service
 
 
@@ -45,7 +47,13 @@ def run_service(service: Service, config: RuntimeConfig) -> int:
     app = StreamApp(service, config)
     try:
         app.run()
-    except StreamError as exc:
-        logging.getLogger("tradeflux.stream").error("fatal: %s", exc)
-        return 1
+    except TradefluxError as exc:  # one line that says what to do; no stack trace
+        logging.getLogger("tradeflux.stream").error(
+            "fatal service=%s instance=%s error=%s: %s",
+            service.name,
+            config.instance_id,
+            type(exc).__name__,
+            str(exc).replace("\n", " "),
+        )
+        return exc.exit_code
     return 0

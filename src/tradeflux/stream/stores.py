@@ -30,7 +30,7 @@ class InMemoryStore:
 class StorePartition:
     """A store partition as a processor sees it: reads through, writes to a batch overlay."""
 
-    __slots__ = ("_base", "_deletes", "_overlay", "_undo", "name", "partition")
+    __slots__ = ("_base", "_deletes", "_overlay", "_undo", "encoded", "name", "partition")
 
     def __init__(self, name: str, partition: int, base: InMemoryStore | None = None) -> None:
         self.name = name
@@ -39,6 +39,10 @@ class StorePartition:
         self._overlay: dict[str, Any] = {}
         self._deletes = False  # a delete in this batch: commit must look at each value
         self._undo: dict[str, Any] | None = None
+        # The changelog bytes of keys changed in this batch, encoded as soon as the call
+        # that changed them returned (so a value that cannot be encoded is that call's
+        # failure, isolated to its record); the commit sends these bytes.
+        self.encoded: dict[str, bytes] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key`` as of this batch, or ``default``."""
@@ -86,6 +90,16 @@ class StorePartition:
         """Return the number of keys as of the last committed batch."""
         return len(self._base)
 
+    def changed_since_savepoint(self) -> Iterator[tuple[str, Any]]:
+        """Yield (key, value now) of each key written since the savepoint; None if deleted."""
+        if self._undo is None:
+            return
+        overlay = self._overlay
+        for key in self._undo:
+            value = overlay.get(key, _ABSENT)
+            if value is not _ABSENT:
+                yield key, None if value is _DELETED else value
+
     def changes(self) -> Iterator[tuple[str, Any]]:
         """Yield (key, last value) of every key changed in this batch; None for deleted."""
         for key, value in self._overlay.items():
@@ -108,14 +122,21 @@ class StorePartition:
         else:  # puts only, the usual batch: one C-level merge
             data.update(self._overlay)
         self._overlay.clear()
+        self.encoded.clear()
         self._deletes = False
         self._undo = None
 
     def rollback(self) -> None:
         """Drop the batch overlay (the transaction aborted)."""
         self._overlay.clear()
+        self.encoded.clear()
         self._deletes = False
         self._undo = None
+
+    def clear(self) -> None:
+        """Drop everything, committed or not (before the store is rebuilt from its changelog)."""
+        self.rollback()
+        self._base.data.clear()
 
     def savepoint(self) -> None:
         """Start recording what to undo if the next processor call fails."""
@@ -129,7 +150,9 @@ class StorePartition:
         """Undo the changes since the savepoint."""
         if self._undo is None:
             return
+        encoded = self.encoded
         for key, previous in self._undo.items():
+            encoded.pop(key, None)  # re-encoded at commit if an earlier call changed it
             if previous is _ABSENT:
                 self._overlay.pop(key, None)
             else:

@@ -1,7 +1,10 @@
 """Global tables: compacted topics every instance reads whole, then follows.
 
-Each is read from the beginning of every partition before processing starts, and
-followed between batches.
+Each is read from the beginning of every partition before processing starts (transient
+broker errors are waited out up to the deadline), and followed between batches. A
+record that does not decode is counted and skipped; the key keeps its previous value.
+``changed`` collects the keys that changed since the loop last took them, for services
+that act on a table change (e.g. re-marking P&L when a price moves).
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
+from tradeflux.stream.errors import KafkaClientError, StreamError, TopicMissingError
+from tradeflux.stream.kafka import BEGINNING, TP, PartitionReader
+from tradeflux.stream.retry import Patience
 from tradeflux.stream.topology import GlobalTableSpec
 
 log = logging.getLogger("tradeflux.stream.tables")
@@ -21,16 +25,15 @@ log = logging.getLogger("tradeflux.stream.tables")
 class GlobalTable(Mapping[str, Any]):
     """A read-only map of a compacted topic's latest value per key."""
 
-    def __init__(self, spec: GlobalTableSpec, topic: str, consumer_config: dict[str, Any]) -> None:
+    def __init__(self, spec: GlobalTableSpec, topic: str, client: Mapping[str, Any]) -> None:
         self.spec = spec
         self.topic = topic
         self._data: dict[str, Any] = {}
         self.bad_records = 0
-        self._consumer = Consumer(
-            {**consumer_config, "enable.partition.eof": True, "enable.auto.commit": False}
-        )
-        self._eof: set[int] = set()
+        self.changed: set[str] = set()
+        self._reader = PartitionReader(client, on_error=self._note)
         self._partitions: list[int] = []
+        self._loaded = False
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -41,65 +44,89 @@ class GlobalTable(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
-    def load(self, timeout_s: float = 120.0) -> None:
+    def _note(self, err: KafkaClientError) -> None:
+        log.debug("global table %s: %s", self.spec.name, err)
+
+    def load(self, patience: Patience, timeout_s: float = 120.0) -> None:
         """Read the topic from the beginning to its current end."""
-        meta = self._consumer.list_topics(self.topic, timeout=10.0)
-        topic_meta = meta.topics.get(self.topic)
-        if topic_meta is None or topic_meta.error is not None:
-            raise RuntimeError(
+        count = patience.run(lambda: self._reader.partitions_of(self.topic))
+        if count is None:
+            raise TopicMissingError(
                 f"global table {self.spec.name}: topic {self.topic} does not exist; "
                 "create it with `tradeflux topics create`"
             )
-        self._partitions = sorted(topic_meta.partitions)
-        self._consumer.assign(
-            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions]
-        )
-        deadline = time.monotonic() + timeout_s
-        while len(self._eof) < len(self._partitions):
-            self._apply(self._consumer.consume(10000, 0.2))
+        self._partitions = list(range(count))
+        ends: dict[TP, int] = {}
+        for p in self._partitions:
+            tp = (self.topic, p)
+            low, high = patience.run(lambda tp=tp: self._reader.watermarks(tp))  # type: ignore[misc]
+            if high > low:
+                ends[tp] = high
+        self._reader.assign(dict.fromkeys(((self.topic, p) for p in self._partitions), BEGINNING))
+        deadline = time.monotonic() + max(timeout_s, patience.deadline_s)
+        while ends:
+            msgs, at_end = self._reader.read(10000, 0.2)
+            self._apply(msgs)
+            for msg in msgs:
+                tp = (self.topic, msg.partition() or 0)
+                if tp in ends and (msg.offset() or 0) + 1 >= ends[tp]:
+                    del ends[tp]
+            for tp in at_end:
+                ends.pop(tp, None)
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"global table {self.spec.name}: not loaded within {timeout_s:g}s"
+                raise StreamError(
+                    f"global table {self.spec.name}: {self.topic} not read to its end within "
+                    f"{deadline:g}s; check the cluster and restart"
                 )
+        self.changed.clear()
+        self._loaded = True
         log.info(
-            "global table loaded name=%s topic=%s keys=%d", self.spec.name, self.topic, len(self)
+            "global table loaded name=%s topic=%s keys=%d bad_records=%d",
+            self.spec.name,
+            self.topic,
+            len(self),
+            self.bad_records,
         )
 
     def poll(self) -> int:
         """Apply whatever has arrived since the last call, without waiting."""
-        msgs = self._consumer.consume(10000, 0)
+        msgs, _ = self._reader.read(10000, 0)
         self._apply(msgs)
         return len(msgs)
 
+    def take_changed(self) -> set[str]:
+        """Return and clear the keys changed since the last call."""
+        changed, self.changed = self.changed, set()
+        return changed
+
     def _apply(self, msgs: list[Any]) -> None:
         decode = self.spec.codec.decode
+        data = self._data
+        changed = self.changed
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    self._eof.add(msg.partition())
-                else:
-                    log.warning("global table %s: %s", self.spec.name, err.str())
-                continue
             key = msg.key()
             if key is None:
                 continue
+            name = key.decode(errors="replace")
             raw = msg.value()
             if raw is None:
-                self._data.pop(key.decode(), None)
+                if data.pop(name, None) is not None:
+                    changed.add(name)
                 continue
             try:
-                self._data[key.decode()] = decode(raw)
+                data[name] = decode(raw)
             except Exception:  # noqa: BLE001 - a bad reference record is counted, not fatal
                 self.bad_records += 1
                 log.warning(
-                    "global table %s: undecodable record at %s[%d]@%d skipped",
+                    "global table record skipped table=%s topic=%s partition=%d offset=%d",
                     self.spec.name,
                     self.topic,
                     msg.partition(),
                     msg.offset(),
                 )
+                continue
+            changed.add(name)
 
     def close(self) -> None:
-        """Close the table's consumer."""
-        self._consumer.close()
+        """Close the table's reader."""
+        self._reader.close()

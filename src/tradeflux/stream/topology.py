@@ -13,7 +13,7 @@ A service module builds one :class:`Service` and nothing else touches Kafka::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +28,9 @@ Processor = Callable[["Context", "Sequence[Record]"], None]
 
 PunctuateFn = Callable[["Context", int], None]
 """Called with the partition's context and the time (ms) the timer fired at."""
+
+KeyedPunctuateFn = Callable[["Context", int, str], None]
+"""Called with the partition's context, the time (ms) the timer fired at, and one key."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,15 @@ class Punctuator:
 
     ``wall``: every ``every_ms`` of wall-clock time. ``stream``: each time the partition's
     stream time (the largest record timestamp seen) crosses a multiple of ``every_ms``.
+    ``fn(ctx, at_ms)`` is called once per firing; with ``keys`` (a function of the context
+    returning the keys to visit, e.g. a store's keys) ``fn(ctx, at_ms, key)`` is called
+    once per key instead, and a key whose call fails is isolated from the others.
     """
 
     every_ms: int
-    fn: PunctuateFn
+    fn: PunctuateFn | KeyedPunctuateFn
     kind: Literal["wall", "stream"] = "wall"
+    keys: Callable[[Context], Iterable[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,485 @@
+"""The consume-process-produce loop: exactly-once micro-batches over Kafka transactions.
+
+One turn: hand restored partitions back to processing (assignment.py) -> follow the
+global tables -> fetch what has arrived (waiting at most ``batch_max_wait_ms`` for a
+first record, or less when a timer is due) -> take a batch of at most what the time budget
+``max_batch_ms`` allows at the measured cost per record -> process it per partition
+(task.py) and fire due timers -> commit it as one transaction (checkpoint.py).
+
+Failures: an aborted transaction drops the batch's changes and rewinds every partition to
+its committed offset; a dead transactional producer (fenced by the coordinator, invalid
+state) is replaced inside the instance, and when the commit's outcome is unknown the stores
+are rebuilt from their changelogs; transient broker errors are waited out up to
+``cluster_wait_s`` (retry.py). The process exits only when misconfigured, refused by the
+cluster's ACLs, replaced by a live instance with its id, or past the deadline.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any, TextIO, cast
+
+from tradeflux.stream.assignment import Assignment
+from tradeflux.stream.changelog import changelog_topic
+from tradeflux.stream.checkpoint import Checkpoint, InjectedAbort, now_us
+from tradeflux.stream.config import RuntimeConfig
+from tradeflux.stream.errors import (
+    AuthorizationError,
+    KafkaClientError,
+    ProducerFatalError,
+    ReplacedError,
+    TransactionAbortableError,
+)
+from tradeflux.stream.kafka import TP, Admin, GroupConsumer, TransactionalProducer
+from tradeflux.stream.metrics import HealthServer, StreamMetrics
+from tradeflux.stream.provisioning import Layout, provision
+from tradeflux.stream.records import KafkaMessage
+from tradeflux.stream.restore import Restorer
+from tradeflux.stream.retry import Patience, Stopping, Waits
+from tradeflux.stream.tables import GlobalTable
+from tradeflux.stream.topology import Service
+
+log = logging.getLogger("tradeflux.stream")
+
+_FENCES_BEFORE_EXIT = 3  # fenced this often within _FENCE_WINDOW_S: a live twin exists
+_FENCE_WINDOW_S = 120.0
+_MIN_BATCH_RECORDS = 50
+
+
+class StreamApp:
+    """Runs one instance of a :class:`Service` until SIGTERM/SIGINT or a fatal error."""
+
+    def __init__(self, service: Service, config: RuntimeConfig) -> None:
+        self.service = service
+        self.config = config
+        prefix = config.topic_prefix
+        self.group_id = prefix + service.name
+        self.input_topics = [prefix + t.name for t in service.inputs]
+        self.changelogs = {
+            s.name: changelog_topic(prefix, service.name, s.name) for s in service.stores
+        }
+        self.metrics = StreamMetrics(service.name, config.instance_id)
+        self.waits = Waits()
+        self.health_port: int | None = None
+        self._context = f"service={service.name} instance={config.instance_id}"
+        self._stopping = False
+        self._started = False
+        self._tables: dict[str, GlobalTable] = {}
+        self._consumer: GroupConsumer | None = None
+        self._producer: TransactionalProducer | None = None
+        self._restorer: Restorer | None = None
+        self._assignment: Assignment | None = None
+        self._layout = Layout(0)
+        self._held: collections.deque[tuple[int, list[KafkaMessage]]] = collections.deque()
+        self._held_count = 0
+        self._cost_us = 20.0  # processing per record, moving average
+        self._batches = 0
+        self._fences: collections.deque[float] = collections.deque()
+        self._fatal: KafkaClientError | None = None
+        self._client_errors: dict[str, float] = {}
+        self._last_turn = time.monotonic()
+        self._gauges_at = 0.0
+        self._trace: TextIO | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, commit and exit."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Set up, loop until stopped, and shut down cleanly (leaving the group)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+        health = None
+        if self.config.metrics_port is not None:
+            health = HealthServer(self.metrics, self.config.metrics_port, self._alive, self.ready)
+            health.start()
+            self.health_port = health.port
+            log.info("metrics and health on http://127.0.0.1:%d", health.port)
+        try:
+            self._setup()
+            self._loop()
+        except Stopping:
+            pass
+        finally:
+            self._shutdown()
+            if health is not None:
+                health.stop()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the batch and leaving", signal.Signals(signum).name)
+        self._stopping = True
+
+    def _alive(self) -> bool:
+        return time.monotonic() - self._last_turn < 60.0
+
+    def ready(self) -> bool:
+        """Tell whether every partition is restored, tables loaded, and nothing is waited for."""
+        a = self._assignment
+        return self._started and a is not None and not a.restoring and not self.waits.current()
+
+    def _patience(self, what: str) -> Patience:
+        return Patience(
+            what, self.config.cluster_wait_s, self._context, self.waits, lambda: self._stopping
+        )
+
+    def _client(self) -> dict[str, Any]:
+        return dict(self.config.client)
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self._layout = provision(
+            self.service, Admin(self._client()), cfg.topic_prefix, self.changelogs,
+            self._patience("topic metadata"), self._client(), cfg.changelog_replication,
+        )  # fmt: skip
+        for spec in self.service.global_tables:
+            table = GlobalTable(spec, cfg.topic_prefix + spec.topic, self._client())
+            self._tables[spec.name] = table
+            table.load(self._patience(f"global table {spec.name}"))
+        self._producer = self._new_producer()
+        self._consumer = self._new_consumer()
+        if self.service.stores:
+            self._restorer = Restorer(
+                self._client(), self.group_id, self.changelogs, self.metrics, self._patience,
+                cfg.commit_timeout_s,
+            )  # fmt: skip
+            self._restorer.start()
+        self._assignment = Assignment(
+            self.service, cfg.topic_prefix, self._tables, self._layout, self._group,
+            self._restorer, self.metrics,
+        )  # fmt: skip
+        a = self._assignment
+        self._consumer.subscribe(self.input_topics, a.assigned, a.revoked, a.revoked)
+        if cfg.batch_trace:
+            self._trace = open(cfg.batch_trace, "a", buffering=1)  # noqa: SIM115 - kept open
+        self._started = True
+        log.info(
+            "service started %s inputs=%s group=%s max_batch_ms=%d",
+            self._context,
+            ",".join(self.input_topics),
+            self.group_id,
+            cfg.max_batch_ms,
+        )
+
+    def _group(self) -> GroupConsumer:
+        assert self._consumer is not None  # noqa: S101 - set up before any rebalance
+        return self._consumer
+
+    def _new_producer(self) -> TransactionalProducer:
+        cfg = self.config
+        producer = TransactionalProducer(
+            self._client(),
+            f"{self.group_id}-{cfg.instance_id}",
+            **{"transaction.timeout.ms": cfg.transaction_timeout_ms},
+        )
+        self._patience("init transactions").run(lambda: producer.init(cfg.commit_timeout_s))
+        return producer
+
+    def _new_consumer(self) -> GroupConsumer:
+        cfg = self.config
+        settings: dict[str, Any] = {"fetch.wait.max.ms": cfg.fetch_wait_ms}
+        if cfg.group_protocol == "consumer":  # KIP-848: the broker assigns, incrementally
+            settings["group.protocol"] = "consumer"
+        else:
+            settings.update(
+                {
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    "session.timeout.ms": cfg.session_timeout_ms,
+                    "heartbeat.interval.ms": max(500, cfg.session_timeout_ms // 10),
+                }
+            )
+        if cfg.static_membership:
+            # A restarted instance (same id) takes its partitions back at once instead of
+            # waiting for its old session to time out; but a static member does not leave
+            # the group on shutdown, so it is opt-in.
+            settings["group.instance.id"] = f"{self.group_id}-{cfg.instance_id}"
+        return GroupConsumer(self._client(), self.group_id, on_error=self._client_error, **settings)
+
+    def _client_error(self, err: KafkaClientError) -> None:
+        """Hear about a client-wide error; authorization ends the instance, others are logged."""
+        if isinstance(err, AuthorizationError):
+            self._fatal = err
+            return
+        now = time.monotonic()
+        if now - self._client_errors.get(err.code, -1e9) >= 30.0:  # a line per code per 30 s
+            self._client_errors[err.code] = now
+            log.warning("kafka client %s error=%s (the client retries)", self._context, err)
+
+    def _shutdown(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()  # leaves the group: partitions move at once
+        for table in self._tables.values():
+            table.close()
+        if self._restorer is not None:
+            self._restorer.stop()
+        if self._producer is not None:
+            self._producer.close(5.0)
+        if self._trace is not None:
+            self._trace.close()
+        log.info("service stopped %s batches=%d", self._context, self._batches)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            self._last_turn = time.monotonic()
+            if self._fatal is not None:
+                raise self._fatal
+            try:
+                self._turn()
+            except ProducerFatalError as exc:
+                self._replace_producer(exc)
+            if time.monotonic() - self._gauges_at >= 1.0:
+                self._publish_gauges()
+
+    def _turn(self) -> None:
+        assert self._assignment is not None  # noqa: S101 - set up
+        assignment = self._assignment
+        assignment.take_restored()
+        for table in self._tables.values():
+            table.poll()
+        self._fetch()
+        if assignment.take_moved():
+            # Partitions moved during this poll: records fetched before the move may belong
+            # to an older assignment. Drop them and read on from the committed offsets.
+            self._drop_held()
+            self._rewind()
+            return
+        self._run_batch(self._take_batch())
+
+    def _fetch(self) -> None:
+        consumer = self._group()
+        room = self.config.batch_max_records - self._held_count
+        if room <= 0:
+            return
+        msgs = consumer.consume(room, 0)
+        if not msgs and not self._held:
+            msgs = consumer.consume(1, self._wait_s())
+            if msgs:
+                msgs += consumer.consume(room - 1, 0)
+        if msgs:
+            self._held.append((now_us(), cast("list[KafkaMessage]", msgs)))
+            self._held_count += len(msgs)
+
+    def _wait_s(self) -> float:
+        """Wait for a first record at most ``batch_max_wait_ms``, or until a timer is due."""
+        wait_s = self.config.batch_max_wait_ms / 1000
+        if self.service.punctuators and self._assignment is not None:
+            due = [t.next_timer_ms() for t in self._assignment.active.values()]
+            soonest = min((d for d in due if d is not None), default=None)
+            if soonest is not None:
+                wait_s = min(wait_s, max(0.0, (soonest - time.time() * 1000) / 1000))
+        return wait_s
+
+    def _drop_held(self) -> None:
+        self._held.clear()
+        self._held_count = 0
+
+    def _take_batch(self) -> tuple[dict[TP, list[KafkaMessage]], dict[TP, int]]:
+        """Take the held records of this batch: as many as the time budget allows."""
+        limit = self.config.batch_max_records
+        if self.config.max_batch_ms > 0:
+            budget = int(self.config.max_batch_ms * 1000 / max(self._cost_us, 0.1))
+            limit = max(_MIN_BATCH_RECORDS, min(limit, budget))
+        assert self._assignment is not None  # noqa: S101 - set up
+        active = self._assignment.active
+        by_tp: dict[TP, list[KafkaMessage]] = {}
+        fetched: dict[TP, int] = {}
+        taken = 0
+        while self._held and taken < limit:
+            at, msgs = self._held[0]
+            if taken + len(msgs) > limit:
+                cut = limit - taken
+                self._held[0] = (at, msgs[cut:])
+                msgs = msgs[:cut]
+            else:
+                self._held.popleft()
+            taken += len(msgs)
+            for msg in msgs:
+                tp = (msg.topic() or "", msg.partition() or 0)
+                if tp not in active:
+                    continue  # revoked, or restoring again, since it was fetched
+                batch = by_tp.get(tp)
+                if batch is None:
+                    by_tp[tp] = [msg]
+                    fetched[tp] = at
+                else:
+                    batch.append(msg)
+        self._held_count -= taken
+        return by_tp, fetched
+
+    def _run_batch(self, batch: tuple[dict[TP, list[KafkaMessage]], dict[TP, int]]) -> None:
+        by_tp, fetched = batch
+        assert self._assignment is not None and self._producer is not None  # noqa: S101
+        active = self._assignment.active
+        started = now_us()
+        for tp, msgs in by_tp.items():
+            active[tp].process(msgs, fetched[tp])
+        timed = []
+        if self.service.punctuators:
+            now_ms = int(time.time() * 1000)
+            timed = [t for t in active.values() if t.fire_timers(now_ms) and t.has_output()]
+        if not by_tp and not timed:
+            return
+        processed = now_us()
+        count = sum(len(m) for m in by_tp.values())
+        if count:
+            cost = (processed - started) / count
+            self._cost_us = 0.8 * self._cost_us + 0.2 * cost
+        self.metrics.process_s.labels(**self.metrics.labels()).observe((processed - started) / 1e6)
+        touched = [active[tp] for tp in by_tp]
+        touched += [t for t in timed if t not in touched]
+        offsets = {tp: (msgs[-1].offset() or 0) + 1 for tp, msgs in by_tp.items()}
+        self._batches += 1
+        checkpoint = Checkpoint(
+            self._batches, touched, offsets,
+            f"{self.service.name};{self.config.instance_id};{self._batches}",
+            min(fetched.values(), default=started), started, processed,
+        )  # fmt: skip
+        try:
+            checkpoint.run(
+                self._producer, self._group(), self._patience, self.config.commit_timeout_s,
+                self.config.before_commit,
+            )  # fmt: skip
+        except (TransactionAbortableError, InjectedAbort) as exc:
+            checkpoint.pin_refusals(self._producer.refused)
+            self._abort(exc)
+            return
+        except KafkaClientError as exc:
+            if isinstance(exc, ProducerFatalError | AuthorizationError):
+                raise
+            checkpoint.pin_refusals(self._producer.refused)
+            self._abort(exc)
+            return
+        checkpoint.committed()
+        self._after_commit(checkpoint, by_tp, count)
+
+    def _abort(self, reason: BaseException) -> None:
+        """Abort the transaction, drop the batch's changes and rewind to committed offsets."""
+        assert self._producer is not None and self._assignment is not None  # noqa: S101
+        log.warning(
+            "transaction aborted %s batch=%d reason=%s",
+            self._context,
+            self._batches,
+            str(reason).replace("\n", " ")[:300],
+        )
+        self.metrics.aborts.labels(**self.metrics.labels()).inc()
+        producer = self._producer
+        self._patience("abort").run(lambda: producer.abort(self.config.commit_timeout_s))
+        for task in self._assignment.tasks.values():
+            task.rollback()
+        self._drop_held()
+        self._rewind()
+
+    def _replace_producer(self, exc: ProducerFatalError) -> None:
+        """Make a new transactional producer after a fatal error, and resync the state."""
+        assert self._assignment is not None  # noqa: S101 - set up
+        now = time.monotonic()
+        if exc.fenced:
+            self._fences.append(now)
+            while self._fences and now - self._fences[0] > _FENCE_WINDOW_S:
+                self._fences.popleft()
+            if len(self._fences) >= _FENCES_BEFORE_EXIT:
+                raise ReplacedError(
+                    f"{self._context}: fenced {len(self._fences)} times in "
+                    f"{_FENCE_WINDOW_S:g} s: another live instance uses the transactional id "
+                    f"{self.group_id}-{self.config.instance_id}; give every instance its own "
+                    "--instance-id"
+                )
+        log.warning(
+            "transactional producer failed %s code=%s outcome_known=%s; replacing it: %s",
+            self._context,
+            exc.code,
+            exc.outcome_known,
+            str(exc)[:200],
+        )
+        self.metrics.producer_restarts.labels(**self.metrics.labels(), reason=exc.code).inc()
+        for task in self._assignment.tasks.values():
+            task.rollback()
+        self._drop_held()
+        if self._producer is not None:
+            self._producer.close(1.0)
+        self._producer = self._new_producer()
+        if exc.outcome_known:
+            self._rewind()
+        else:
+            self._assignment.rebuild_all()
+            self._rewind()
+
+    def _rewind(self) -> None:
+        """Seek every active partition back to its committed offset."""
+        assert self._assignment is not None  # noqa: S101 - set up
+        tps = list(self._assignment.active)
+        if not tps:
+            return
+        consumer = self._group()
+        committed = self._patience("committed offsets").run(
+            lambda: consumer.committed(tps, self.config.commit_timeout_s)
+        )
+        for tp, offset in committed.items():
+            consumer.seek(tp, -2 if offset is None else offset)
+
+    def _after_commit(
+        self, checkpoint: Checkpoint, by_tp: Mapping[TP, list[KafkaMessage]], count: int
+    ) -> None:
+        labels = self.metrics.labels()
+        metrics = self.metrics
+        committed_us = checkpoint.committed_us
+        metrics.commit_s.labels(**labels).observe((committed_us - checkpoint.produced_us) / 1e6)
+        for topic, n in checkpoint.out_counts.items():
+            metrics.records_out.labels(**labels, topic=topic).inc(n)
+        if count:
+            metrics.records_in.labels(**labels).inc(count)
+            metrics.batch_size.labels(**labels).observe(count)
+            wall_ms = committed_us / 1000
+            latency = metrics.latency_s.labels(**labels)
+            for msgs in by_tp.values():
+                step = max(1, len(msgs) // 20)  # a sample keeps this off the hot path
+                for msg in msgs[::step]:
+                    latency.observe(max(0.0, (wall_ms - msg.timestamp()[1]) / 1000))
+        for task in checkpoint.tasks:
+            for event, n in task.take_counts().items():
+                metrics.events.labels(**labels, event=event).inc(n)
+            for reason, n in task.take_dead_letters().items():
+                metrics.dead_letters.labels(**labels, reason=reason).inc(n)
+            failures = task.timers.failures
+            if failures:
+                metrics.timer_failures.labels(**labels).inc(failures)
+                task.timers.failures = 0
+        if self._trace is not None:
+            self._trace.write(
+                f"{self.service.name};{self.config.instance_id};{checkpoint.seq};"
+                f"{checkpoint.produced_us};{committed_us};{count}\n"
+            )
+
+    def _publish_gauges(self) -> None:
+        """Set consumer lag (high watermark - position), store sizes and readiness."""
+        self._gauges_at = time.monotonic()
+        labels = self.metrics.labels()
+        self.metrics.ready.labels(**labels).set(1 if self.ready() else 0)
+        waiting = set(self.waits.current())
+        for what in ("topic metadata", "init transactions", "send offsets", "commit", "abort",
+                     "committed offsets", "changelog offsets"):  # fmt: skip
+            self.metrics.cluster_waiting.labels(**labels, operation=what).set(
+                1 if what in waiting else 0
+            )
+        if self._assignment is None or self._consumer is None:
+            return
+        active = self._assignment.active
+        for tp, position in self._consumer.positions(list(active)).items():
+            high = self._consumer.high_watermark(tp)
+            if position is not None and high is not None:
+                self.metrics.lag.labels(**labels, partition=str(tp[1])).set(max(0, high - position))
+        for (_topic, partition), task in active.items():
+            for name, store in task.stores.items():
+                self.metrics.store_keys.labels(**labels, store=name, partition=str(partition)).set(
+                    store.committed_size
+                )
