@@ -53,6 +53,19 @@ class Settings:
     cache_dir: Path = field(default_factory=_default_cache_dir)
     kafka_version: str | None = None  # None: the version pinned in broker/pom.xml
     broker_heap: str = "512m"
+    # How a service instance runs (docs/runtime.md): batches, waits, membership.
+    batch_max_records: int = 5000
+    batch_max_wait_ms: int = 100
+    max_batch_ms: int = 50  # processing per batch at most: latency first
+    session_timeout_ms: int = 10000
+    cluster_wait_s: float = 300.0  # a transient cluster failure is waited out this long
+    group_protocol: str = "classic"  # or "consumer" (KIP-848)
+    metrics_host: str = "127.0.0.1"  # where a service serves /metrics, /healthz, /readyz
+    # Services (docs/domain-rules.md).
+    pnl_throttle_ms: int = 100  # an account's P&L goes out at most this often
+    pnl_remark_ms: int = 1000  # every account is re-marked at the latest prices this often
+    bar_seconds: int = 5
+    bar_grace_seconds: int = 2
 
     def client_config(self, **overrides: Any) -> dict[str, Any]:
         """Return a librdkafka configuration for this cluster, with ``overrides`` on top."""
@@ -83,23 +96,77 @@ _ENV_FIELDS: dict[str, str] = {
     "TRADEFLUX_CACHE_DIR": "cache_dir",
     "TRADEFLUX_KAFKA_VERSION": "kafka_version",
     "TRADEFLUX_BROKER_HEAP": "broker_heap",
+    **{
+        f"TRADEFLUX_{name.upper()}": name
+        for name in (
+            "batch_max_records",
+            "batch_max_wait_ms",
+            "max_batch_ms",
+            "session_timeout_ms",
+            "cluster_wait_s",
+            "group_protocol",
+            "metrics_host",
+            "pnl_throttle_ms",
+            "pnl_remark_ms",
+            "bar_seconds",
+            "bar_grace_seconds",
+        )
+    },  # fmt: skip
 }
+_WHOLE_NUMBERS = {  # name: smallest value
+    "partitions": 1,
+    "replication": 1,
+    "batch_max_records": 1,
+    "batch_max_wait_ms": 0,
+    "max_batch_ms": 0,
+    "session_timeout_ms": 1000,
+    "pnl_throttle_ms": 0,
+    "pnl_remark_ms": 10,
+    "bar_seconds": 1,
+    "bar_grace_seconds": 0,
+}
+_CHOICES = {"group_protocol": ("classic", "consumer")}
 
 
 def _coerce(name: str, raw: Any, origin: str) -> Any:
     """Turn a raw value from ``origin`` into the type of field ``name``, or explain why not."""
-    if name in ("partitions", "replication"):
+    if name in _WHOLE_NUMBERS:
+        least = _WHOLE_NUMBERS[name]
         try:
             if isinstance(raw, bool) or not isinstance(raw, int | str):
                 raise TypeError(raw)  # TOML's true or 6.5 is no partition count
             value = int(raw)
         except (TypeError, ValueError):
+            value = None
+        if name.endswith("_seconds") and (value is None or value < least):
+            raise ConfigError(
+                f"{origin}: {name}={raw!r}: give a whole number of seconds, at least {least}"
+            )
+        if value is None:
             raise ConfigError(
                 f"{origin}: {name} must be a whole number, got {raw!r}; for example {name}=6"
-            ) from None
-        if value < 1:
-            raise ConfigError(f"{origin}: {name} must be at least 1, got {value}")
+            )
+        if value < least:
+            raise ConfigError(f"{origin}: {name} must be at least {least}, got {value}")
         return value
+    if name == "cluster_wait_s":
+        try:
+            if isinstance(raw, bool):
+                raise TypeError(raw)
+            number = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{origin}: {name} must be a number of seconds, got {raw!r}"
+            ) from None
+        if not number >= 1:
+            raise ConfigError(f"{origin}: {name} must be at least 1 second, got {raw!r}")
+        return number
+    if name in _CHOICES:
+        if str(raw) not in _CHOICES[name]:
+            raise ConfigError(
+                f"{origin}: {name} must be one of {', '.join(_CHOICES[name])}, got {raw!r}"
+            )
+        return str(raw)
     if name in ("runtime_dir", "cache_dir"):
         return Path(str(raw)).expanduser()
     if name == "bootstrap":

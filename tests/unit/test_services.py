@@ -110,8 +110,7 @@ def test_positions_reflect_an_amend_as_if_booked_right_first_time() -> None:
     assert position.realized_pnl == (Decimal("12.00") - Decimal("11.00")) * 4 * lot
 
 
-def test_pnl_is_emitted_on_the_timer_only_when_it_changed() -> None:
-    account = ACCOUNT.account_id
+def _pnl_world(last: str = "12.05") -> tuple[TestDriver, dict[str, Price]]:
     fx = {
         f"{INSTRUMENT.currency}{ACCOUNT.base_currency}": FxRate(
             pair=f"{INSTRUMENT.currency}{ACCOUNT.base_currency}", base=INSTRUMENT.currency,
@@ -121,24 +120,53 @@ def test_pnl_is_emitted_on_the_timer_only_when_it_changed() -> None:
     prices = {
         INSTRUMENT.instrument_id: Price(
             instrument_id=INSTRUMENT.instrument_id, bid=Decimal("12.00"), ask=Decimal("12.10"),
-            last=Decimal("12.05"), time=T0,
+            last=Decimal(last), time=T0,
         )
     }  # fmt: skip
     driver = TestDriver(pnl.SERVICE, tables={"accounts": ACCOUNTS, "prices": prices, "fx": fx})
-    position = Position(
+    return driver, prices
+
+
+def _pnl_position(quantity: int) -> tuple[str, Position]:
+    account = ACCOUNT.account_id
+    return f"{account}|{INSTRUMENT.instrument_id}", Position(
         account=account, instrument=INSTRUMENT.instrument_id, currency=INSTRUMENT.currency,
-        quantity=Decimal(100), avg_cost=Decimal("11.00"), realized_pnl=Decimal("4.00"),
+        quantity=Decimal(quantity), avg_cost=Decimal("11.00"), realized_pnl=Decimal("4.00"),
     )  # fmt: skip
-    driver.send([(f"{account}|{INSTRUMENT.instrument_id}", position)])
-    assert driver.advance(1_000) == []  # arms the timer
-    out = driver.advance(1_000 + pnl.THROTTLE_MS)
-    assert [o.value for o in out] == [
-        AccountPnL(
-            account=account, base_currency=ACCOUNT.base_currency, realized=Decimal("4.00"),
-            unrealized=Decimal("105.00"), total=Decimal("109.00"), positions=1,
-        )
-    ]  # fmt: skip
-    assert driver.advance(1_000 + 2 * pnl.THROTTLE_MS) == []  # nothing changed
+
+
+def _account_pnl(unrealized: str) -> AccountPnL:
+    return AccountPnL(
+        account=ACCOUNT.account_id, base_currency=ACCOUNT.base_currency, realized=Decimal("4.00"),
+        unrealized=Decimal(unrealized), total=Decimal("4.00") + Decimal(unrealized), positions=1,
+    )  # fmt: skip
+
+
+def test_pnl_goes_out_when_a_position_changes_at_most_once_per_throttle_interval() -> None:
+    driver, _prices = _pnl_world()
+    throttle = pnl.THROTTLE_MS
+    out = driver.send([_pnl_position(100)], now_ms=1_000)
+    assert [o.value for o in out] == [_account_pnl("105.00")]  # at once, no timer
+    assert out[0].partition == 0
+    assert driver.advance(1_000) == []  # arms the timers
+    # A second change within the interval is held, and sent when the interval is over.
+    assert driver.send([_pnl_position(200)], now_ms=1_000 + throttle // 2) == []
+    assert driver.advance(1_000 + throttle - 1) == []
+    assert [o.value for o in driver.advance(1_000 + throttle)] == [_account_pnl("210.00")]
+    # Nothing changed: nothing goes out, on change or on the re-mark timer.
+    assert driver.send([_pnl_position(200)], now_ms=5_000) == []
+    assert driver.advance(10_000) == []
+
+
+def test_pnl_is_re_marked_when_only_the_price_moved() -> None:
+    driver, prices = _pnl_world()
+    driver.send([_pnl_position(100)], now_ms=1_000)
+    driver.advance(1_000)  # arms the timers
+    prices[INSTRUMENT.instrument_id] = msgspec.structs.replace(
+        prices[INSTRUMENT.instrument_id], last=Decimal("13.05")
+    )
+    out = driver.advance(1_000 + pnl.SERVICE.punctuators[1].every_ms)
+    assert [o.value for o in out] == [_account_pnl("205.00")]
 
 
 def test_repartition_rekeys_the_original_bytes_by_instrument_and_by_counterparty() -> None:

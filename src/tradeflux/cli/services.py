@@ -56,6 +56,9 @@ def refdata_load(
         raise TradefluxError(f"{bad} bad row(s) were not loaded (listed above)")
 
 
+_RUNTIME_HELP = "[env: TRADEFLUX_{}] [default: {}]"
+
+
 @app.command("run")
 def run(
     target: Annotated[
@@ -77,10 +80,33 @@ def run(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve /metrics, /healthz, /readyz here (0: any port).")
     ] = None,
-    batch_max_records: Annotated[int, typer.Option(help="Most records per batch.")] = 5000,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface of /metrics, /healthz, /readyz (0.0.0.0 in a pod) "
+            + _RUNTIME_HELP.format("METRICS_HOST", "127.0.0.1")
+        ),
+    ] = None,
+    batch_max_records: Annotated[
+        int | None,
+        typer.Option(
+            help="Most records per batch " + _RUNTIME_HELP.format("BATCH_MAX_RECORDS", 5000)
+        ),
+    ] = None,
     batch_max_wait_ms: Annotated[
-        int, typer.Option(help="Longest wait for a batch's first record, ms.")
-    ] = 100,
+        int | None,
+        typer.Option(
+            help="Longest wait for a batch's first record, ms "
+            + _RUNTIME_HELP.format("BATCH_MAX_WAIT_MS", 100)
+        ),
+    ] = None,
+    max_batch_ms: Annotated[
+        int | None,
+        typer.Option(
+            help="Most processing time per batch, ms: lower for latency, higher (or 0: no "
+            "limit) for throughput " + _RUNTIME_HELP.format("MAX_BATCH_MS", 50)
+        ),
+    ] = None,
     static_membership: Annotated[
         bool,
         typer.Option(
@@ -90,13 +116,40 @@ def run(
         ),
     ] = False,
     session_timeout_ms: Annotated[
-        int, typer.Option(help="Group session timeout: how soon a dead instance's partitions move.")
-    ] = 10000,
+        int | None,
+        typer.Option(
+            help="Group session timeout: how soon a dead instance's partitions move "
+            + _RUNTIME_HELP.format("SESSION_TIMEOUT_MS", 10000)
+        ),
+    ] = None,
+    cluster_wait_s: Annotated[
+        float | None,
+        typer.Option(
+            help="How long an unavailable cluster is waited out before the instance exits "
+            + _RUNTIME_HELP.format("CLUSTER_WAIT_S", 300)
+        ),
+    ] = None,
+    group_protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Consumer group protocol: classic (cooperative-sticky) or consumer (KIP-848) "
+            + _RUNTIME_HELP.format("GROUP_PROTOCOL", "classic")
+        ),
+    ] = None,
+    batch_trace: Annotated[
+        Path | None,
+        typer.Option(help="Append one line per committed batch here (latency breakdown)."),
+    ] = None,
 ) -> None:
-    """Run one service instance against the configured cluster (exactly-once, until SIGTERM)."""
+    """Run one service instance against the configured cluster (exactly-once, until SIGTERM).
+
+    Transient cluster errors are waited out (readiness false meanwhile); the instance exits
+    with one line when misconfigured, refused by the cluster, replaced by a live instance
+    with its id, or past --cluster-wait-s.
+    """
     import socket
 
-    from tradeflux.stream.app import RuntimeConfig
+    from tradeflux.stream.config import RuntimeConfig
     from tradeflux.stream.runner import (
         ServiceNotFoundError,
         configure_logging,
@@ -104,12 +157,21 @@ def run(
         run_service,
     )
 
-    settings = _state.settings(topic_prefix=prefix)
+    settings = _state.settings(
+        topic_prefix=prefix,
+        metrics_host=metrics_host,
+        batch_max_records=batch_max_records,
+        batch_max_wait_ms=batch_max_wait_ms,
+        max_batch_ms=max_batch_ms,
+        session_timeout_ms=session_timeout_ms,
+        cluster_wait_s=cluster_wait_s,
+        group_protocol=group_protocol,
+    )
     configure_logging(logging.DEBUG if _state.debug else logging.INFO)
     if ":" not in target:  # a shipped service by name
         target = f"tradeflux.services.{target.replace('-', '_')}:SERVICE"
     try:
-        service = load_service(target)
+        service = load_service(target, settings)
     except ServiceNotFoundError as exc:
         raise TradefluxError(
             f"{exc}; name a shipped service ({', '.join(SHIPPED)}) or a Service as module:attribute"
@@ -118,11 +180,16 @@ def run(
         client=settings.client_config(),
         instance_id=instance_id or socket.gethostname(),
         topic_prefix=settings.topic_prefix,
-        batch_max_records=batch_max_records,
-        batch_max_wait_ms=batch_max_wait_ms,
-        session_timeout_ms=session_timeout_ms,
+        batch_max_records=settings.batch_max_records,
+        batch_max_wait_ms=settings.batch_max_wait_ms,
+        max_batch_ms=settings.max_batch_ms,
+        session_timeout_ms=settings.session_timeout_ms,
         static_membership=static_membership,
+        group_protocol="consumer" if settings.group_protocol == "consumer" else "classic",
+        cluster_wait_s=settings.cluster_wait_s,
         metrics_port=metrics_port,
+        metrics_host=settings.metrics_host,
+        batch_trace=str(batch_trace) if batch_trace is not None else None,
     )
     for name, value in settings.describe().items():
         logging.getLogger("tradeflux").info("setting %s=%s", name, value)

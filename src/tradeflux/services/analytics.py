@@ -17,13 +17,11 @@ cancelled); a closing window sends its final bar (``final`` true) and its state 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import os
 from collections.abc import Sequence
 
 from tradeflux import topics
+from tradeflux.config import Settings, load_settings
 from tradeflux.domain.windows import Outcome, TradeSlot, WindowBatch, WindowSpec, WindowState
-from tradeflux.errors import ConfigError
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
@@ -33,39 +31,25 @@ BARS = topics.BARS.name
 STREAM_TIME = "stream_time"  # the one key of the clock store
 
 
-def _seconds(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise ConfigError(f"{name}={raw!r}: give a whole number of seconds, at least {minimum}")
-    return value
+def window_spec(settings: Settings) -> WindowSpec:
+    """Return the windows of ``settings`` (``bar_seconds``, ``bar_grace_seconds``)."""
+    return WindowSpec(
+        size=dt.timedelta(seconds=settings.bar_seconds),
+        grace=dt.timedelta(seconds=settings.bar_grace_seconds),
+    )
 
 
 def window_spec_from_env() -> WindowSpec:
     """Return the windows set by ``TRADEFLUX_BAR_SECONDS`` and ``TRADEFLUX_BAR_GRACE_SECONDS``."""
-    return WindowSpec(
-        size=dt.timedelta(seconds=_seconds("TRADEFLUX_BAR_SECONDS", 5, 1)),
-        grace=dt.timedelta(seconds=_seconds("TRADEFLUX_BAR_GRACE_SECONDS", 2, 0)),
-    )
+    return window_spec(load_settings())
 
 
-SPEC = window_spec_from_env()
-logging.getLogger("tradeflux.services.analytics").info(
-    "setting bar_seconds=%d bar_grace_seconds=%d",
-    SPEC.size // dt.timedelta(seconds=1),
-    SPEC.grace // dt.timedelta(seconds=1),
-)
-
-
-def update_bars(ctx: Context, records: Sequence[Record]) -> None:
+def update_bars(ctx: Context, records: Sequence[Record], spec: WindowSpec) -> None:
     """Apply each trade event to its window; close the windows stream time has passed."""
     windows = ctx.store("windows")
     slots = ctx.store("slots")
     clock = ctx.store("clock")
-    batch = WindowBatch(SPEC, clock.get(STREAM_TIME), windows, slots)
+    batch = WindowBatch(spec, clock.get(STREAM_TIME), windows, slots)
     for record in records:
         outcome = batch.apply(record.value)
         if outcome is Outcome.LATE:
@@ -91,15 +75,26 @@ def update_bars(ctx: Context, records: Sequence[Record]) -> None:
         ctx.count("windows_closed", result.closed)
 
 
-SERVICE = Service(
-    name="analytics",
-    inputs=[topics.BY_INSTRUMENT.topic()],
-    outputs=[topics.BARS.topic()],
-    stores=[
-        StoreSpec("windows", MsgpackCodec(WindowState)),
-        StoreSpec("slots", MsgpackCodec(TradeSlot)),
-        StoreSpec("clock", MsgpackCodec(dt.datetime)),
-    ],
-    process=update_bars,
-    dead_letter_topic=topics.REJECTED.name,
-)
+def build(settings: Settings | None = None) -> Service:
+    """Return the analytics service with the windows of ``settings``."""
+    spec = window_spec(settings or Settings())
+
+    def process(ctx: Context, records: Sequence[Record]) -> None:
+        update_bars(ctx, records, spec)
+
+    return Service(
+        name="analytics",
+        inputs=[topics.BY_INSTRUMENT.topic()],
+        outputs=[topics.BARS.topic()],
+        stores=[
+            StoreSpec("windows", MsgpackCodec(WindowState)),
+            StoreSpec("slots", MsgpackCodec(TradeSlot)),
+            StoreSpec("clock", MsgpackCodec(dt.datetime)),
+        ],
+        process=process,
+        dead_letter_topic=topics.REJECTED.name,
+    )
+
+
+SERVICE = build()  # with the default windows; `tradeflux run analytics` builds from Settings
+SPEC = window_spec(Settings())

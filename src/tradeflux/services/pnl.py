@@ -1,18 +1,24 @@
-"""P&L: ``positions`` + prices + FX (global tables) → ``pnl`` per account, throttled.
+"""P&L: ``positions`` + prices + FX (global tables) → ``pnl`` per account, on change.
 
-State: the last position of each ``account|instrument`` and the last P&L emitted per
-account. A wall-clock timer (every ``PNL_THROTTLE_MS``, default 250 ms) recomputes the
-P&L of every account of the partition from its positions and the latest marks, and
-emits those that changed: at most one P&L per account per interval, and the last value
-always goes out, including when only prices moved.
+State: the last position of each ``account|instrument``, each account's instruments and
+the last P&L emitted per account (changelogged); when each account's P&L last went out
+and when a held-back one may go (``sent``, ``held``: derived, not changelogged).
+
+An account's P&L goes out as soon as one of its positions changes, at most once per
+``pnl_throttle_ms`` (default 100 ms): a change inside that interval is held and sent by
+a timer when the interval is over, so the last value always goes out. Every
+``pnl_remark_ms`` (default 1 s) every account is re-marked at the latest prices and FX,
+and sent if its P&L changed (prices move without any trade). Nothing is sent when the
+P&L did not change. Each timer runs per account: one account whose marks fail is
+isolated from the others.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from tradeflux import topics
+from tradeflux.config import Settings
 from tradeflux.domain.pnl import account_pnl
 from tradeflux.domain.schemas import Account, AccountPnL, Position
 from tradeflux.stream.codecs import MsgpackCodec
@@ -20,56 +26,102 @@ from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
 from tradeflux.stream.topology import Punctuator, Service, StoreSpec
 
-THROTTLE_MS = int(os.environ.get("TRADEFLUX_PNL_THROTTLE_MS", "250"))
 
-
-def record_positions(ctx: Context, records: Sequence[Record]) -> None:
-    """Keep the latest position per account and instrument, and each account's instruments."""
+def _emit_pnl(ctx: Context, account_id: str, cause: Record | None = None) -> None:
+    """Recompute one account's P&L from its positions and marks; emit it if it changed."""
+    account: Account | None = ctx.table("accounts").get(account_id)
+    if account is None:
+        return
     positions = ctx.store("positions")
-    accounts = ctx.store("accounts")
-    for record in records:
-        position: Position = record.value
-        positions.put(record.key or "", position)
-        held = accounts.get(position.account, ())
-        if position.instrument not in held:
-            accounts.put(position.account, tuple(sorted((*held, position.instrument))))
-
-
-def emit_changed_pnl(ctx: Context, now_ms: int) -> None:
-    """Recompute every account's P&L from its positions and marks; emit those that changed."""
-    positions = ctx.store("positions")
+    instruments = ctx.store("accounts").get(account_id, ())
+    held = [positions.get(f"{account_id}|{i}") for i in instruments]
+    pnl = account_pnl(
+        account_id,
+        account.base_currency,
+        [p for p in held if p is not None],
+        ctx.table("prices"),
+        ctx.table("fx"),
+    )
     emitted = ctx.store("emitted")
-    account_table = ctx.table("accounts")
-    prices = ctx.table("prices")
-    fx = ctx.table("fx")
-    for account_id, instruments in ctx.store("accounts").items():
-        account: Account | None = account_table.get(account_id)
-        if account is None:
-            continue
-        held = [positions.get(f"{account_id}|{i}") for i in instruments]
-        pnl = account_pnl(
-            account_id, account.base_currency, [p for p in held if p is not None], prices, fx
-        )
-        if emitted.get(account_id) != pnl:
-            emitted.put(account_id, pnl)
-            ctx.emit(topics.PNL.name, account_id, pnl, partition=ctx.partition)
+    if emitted.get(account_id) != pnl:
+        emitted.put(account_id, pnl)
+        ctx.emit(topics.PNL.name, account_id, pnl, partition=ctx.partition, cause=cause)
 
 
-SERVICE = Service(
-    name="pnl",
-    inputs=[topics.POSITIONS.topic()],
-    outputs=[topics.PNL.topic()],
-    stores=[
-        StoreSpec("positions", MsgpackCodec(Position)),
-        StoreSpec("accounts", MsgpackCodec(tuple[str, ...])),
-        StoreSpec("emitted", MsgpackCodec(AccountPnL)),
-    ],
-    global_tables=[
-        topics.ACCOUNTS.table("accounts"),
-        topics.PRICES.table("prices"),
-        topics.FX.table("fx"),
-    ],
-    punctuators=[Punctuator(THROTTLE_MS, emit_changed_pnl, "wall")],
-    process=record_positions,
-    dead_letter_topic=topics.REJECTED.name,
-)
+def build(settings: Settings | None = None) -> Service:
+    """Return the P&L service with the throttle and re-mark intervals of ``settings``."""
+    settings = settings or Settings()
+    throttle_ms = settings.pnl_throttle_ms
+
+    def record_positions(ctx: Context, records: Sequence[Record]) -> None:
+        """Keep the latest positions; send each changed account's P&L (rate-capped)."""
+        positions = ctx.store("positions")
+        accounts = ctx.store("accounts")
+        changed: dict[str, Record] = {}
+        for record in records:
+            position: Position = record.value
+            positions.put(record.key or "", position)
+            held = accounts.get(position.account, ())
+            if position.instrument not in held:
+                accounts.put(position.account, tuple(sorted((*held, position.instrument))))
+            changed[position.account] = record
+        now = ctx.wall_time_ms
+        sent = ctx.store("sent")
+        waiting = ctx.store("held")
+        for account_id, cause in changed.items():
+            last = sent.get(account_id)
+            if last is None or now - last >= throttle_ms:
+                _emit_pnl(ctx, account_id, cause)
+                sent.put(account_id, now)
+                if account_id in waiting:
+                    waiting.delete(account_id)
+            elif account_id not in waiting:
+                waiting.put(account_id, last + throttle_ms)
+
+    def held_accounts(ctx: Context) -> Iterable[str]:
+        return [k for k, _ in ctx.store("held").items()]
+
+    def send_held(ctx: Context, now_ms: int, account_id: str) -> None:
+        """Send a held-back P&L once its account's interval is over."""
+        waiting = ctx.store("held")
+        due = waiting.get(account_id)
+        if due is None or now_ms < due:
+            return
+        waiting.delete(account_id)
+        _emit_pnl(ctx, account_id)
+        ctx.store("sent").put(account_id, now_ms)
+
+    def all_accounts(ctx: Context) -> Iterable[str]:
+        return [k for k, _ in ctx.store("accounts").items()]
+
+    def remark(ctx: Context, now_ms: int, account_id: str) -> None:
+        """Re-mark an account at the latest prices and FX."""
+        _emit_pnl(ctx, account_id)
+
+    return Service(
+        name="pnl",
+        inputs=[topics.POSITIONS.topic()],
+        outputs=[topics.PNL.topic()],
+        stores=[
+            StoreSpec("positions", MsgpackCodec(Position)),
+            StoreSpec("accounts", MsgpackCodec(tuple[str, ...])),
+            StoreSpec("emitted", MsgpackCodec(AccountPnL)),
+            StoreSpec("sent", MsgpackCodec(int), logged=False),
+            StoreSpec("held", MsgpackCodec(int), logged=False),
+        ],
+        global_tables=[
+            topics.ACCOUNTS.table("accounts"),
+            topics.PRICES.table("prices"),
+            topics.FX.table("fx"),
+        ],
+        punctuators=[
+            Punctuator(max(10, throttle_ms), send_held, "wall", keys=held_accounts),
+            Punctuator(settings.pnl_remark_ms, remark, "wall", keys=all_accounts),
+        ],
+        process=record_positions,
+        dead_letter_topic=topics.REJECTED.name,
+    )
+
+
+SERVICE = build()
+THROTTLE_MS = SERVICE.punctuators[0].every_ms

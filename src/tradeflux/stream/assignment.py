@@ -70,7 +70,7 @@ class Assignment:
             self.tasks[tp] = task
             if self._restorer is None:
                 self.active[tp] = task
-        if self._restorer is not None:
+        if self._restorer is not None:  # a service with logged stores
             self._consumer().pause(tps)
             for tp in tps:
                 self._restore(tp, self.tasks[tp])
@@ -88,10 +88,7 @@ class Assignment:
             job = self._jobs.pop(tp, None)
             if job is not None:
                 job.cancelled = True
-            for store in self._service.stores:
-                self._metrics.store_keys.labels(
-                    **self._metrics.labels(), store=store.name, partition=str(tp[1])
-                ).set(0)
+            self._metrics.forget_partition(tp[1], [s.name for s in self._service.stores])
         log.info("partitions revoked service=%s partitions=%s", self._service.name, _names(tps))
         self._gauges()
 

@@ -91,7 +91,7 @@ class Checkpoint:
                 counts[rec.topic] = counts.get(rec.topic, 0) + 1
             for spec in task.service.stores:
                 store = task.stores[spec.name]
-                if not store.dirty:
+                if not store.dirty or not spec.logged:
                     continue
                 for rec in changelog_records(task.changelogs[spec.name], store, spec.codec.encode):
                     try:

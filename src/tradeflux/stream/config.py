@@ -35,6 +35,7 @@ class RuntimeConfig:
     commit_timeout_s: float = 30.0
     cluster_wait_s: float = 300.0
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     changelog_replication: int | None = None
     batch_trace: str | None = None
     # Fault injection for tests: called before each commit with the batch number.

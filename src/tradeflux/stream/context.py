@@ -26,7 +26,8 @@ class Context:
     its record) and buffers; the runtime produces the buffer in the batch's transaction.
     ``current`` is the record being processed when the runtime calls the processor one
     record at a time (to isolate a failure); an output without a named ``cause`` is
-    pinned on it.
+    pinned on it. ``wall_time_ms`` is the batch's (or the timer's) wall-clock time: a
+    processor reads "now" there, so the test harness controls it.
     """
 
     __slots__ = (

@@ -96,8 +96,12 @@ class TestDriver:
         topic: str | None = None,
         partition: int = 0,
         timestamp_ms: int = 0,
+        now_ms: int | None = None,
     ) -> list[Output]:
-        """Process ``[(key, value), ...]`` as one batch; values are encoded unless bytes."""
+        """Process ``[(key, value), ...]`` as one batch; values are encoded unless bytes.
+
+        ``now_ms`` is the batch's wall-clock time (default: ``timestamp_ms``).
+        """
         topic = topic or self.service.inputs[0].name
         codec = self._input_codecs[topic]
         messages = []
@@ -112,7 +116,7 @@ class TestDriver:
                 )
             )  # fmt: skip
         task = self.task(partition)
-        task.process(messages)
+        task.process(messages, now_ms=timestamp_ms if now_ms is None else now_ms)
         return self._commit(task)
 
     def advance(self, now_ms: int, partition: int = 0) -> list[Output]:

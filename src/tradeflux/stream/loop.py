@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Mapping
 from types import FrameType
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 from tradeflux.stream.assignment import Assignment
 from tradeflux.stream.changelog import changelog_topic
@@ -36,8 +36,9 @@ from tradeflux.stream.errors import (
     ReplacedError,
     TransactionAbortableError,
 )
+from tradeflux.stream.intake import Intake
 from tradeflux.stream.kafka import TP, Admin, GroupConsumer, TransactionalProducer
-from tradeflux.stream.metrics import HealthServer, StreamMetrics
+from tradeflux.stream.metrics import HealthServer, StreamMetrics, publish_gauges, record_batch
 from tradeflux.stream.provisioning import Layout, provision
 from tradeflux.stream.records import KafkaMessage
 from tradeflux.stream.restore import Restorer
@@ -49,7 +50,6 @@ log = logging.getLogger("tradeflux.stream")
 
 _FENCES_BEFORE_EXIT = 3  # fenced this often within _FENCE_WINDOW_S: a live twin exists
 _FENCE_WINDOW_S = 120.0
-_MIN_BATCH_RECORDS = 50
 
 
 class StreamApp:
@@ -62,7 +62,9 @@ class StreamApp:
         self.group_id = prefix + service.name
         self.input_topics = [prefix + t.name for t in service.inputs]
         self.changelogs = {
-            s.name: changelog_topic(prefix, service.name, s.name) for s in service.stores
+            s.name: changelog_topic(prefix, service.name, s.name)
+            for s in service.stores
+            if s.logged
         }
         self.metrics = StreamMetrics(service.name, config.instance_id)
         self.waits = Waits()
@@ -76,9 +78,7 @@ class StreamApp:
         self._restorer: Restorer | None = None
         self._assignment: Assignment | None = None
         self._layout = Layout(0)
-        self._held: collections.deque[tuple[int, list[KafkaMessage]]] = collections.deque()
-        self._held_count = 0
-        self._cost_us = 20.0  # processing per record, moving average
+        self._intake = Intake(config.batch_max_records, config.max_batch_ms, now_us)
         self._batches = 0
         self._fences: collections.deque[float] = collections.deque()
         self._fatal: KafkaClientError | None = None
@@ -100,10 +100,13 @@ class StreamApp:
                 signal.signal(sig, self._on_signal)
         health = None
         if self.config.metrics_port is not None:
-            health = HealthServer(self.metrics, self.config.metrics_port, self._alive, self.ready)
+            health = HealthServer(
+                self.metrics, self.config.metrics_port, self._alive, self.ready,
+                host=self.config.metrics_host,
+            )  # fmt: skip
             health.start()
             self.health_port = health.port
-            log.info("metrics and health on http://127.0.0.1:%d", health.port)
+            log.info("metrics and health on http://%s:%d", self.config.metrics_host, health.port)
         try:
             self._setup()
             self._loop()
@@ -146,7 +149,7 @@ class StreamApp:
             table.load(self._patience(f"global table {spec.name}"))
         self._producer = self._new_producer()
         self._consumer = self._new_consumer()
-        if self.service.stores:
+        if self.changelogs:
             self._restorer = Restorer(
                 self._client(), self.group_id, self.changelogs, self.metrics, self._patience,
                 cfg.commit_timeout_s,
@@ -246,28 +249,14 @@ class StreamApp:
         assignment.take_restored()
         for table in self._tables.values():
             table.poll()
-        self._fetch()
+        self._intake.fetch(self._group(), self._wait_s())
         if assignment.take_moved():
             # Partitions moved during this poll: records fetched before the move may belong
             # to an older assignment. Drop them and read on from the committed offsets.
-            self._drop_held()
+            self._intake.clear()
             self._rewind()
             return
-        self._run_batch(self._take_batch())
-
-    def _fetch(self) -> None:
-        consumer = self._group()
-        room = self.config.batch_max_records - self._held_count
-        if room <= 0:
-            return
-        msgs = consumer.consume(room, 0)
-        if not msgs and not self._held:
-            msgs = consumer.consume(1, self._wait_s())
-            if msgs:
-                msgs += consumer.consume(room - 1, 0)
-        if msgs:
-            self._held.append((now_us(), cast("list[KafkaMessage]", msgs)))
-            self._held_count += len(msgs)
+        self._run_batch(self._intake.take(assignment.active))
 
     def _wait_s(self) -> float:
         """Wait for a first record at most ``batch_max_wait_ms``, or until a timer is due."""
@@ -279,50 +268,13 @@ class StreamApp:
                 wait_s = min(wait_s, max(0.0, (soonest - time.time() * 1000) / 1000))
         return wait_s
 
-    def _drop_held(self) -> None:
-        self._held.clear()
-        self._held_count = 0
-
-    def _take_batch(self) -> tuple[dict[TP, list[KafkaMessage]], dict[TP, int]]:
-        """Take the held records of this batch: as many as the time budget allows."""
-        limit = self.config.batch_max_records
-        if self.config.max_batch_ms > 0:
-            budget = int(self.config.max_batch_ms * 1000 / max(self._cost_us, 0.1))
-            limit = max(_MIN_BATCH_RECORDS, min(limit, budget))
-        assert self._assignment is not None  # noqa: S101 - set up
-        active = self._assignment.active
-        by_tp: dict[TP, list[KafkaMessage]] = {}
-        fetched: dict[TP, int] = {}
-        taken = 0
-        while self._held and taken < limit:
-            at, msgs = self._held[0]
-            if taken + len(msgs) > limit:
-                cut = limit - taken
-                self._held[0] = (at, msgs[cut:])
-                msgs = msgs[:cut]
-            else:
-                self._held.popleft()
-            taken += len(msgs)
-            for msg in msgs:
-                tp = (msg.topic() or "", msg.partition() or 0)
-                if tp not in active:
-                    continue  # revoked, or restoring again, since it was fetched
-                batch = by_tp.get(tp)
-                if batch is None:
-                    by_tp[tp] = [msg]
-                    fetched[tp] = at
-                else:
-                    batch.append(msg)
-        self._held_count -= taken
-        return by_tp, fetched
-
     def _run_batch(self, batch: tuple[dict[TP, list[KafkaMessage]], dict[TP, int]]) -> None:
         by_tp, fetched = batch
         assert self._assignment is not None and self._producer is not None  # noqa: S101
         active = self._assignment.active
         started = now_us()
         for tp, msgs in by_tp.items():
-            active[tp].process(msgs, fetched[tp])
+            active[tp].process(msgs, fetched[tp], started // 1000)
         timed = []
         if self.service.punctuators:
             now_ms = int(time.time() * 1000)
@@ -331,9 +283,7 @@ class StreamApp:
             return
         processed = now_us()
         count = sum(len(m) for m in by_tp.values())
-        if count:
-            cost = (processed - started) / count
-            self._cost_us = 0.8 * self._cost_us + 0.2 * cost
+        self._intake.measured(count, processed - started)
         self.metrics.process_s.labels(**self.metrics.labels()).observe((processed - started) / 1e6)
         touched = [active[tp] for tp in by_tp]
         touched += [t for t in timed if t not in touched]
@@ -376,7 +326,7 @@ class StreamApp:
         self._patience("abort").run(lambda: producer.abort(self.config.commit_timeout_s))
         for task in self._assignment.tasks.values():
             task.rollback()
-        self._drop_held()
+        self._intake.clear()
         self._rewind()
 
     def _replace_producer(self, exc: ProducerFatalError) -> None:
@@ -404,7 +354,7 @@ class StreamApp:
         self.metrics.producer_restarts.labels(**self.metrics.labels(), reason=exc.code).inc()
         for task in self._assignment.tasks.values():
             task.rollback()
-        self._drop_held()
+        self._intake.clear()
         if self._producer is not None:
             self._producer.close(1.0)
         self._producer = self._new_producer()
@@ -430,56 +380,22 @@ class StreamApp:
     def _after_commit(
         self, checkpoint: Checkpoint, by_tp: Mapping[TP, list[KafkaMessage]], count: int
     ) -> None:
-        labels = self.metrics.labels()
-        metrics = self.metrics
-        committed_us = checkpoint.committed_us
-        metrics.commit_s.labels(**labels).observe((committed_us - checkpoint.produced_us) / 1e6)
-        for topic, n in checkpoint.out_counts.items():
-            metrics.records_out.labels(**labels, topic=topic).inc(n)
-        if count:
-            metrics.records_in.labels(**labels).inc(count)
-            metrics.batch_size.labels(**labels).observe(count)
-            wall_ms = committed_us / 1000
-            latency = metrics.latency_s.labels(**labels)
-            for msgs in by_tp.values():
-                step = max(1, len(msgs) // 20)  # a sample keeps this off the hot path
-                for msg in msgs[::step]:
-                    latency.observe(max(0.0, (wall_ms - msg.timestamp()[1]) / 1000))
-        for task in checkpoint.tasks:
-            for event, n in task.take_counts().items():
-                metrics.events.labels(**labels, event=event).inc(n)
-            for reason, n in task.take_dead_letters().items():
-                metrics.dead_letters.labels(**labels, reason=reason).inc(n)
-            failures = task.timers.failures
-            if failures:
-                metrics.timer_failures.labels(**labels).inc(failures)
-                task.timers.failures = 0
+        record_batch(self.metrics, checkpoint, by_tp, count)
         if self._trace is not None:
             self._trace.write(
                 f"{self.service.name};{self.config.instance_id};{checkpoint.seq};"
-                f"{checkpoint.produced_us};{committed_us};{count}\n"
+                f"{checkpoint.produced_us};{checkpoint.committed_us};{count}\n"
             )
 
     def _publish_gauges(self) -> None:
-        """Set consumer lag (high watermark - position), store sizes and readiness."""
+        """Set consumer lag, store sizes, readiness and what the instance waits for."""
         self._gauges_at = time.monotonic()
-        labels = self.metrics.labels()
-        self.metrics.ready.labels(**labels).set(1 if self.ready() else 0)
-        waiting = set(self.waits.current())
-        for what in ("topic metadata", "init transactions", "send offsets", "commit", "abort",
-                     "committed offsets", "changelog offsets"):  # fmt: skip
-            self.metrics.cluster_waiting.labels(**labels, operation=what).set(
-                1 if what in waiting else 0
-            )
         if self._assignment is None or self._consumer is None:
             return
-        active = self._assignment.active
-        for tp, position in self._consumer.positions(list(active)).items():
-            high = self._consumer.high_watermark(tp)
-            if position is not None and high is not None:
-                self.metrics.lag.labels(**labels, partition=str(tp[1])).set(max(0, high - position))
-        for (_topic, partition), task in active.items():
-            for name, store in task.stores.items():
-                self.metrics.store_keys.labels(**labels, store=name, partition=str(partition)).set(
-                    store.committed_size
-                )
+        try:
+            publish_gauges(
+                self.metrics, self._consumer, self._assignment.active, self.ready(),
+                self.waits.current(),
+            )  # fmt: skip
+        except KafkaClientError as exc:
+            log.debug("gauges not published: %s", exc)

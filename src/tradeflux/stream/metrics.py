@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from tradeflux.stream.checkpoint import Checkpoint
+    from tradeflux.stream.kafka import TP, GroupConsumer
+    from tradeflux.stream.records import KafkaMessage
+    from tradeflux.stream.task import Task
 
 _LATENCY_BUCKETS_S = (
     0.001,
@@ -33,6 +50,7 @@ class StreamMetrics:
 
     def __init__(self, service: str, instance: str) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_* : memory, CPU, open files
         labels = {"service": service, "instance": instance}
         r = self.registry
         lbl = list(labels)
@@ -129,6 +147,79 @@ class StreamMetrics:
     def labels(self) -> dict[str, str]:
         """Return the service and instance labels."""
         return self._labels
+
+    def forget_partition(self, partition: int, stores: Sequence[str]) -> None:
+        """Drop the per-partition series of a partition this instance no longer holds."""
+        values = tuple(self._labels.values())
+        p = str(partition)
+        with contextlib.suppress(KeyError):
+            self.lag.remove(*values, p)
+        for store in stores:
+            for gauge in (self.store_keys, self.restore_done, self.restore_total):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*values, store, p)
+
+
+def record_batch(
+    metrics: StreamMetrics,
+    checkpoint: Checkpoint,
+    by_tp: Mapping[TP, list[KafkaMessage]],
+    count: int,
+) -> None:
+    """Count a committed batch: records in and out, events, dead letters, latency."""
+    labels = metrics.labels()
+    committed_us = checkpoint.committed_us
+    metrics.commit_s.labels(**labels).observe((committed_us - checkpoint.produced_us) / 1e6)
+    for topic, n in checkpoint.out_counts.items():
+        metrics.records_out.labels(**labels, topic=topic).inc(n)
+    if count:
+        metrics.records_in.labels(**labels).inc(count)
+        metrics.batch_size.labels(**labels).observe(count)
+        wall_ms = committed_us / 1000
+        latency = metrics.latency_s.labels(**labels)
+        for msgs in by_tp.values():
+            step = max(1, len(msgs) // 20)  # a sample keeps this off the hot path
+            for msg in msgs[::step]:
+                latency.observe(max(0.0, (wall_ms - msg.timestamp()[1]) / 1000))
+    tasks: list[Task] = checkpoint.tasks
+    for task in tasks:
+        for event, n in task.take_counts().items():
+            metrics.events.labels(**labels, event=event).inc(n)
+        for reason, n in task.take_dead_letters().items():
+            metrics.dead_letters.labels(**labels, reason=reason).inc(n)
+        failures = task.timers.failures
+        if failures:
+            metrics.timer_failures.labels(**labels).inc(failures)
+            task.timers.failures = 0
+
+
+_WAITED_FOR = (
+    "topic metadata", "init transactions", "send offsets", "commit", "abort",
+    "committed offsets", "changelog offsets",
+)  # fmt: skip
+
+
+def publish_gauges(
+    metrics: StreamMetrics,
+    consumer: GroupConsumer,
+    active: Mapping[TP, Task],
+    ready: bool,
+    waiting: Sequence[str],
+) -> None:
+    """Set consumer lag (high watermark - position), store sizes, readiness, waits."""
+    labels = metrics.labels()
+    metrics.ready.labels(**labels).set(1 if ready else 0)
+    for what in _WAITED_FOR:
+        metrics.cluster_waiting.labels(**labels, operation=what).set(1 if what in waiting else 0)
+    for tp, position in consumer.positions(list(active)).items():
+        high = consumer.high_watermark(tp)
+        if position is not None and high is not None:
+            metrics.lag.labels(**labels, partition=str(tp[1])).set(max(0, high - position))
+    for (_topic, partition), task in active.items():
+        for name, store in task.stores.items():
+            metrics.store_keys.labels(**labels, store=name, partition=str(partition)).set(
+                store.committed_size
+            )
 
 
 class HealthServer:

@@ -183,6 +183,8 @@ class Restorer:
             )
             job.committed = committed[job.tp]
             for spec in job.task.service.stores:
+                if not spec.logged:
+                    continue  # derived state: starts empty
                 ctp = (self._changelogs[spec.name], job.tp[1])
                 low, high = self._patience("changelog offsets").run(
                     lambda ctp=ctp: reader.watermarks(ctp)  # type: ignore[misc]
@@ -260,6 +262,8 @@ class Restorer:
         labels = self._metrics.labels()
         seconds = time.monotonic() - job.started
         for spec in job.task.service.stores:
+            if not spec.logged:
+                continue
             store = job.task.stores[spec.name]
             ctp = (self._changelogs[spec.name], job.tp[1])
             part = job.parts.get(ctp)
@@ -284,6 +288,8 @@ class Restorer:
         labels = self._metrics.labels()
         for job in self._jobs:
             for spec in job.task.service.stores:
+                if not spec.logged:
+                    continue
                 part = job.parts.get((self._changelogs[spec.name], job.tp[1]))
                 if part is not None:
                     store_labels = {**labels, "store": spec.name, "partition": str(job.tp[1])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from typing import Any
 
 from tradeflux.errors import TradefluxError
 from tradeflux.stream.config import RuntimeConfig
@@ -16,8 +17,12 @@ class ServiceNotFoundError(LookupError):
     """The ``module:attribute`` does not name a Service."""
 
 
-def load_service(target: str) -> Service:
-    """Return the Service named by ``module:attribute``, e.g. ``tests.support.jobs:RUNNING_SUM``."""
+def load_service(target: str, settings: Any = None) -> Service:
+    """Return the Service named by ``module:attribute``, e.g. ``tests.support.jobs:RUNNING_SUM``.
+
+    A module with a ``build(settings)`` function builds its service from ``settings`` when
+    the attribute is ``SERVICE`` (the module's default build).
+    """
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise ServiceNotFoundError(f"{target!r} is not module:attribute")
@@ -25,7 +30,11 @@ def load_service(target: str) -> Service:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ServiceNotFoundError(f"cannot import {module_name}: {exc}") from None
-    service = getattr(module, attr, None)
+    build = getattr(module, "build", None)
+    if attr == "SERVICE" and settings is not None and callable(build):
+        service = build(settings)
+    else:
+        service = getattr(module, attr, None)
     if not isinstance(service, Service):
         raise ServiceNotFoundError(f"{target} is not a tradeflux Service")
     return service

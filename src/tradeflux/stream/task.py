@@ -81,7 +81,9 @@ class Task:
         self.prefix = topic_prefix
         self.stores = {s.name: StorePartition(s.name, partition) for s in service.stores}
         self.changelogs = {
-            s.name: changelog_topic(topic_prefix, service.name, s.name) for s in service.stores
+            s.name: changelog_topic(topic_prefix, service.name, s.name)
+            for s in service.stores
+            if s.logged
         }
         self._store_codecs = {s.name: s.codec for s in service.stores}
         codecs = {t.name: t.codec for t in service.outputs}
@@ -100,10 +102,17 @@ class Task:
         self.poisoned: dict[int, tuple[str, str, str]] = {}
         self.suspect = False
 
-    def process(self, messages: Sequence[KafkaMessage], fetched_us: int = 0) -> None:
-        """Decode and process ``messages`` (one partition, offset order) into the context."""
+    def process(
+        self, messages: Sequence[KafkaMessage], fetched_us: int = 0, now_ms: int | None = None
+    ) -> None:
+        """Decode and process ``messages`` (one partition, offset order) into the context.
+
+        ``now_ms`` is the batch's wall-clock time, ``ctx.wall_time_ms`` for the processor.
+        """
         records: list[Record] = []
         ctx = self.ctx
+        if now_ms is not None:
+            ctx.wall_time_ms = now_ms
         stream_time = ctx.stream_time_ms
         poisoned = self.poisoned
         for msg in messages:
@@ -169,7 +178,7 @@ class Task:
         """
         limits = self._limits
         for name, store in self.stores.items():
-            if not store.dirty:
+            if not store.dirty or name not in self.changelogs:
                 continue
             encode = self._store_codecs[name].encode
             topic = self.changelogs[name]

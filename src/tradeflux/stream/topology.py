@@ -43,10 +43,15 @@ class Topic:
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """An in-memory key/value store, one per input partition, with a compacted changelog."""
+    """An in-memory key/value store, one per input partition, with a compacted changelog.
+
+    ``logged=False``: a store of derived, disposable state (a cache, a rate limiter's
+    clock) that has no changelog and starts empty after a restore or a move.
+    """
 
     name: str
     codec: Codec[Any] = field(default_factory=JsonCodec)
+    logged: bool = True
 
 
 @dataclass(frozen=True)

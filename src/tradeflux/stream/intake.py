@@ -1,0 +1,102 @@
+"""What an instance fetched and has not processed yet, and how much the next batch takes.
+
+Fetching: whatever is waiting (``consume(N, 0)``); when nothing is held or waiting, wait
+up to ``batch_max_wait_ms`` for a first record (less when a timer is due), so an idle
+service answers its first record at once. Taking: the oldest held records, at most
+``batch_max_records``, and at most what ``max_batch_ms`` of processing allows at the
+moving-average cost per record. A batch never holds records for long under load: what
+does not fit waits, in order, for the next one.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Mapping
+from typing import cast
+
+from tradeflux.stream.kafka import TP, GroupConsumer
+from tradeflux.stream.records import KafkaMessage
+
+_MIN_BATCH_RECORDS = 50  # a budget never makes batches smaller than this
+
+
+class Intake:
+    """Fetched records in arrival order, each chunk with the time it was fetched."""
+
+    def __init__(self, max_records: int, max_batch_ms: int, now_us: Callable[[], int]) -> None:
+        self.max_records = max_records
+        self.max_batch_ms = max_batch_ms
+        self._now_us = now_us
+        self._held: collections.deque[tuple[int, list[KafkaMessage]]] = collections.deque()
+        self._count = 0
+        self.cost_us = 20.0  # processing per record, moving average
+
+    def __len__(self) -> int:
+        return self._count
+
+    def fetch(self, consumer: GroupConsumer, wait_s: float) -> int:
+        """Fetch what is waiting (waiting up to ``wait_s`` if nothing is); return how many."""
+        room = self.max_records - self._count
+        if room <= 0:
+            return 0
+        msgs = consumer.consume(room, 0)
+        if not msgs and not self._held:
+            msgs = consumer.consume(1, wait_s)
+            if msgs:
+                msgs += consumer.consume(room - 1, 0)
+        if msgs:
+            self._held.append((self._now_us(), cast("list[KafkaMessage]", msgs)))
+            self._count += len(msgs)
+        return len(msgs)
+
+    def clear(self) -> None:
+        """Drop everything held (partitions moved, or the batch aborted)."""
+        self._held.clear()
+        self._count = 0
+
+    def limit(self) -> int:
+        """Return how many records the next batch may take."""
+        limit = self.max_records
+        if self.max_batch_ms > 0:
+            budget = int(self.max_batch_ms * 1000 / max(self.cost_us, 0.1))
+            limit = max(_MIN_BATCH_RECORDS, min(limit, budget))
+        return limit
+
+    def take(
+        self, active: Mapping[TP, object]
+    ) -> tuple[dict[TP, list[KafkaMessage]], dict[TP, int]]:
+        """Take the next batch: ``({partition: records}, {partition: first fetch time})``.
+
+        Records of partitions not in ``active`` (revoked, or restoring) are dropped.
+        """
+        limit = self.limit()
+        by_tp: dict[TP, list[KafkaMessage]] = {}
+        fetched: dict[TP, int] = {}
+        taken = 0
+        held = self._held
+        while held and taken < limit:
+            at, msgs = held[0]
+            if taken + len(msgs) > limit:
+                cut = limit - taken
+                held[0] = (at, msgs[cut:])
+                msgs = msgs[:cut]
+            else:
+                held.popleft()
+            taken += len(msgs)
+            for msg in msgs:
+                tp = (msg.topic() or "", msg.partition() or 0)
+                if tp not in active:
+                    continue
+                batch = by_tp.get(tp)
+                if batch is None:
+                    by_tp[tp] = [msg]
+                    fetched[tp] = at
+                else:
+                    batch.append(msg)
+        self._count -= taken
+        return by_tp, fetched
+
+    def measured(self, records: int, elapsed_us: float) -> None:
+        """Fold one batch's processing time into the cost per record."""
+        if records:
+            self.cost_us = 0.8 * self.cost_us + 0.2 * (elapsed_us / records)
