@@ -58,7 +58,10 @@ class Checkpoint:
         self._fetched_us = fetched_us
         self._started_us = started_us
         self._processed_us = processed_us
-        self._sent: list[tuple[Task, Emitted]] = []
+        # What the batch produces, taken from its tasks now: (task, record) in order.
+        self.records: list[tuple[Task, Emitted]] = [
+            (task, rec) for task in tasks for rec in task.take_emitted()
+        ]
         self.out_counts: dict[str, int] = {}
         self.produced_us = 0
         self.committed_us = 0
@@ -77,18 +80,17 @@ class Checkpoint:
         tail = f";{self._started_us};{self._processed_us};{produced}"
         prefix = self._hop + ";"
         counts = self.out_counts
+        for task, rec in self.records:
+            fetched = rec.source.fetched_us if rec.source is not None else self._fetched_us
+            hop = (HOP_HEADER, f"{prefix}{fetched or self._fetched_us}{tail}".encode())
+            headers = [*rec.headers, hop] if rec.headers else [hop]
+            try:
+                producer.send(rec.topic, rec.key, rec.value, headers, rec.partition)
+            except RecordRefusedError as exc:
+                self._pin(task, rec, exc)
+                raise TransactionAbortableError(str(exc), exc.code) from None
+            counts[rec.topic] = counts.get(rec.topic, 0) + 1
         for task in self.tasks:
-            for rec in task.take_emitted():
-                self._sent.append((task, rec))
-                fetched = rec.source.fetched_us if rec.source is not None else self._fetched_us
-                hop = (HOP_HEADER, f"{prefix}{fetched or self._fetched_us}{tail}".encode())
-                headers = [*rec.headers, hop] if rec.headers else [hop]
-                try:
-                    producer.send(rec.topic, rec.key, rec.value, headers, rec.partition)
-                except RecordRefusedError as exc:
-                    self._pin(task, rec, exc)
-                    raise TransactionAbortableError(str(exc), exc.code) from None
-                counts[rec.topic] = counts.get(rec.topic, 0) + 1
             for spec in task.service.stores:
                 store = task.stores[spec.name]
                 if not store.dirty or not spec.logged:
@@ -114,7 +116,7 @@ class Checkpoint:
         if not record_level:
             return 0
         sent: dict[tuple[str, bytes | None, bytes | None], tuple[Task, Emitted]] = {
-            (rec.topic, rec.key, rec.value): (task, rec) for task, rec in self._sent
+            (rec.topic, rec.key, rec.value): (task, rec) for task, rec in self.records
         }
         for refusal in record_level:
             found = sent.get((refusal.topic, refusal.key, refusal.value))

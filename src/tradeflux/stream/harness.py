@@ -98,9 +98,25 @@ class TestDriver:
         timestamp_ms: int = 0,
         now_ms: int | None = None,
     ) -> list[Output]:
-        """Process ``[(key, value), ...]`` as one batch; values are encoded unless bytes.
+        """Process ``[(key, value), ...]`` as one batch and commit it; values are encoded
+        unless bytes.
 
         ``now_ms`` is the batch's wall-clock time (default: ``timestamp_ms``).
+        """
+        self.process(records, topic, partition, timestamp_ms, now_ms)
+        return self.commit(partition)
+
+    def process(
+        self,
+        records: list[tuple[str | None, Any]],
+        topic: str | None = None,
+        partition: int = 0,
+        timestamp_ms: int = 0,
+        now_ms: int | None = None,
+    ) -> Task:
+        """Process ``records`` as one batch without committing it; return the task.
+
+        Offsets follow on from the last records processed (or ``rewind``).
         """
         topic = topic or self.service.inputs[0].name
         codec = self._input_codecs[topic]
@@ -117,7 +133,16 @@ class TestDriver:
             )  # fmt: skip
         task = self.task(partition)
         task.process(messages, now_ms=timestamp_ms if now_ms is None else now_ms)
-        return self._commit(task)
+        return task
+
+    def rewind(self, count: int, topic: str | None = None, partition: int = 0) -> None:
+        """Move the next offset back by ``count`` (to process the same records again)."""
+        key = (topic or self.service.inputs[0].name, partition)
+        self._offsets[key] = self._offsets.get(key, 0) - count
+
+    def commit(self, partition: int = 0) -> list[Output]:
+        """Commit what ``partition``'s task has buffered; return its outputs, decoded."""
+        return self._commit(self.task(partition))
 
     def advance(self, now_ms: int, partition: int = 0) -> list[Output]:
         """Fire the timers of ``partition`` due at wall-clock ``now_ms``, and commit."""

@@ -235,16 +235,30 @@ class Restorer:
             if found is None:
                 continue
             job, part = found
-            if job.cancelled or part.done:
+            if job.cancelled or part.done or job.error is not None:
                 continue
             raw_key = msg.key()
             if raw_key is not None:
                 raw = msg.value()
-                part.store.restore(raw_key.decode(), None if raw is None else part.decode(raw))
+                try:
+                    value = None if raw is None else part.decode(raw)
+                    part.store.restore(raw_key.decode(), value)
+                except Exception as exc:  # noqa: BLE001 - a changelog we cannot read back
+                    job.error = ValueError(
+                        f"the record at {ctp[0]}[{ctp[1]}]@{msg.offset()} does not decode "
+                        f"({type(exc).__name__}: {exc}); was it written by another version? "
+                        "Rebuild the store: delete the changelog and reset the group's offsets"
+                    )
+                    continue
                 part.applied += 1
             if (msg.offset() or 0) + 1 >= part.high:
                 done.add(ctp)
         for job in list(self._jobs):
+            if job.error is not None:
+                self._jobs.remove(job)
+                reader.unassign(job.parts)
+                self._done.put(job)
+                continue
             if job.cancelled:
                 self._jobs.remove(job)
                 reader.unassign(job.parts)
