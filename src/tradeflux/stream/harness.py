@@ -98,10 +98,10 @@ class TestDriver:
         timestamp_ms: int = 0,
         now_ms: int | None = None,
     ) -> list[Output]:
-        """Process ``[(key, value), ...]`` as one batch and commit it; values are encoded
-        unless bytes.
+        """Process ``[(key, value), ...]`` as one batch and commit it.
 
-        ``now_ms`` is the batch's wall-clock time (default: ``timestamp_ms``).
+        Values are encoded unless bytes. ``now_ms`` is the batch's wall-clock time
+        (default: ``timestamp_ms``).
         """
         self.process(records, topic, partition, timestamp_ms, now_ms)
         return self.commit(partition)
