@@ -244,3 +244,19 @@ def test_the_containerfile_builds_from_paths_that_exist_and_exposes_the_manifest
     }
     assert ports == exposed
     assert re.search(r'^ENTRYPOINT \["tradeflux"\]$', text, re.MULTILINE)
+
+
+def test_the_first_step_of_docs_deploy_selects_the_topics_job_its_account_and_settings() -> None:
+    # docs/deploy.md: kubectl apply -k ... -l 'app.kubernetes.io/name in (topics,settings)'
+    selected = sorted(
+        (d["kind"], d["metadata"]["name"].rsplit("-", 1)[0] if d["kind"] == "ConfigMap" else
+         d["metadata"]["name"])
+        for d in rendered("production")
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/name") in ("topics", "settings")
+    )  # fmt: skip
+    assert selected == [
+        ("ConfigMap", "tradeflux-settings"),
+        ("Job", "tradeflux-topics"),
+        ("ServiceAccount", "tradeflux-topics"),
+    ]
+    assert "in (topics,settings)" in (REPO / "docs" / "deploy.md").read_text()
