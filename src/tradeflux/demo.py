@@ -3,6 +3,8 @@
 Starts (or reuses) a local broker, creates the topics, loads the sample reference data,
 starts every service as its own process, drives the simulator, and serves the dashboard.
 Ctrl-C (or SIGTERM) stops every process it started, in reverse order, and waits for them.
+With ``--monitoring`` it also runs Debian's Prometheus on ``monitoring/`` (file-based
+discovery of every service's ``/metrics``, the alerting rules loaded).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from rich.live import Live
 from rich.table import Table
 
 from tradeflux.config import Settings
+from tradeflux.local_prometheus import (
+    ScrapeTarget,
+    find_prometheus,
+    prepare_folder,
+    prometheus_command,
+    write_targets,
+)
 from tradeflux.services import SHIPPED
 
 SERVICES = SHIPPED
@@ -58,13 +67,15 @@ class Component:
     last_in: float = 0.0
     last_at: float = field(default_factory=time.monotonic)
     rate: float = 0.0
+    command: list[str] | None = None  # a program of its own instead of a tradeflux command
 
     def start(self, env: dict[str, str], log_dir: Path) -> None:
         """Start the process with its output in ``log_dir/<name>.log``."""
         self.log_path = log_dir / f"{self.name}.log"
+        argv = self.command or [sys.executable, "-m", "tradeflux.cli", *self.args]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tradeflux.cli", *self.args],
+                argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -136,6 +147,17 @@ def components(settings: Settings, rate: int, query_port: int) -> list[Component
     return comps
 
 
+def prometheus_component(
+    comps: list[Component], query_port: int, folder: Path, port: int
+) -> Component:
+    """Return Prometheus scraping ``comps`` (and the query service), its run folder prepared."""
+    binary = find_prometheus()  # before anything starts: a missing one is a one-line error
+    prepare_folder(folder)
+    targets = [ScrapeTarget(c.name, f"127.0.0.1:{c.metrics_port}") for c in comps if c.metrics_port]
+    write_targets(folder, [*targets, ScrapeTarget("query", f"127.0.0.1:{query_port}")])
+    return Component("prometheus", [], command=prometheus_command(folder, port, binary))
+
+
 def read_model_counts(query_port: int) -> dict[str, int]:
     """Return the query service's table sizes (``/v1/status``), or {} while it starts."""
     try:
@@ -192,12 +214,23 @@ def summary_table(comps: list[Component], query_port: int) -> Table:
 
 
 def run_demo(
-    settings: Settings, rate: int, query_port: int, log_dir: Path, console: Console
+    settings: Settings,
+    rate: int,
+    query_port: int,
+    log_dir: Path,
+    console: Console,
+    prometheus_port: int | None = None,
 ) -> None:
-    """Start every component, show the summary until Ctrl-C, then stop all of them."""
+    """Start every component, show the summary until Ctrl-C, then stop all of them.
+
+    ``prometheus_port`` set: Prometheus runs too, at ``127.0.0.1:prometheus_port``.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TRADEFLUX_BOOTSTRAP": settings.bootstrap}
     comps = components(settings, rate, query_port)
+    if prometheus_port is not None:
+        folder = settings.runtime_dir / "demo-prometheus"
+        comps.insert(0, prometheus_component(comps, query_port, folder, prometheus_port))
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -212,6 +245,8 @@ def run_demo(
                 f"started {c.name} (pid {c.proc.pid if c.proc else '?'}, log {c.log_path})"
             )
         console.print(f"dashboard: http://127.0.0.1:{query_port}/")
+        if prometheus_port is not None:
+            console.print(f"prometheus: http://127.0.0.1:{prometheus_port}/alerts")
         # transient: on exit the live table goes, and the final one is printed once below
         with Live(
             summary_table(comps, query_port), console=console, refresh_per_second=1, transient=True

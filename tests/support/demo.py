@@ -79,8 +79,13 @@ class DemoRun:
 
 
 @contextmanager
-def running_demo(kafka: Settings, tmp_path: Path, rate: int = 300) -> Iterator[DemoRun]:
-    """Start ``tradeflux demo`` with its own topic prefix; kill it if the test did not stop it."""
+def running_demo(
+    kafka: Settings, tmp_path: Path, rate: int = 300, extra: tuple[str, ...] = ()
+) -> Iterator[DemoRun]:
+    """Start ``tradeflux demo`` with its own topic prefix; kill it if the test did not stop it.
+
+    ``extra`` are more options of ``tradeflux demo`` (e.g. ``--monitoring``).
+    """
     prefix = unique("demo") + "-"
     port = free_port_block(1)
     env = {**os.environ, "TRADEFLUX_TOPIC_PREFIX": prefix, "TRADEFLUX_RUNTIME_DIR": str(tmp_path)}
@@ -88,7 +93,7 @@ def running_demo(kafka: Settings, tmp_path: Path, rate: int = 300) -> Iterator[D
     with output.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tradeflux.cli", "--bootstrap", kafka.bootstrap, "demo",
-             "--query-port", str(port), "--rate", str(rate)],
+             "--query-port", str(port), "--rate", str(rate), *extra],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

@@ -208,6 +208,17 @@ def demo(
     keep_broker: Annotated[
         bool, typer.Option(help="Leave the local broker running after Ctrl-C.")
     ] = False,
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            "--monitoring",
+            help="Also run Debian's Prometheus (apt-get install prometheus) with "
+            "monitoring/prometheus.yml: every service scraped, the alerting rules loaded.",
+        ),
+    ] = False,
+    prometheus_port: Annotated[
+        int, typer.Option(help="Port of Prometheus with --monitoring.")
+    ] = 9090,
     runtime_dir: RuntimeDir = None,
 ) -> None:
     """Run the whole system locally: broker, topics, refdata, services, simulator, dashboard.
@@ -216,7 +227,10 @@ def demo(
     """
     from tradeflux.demo import run_demo
     from tradeflux.gateway.refdata import load_files
+    from tradeflux.local_prometheus import find_prometheus
 
+    if monitoring:
+        find_prometheus()  # missing: one line now, before a broker is started
     settings = _state.settings(runtime_dir=runtime_dir)
     started_broker = False
     if _state.bootstrap is None and "TRADEFLUX_BOOTSTRAP" not in _environ():
@@ -234,7 +248,14 @@ def demo(
             raise TradefluxError(f"no reference data files in {refdata}; pass --refdata DIR")
         report = load_files(files, settings.client_config(), settings.topic_prefix)
         console.print(f"reference data loaded: {sum(report.loaded.values())} rows")
-        run_demo(settings, rate, query_port, settings.runtime_dir / "demo-logs", console)
+        run_demo(
+            settings,
+            rate,
+            query_port,
+            settings.runtime_dir / "demo-logs",
+            console,
+            prometheus_port=prometheus_port if monitoring else None,
+        )
     finally:
         if started_broker and not keep_broker:
             pids = local.stop_cluster(settings)

@@ -23,6 +23,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.staticfiles import StaticFiles
 
+from tradeflux.contracts import registry_schemas
 from tradeflux.domain.schemas import (
     Account,
     AccountPnL,
@@ -252,6 +253,21 @@ def create_app(
         if item is None:
             raise HTTPException(404, f"no {kind.value} entry with id {item_id!r}")
         return _json(item)
+
+    topic_schemas = registry_schemas()
+
+    @app.get("/v1/schemas", tags=["contracts"])
+    def schemas() -> Response:
+        """Return the JSON Schema of every topic's record values, by topic name (the registry)."""
+        return _json(topic_schemas)
+
+    @app.get("/v1/schemas/{topic}", tags=["contracts"])
+    def schema(topic: str) -> Response:
+        """Return the JSON Schema of one topic's record values; 404 if there is no such topic."""
+        found = topic_schemas.get(topic)
+        if found is None:
+            raise HTTPException(404, f"no topic {topic!r}; GET /v1/schemas lists every topic")
+        return Response(_ENCODER.encode(found), media_type="application/schema+json")
 
     @app.get("/v1/services", tags=["service"], responses=_documented("services"))
     def services() -> Response:
