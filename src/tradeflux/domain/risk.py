@@ -13,19 +13,21 @@ trade and one per account: :class:`TradeExposure` (per account, instrument and t
 a cancel is kept as a tombstone holding its version) and :class:`AccountRisk` (the sums
 and the limits currently over). :func:`apply_trade` returns new values, never mutates.
 The sums are kept incrementally, so one event costs the same however many instruments
-the account holds; sums and differences of the products are exact in Python's default
-Decimal context (28 digits), so any order of the same effective trades gives the same
-sums, and the same figures as summing them afresh.
+the account holds; sums and differences of the products are exact in the one context of
+domain/arithmetic.py (64 digits: enough for any trade inside the bounds), so any order of
+the same effective trades gives the same sums, and the same figures as summing them
+afresh.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
 
+from tradeflux.domain.arithmetic import absolute, add, multiply, negate, subtract, to_cents
 from tradeflux.domain.pnl import conversion_factor
 from tradeflux.domain.schemas import (
     AlertStatus,
@@ -37,7 +39,6 @@ from tradeflux.domain.schemas import (
 )
 
 _ZERO = Decimal(0)
-_CENT = Decimal("0.01")
 _POSITION_PREFIX = "position_qty|"
 
 
@@ -58,7 +59,7 @@ class TradeExposure(msgspec.Struct, frozen=True, array_like=True):
     @classmethod
     def of(cls, trade: EnrichedTrade) -> TradeExposure:
         """Return the exposure of an enriched trade event; a CANCEL gives a tombstone."""
-        qty = trade.quantity if trade.side == "BUY" else -trade.quantity
+        qty = trade.quantity if trade.side == "BUY" else negate(trade.quantity)
         return cls(
             trade.version,
             trade.event_type != "CANCEL",
@@ -72,7 +73,7 @@ class TradeExposure(msgspec.Struct, frozen=True, array_like=True):
     @property
     def notional(self) -> Decimal:
         """Return the signed notional ``quantity * price * multiplier``, in ``currency``."""
-        return self.quantity * self.price * self.multiplier
+        return multiply(multiply(self.quantity, self.price), self.multiplier)
 
 
 class InstrumentExposure(msgspec.Struct, frozen=True, array_like=True):
@@ -159,20 +160,22 @@ def _add(
     held = instruments.get(trade.instrument)
     notionals = {} if held is None else dict(held.notionals)
     before = notionals.get(trade.currency, _ZERO)
-    after = before + sign * trade.notional
+    notional = trade.notional
+    after = add(before, notional) if sign > 0 else subtract(before, notional)
     if after:
         notionals[trade.currency] = after
     else:
         notionals.pop(trade.currency, None)
     trades = (0 if held is None else held.trades) + sign
     if trades:
-        quantity = (_ZERO if held is None else held.quantity) + sign * trade.quantity
+        held_qty = _ZERO if held is None else held.quantity
+        quantity = add(held_qty, trade.quantity) if sign > 0 else subtract(held_qty, trade.quantity)
         instruments[trade.instrument] = InstrumentExposure(quantity, notionals, trades)
     else:  # its last trade went: the sums are exactly zero
         del instruments[trade.instrument]
     total = currencies.get(trade.currency, CurrencyExposure(_ZERO, _ZERO))
-    net = total.net + after - before
-    gross = total.gross + abs(after) - abs(before)
+    net = subtract(add(total.net, after), before)
+    gross = subtract(add(total.gross, absolute(after)), absolute(before))
     if gross:
         currencies[trade.currency] = CurrencyExposure(net, gross)
     else:  # nothing left in this currency (gross 0 means every notional is 0)
@@ -198,19 +201,15 @@ def notional_figures(
             missing.append(currency)
             continue
         total = currencies[currency]
-        gross += total.gross * factor
-        net += total.net * factor
-    return NotionalFigures(
-        gross.quantize(_CENT, rounding=ROUND_HALF_EVEN),
-        abs(net).quantize(_CENT, rounding=ROUND_HALF_EVEN),
-        tuple(missing),
-    )
+        gross = add(gross, multiply(total.gross, factor))
+        net = add(net, multiply(total.net, factor))
+    return NotionalFigures(to_cents(gross), to_cents(absolute(net)), tuple(missing))
 
 
 def position(account: AccountRisk, instrument: str) -> Decimal:
     """Return the absolute net quantity of ``account`` in ``instrument`` (0 if none)."""
     held = account.instruments.get(instrument)
-    return _ZERO if held is None else abs(held.quantity)
+    return _ZERO if held is None else absolute(held.quantity)
 
 
 def single_trade_notional(
@@ -220,7 +219,7 @@ def single_trade_notional(
     factor = conversion_factor(trade.currency, base_currency, fx)
     if factor is None:
         return None
-    return (abs(trade.notional) * factor).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+    return to_cents(multiply(absolute(trade.notional), factor))
 
 
 def apply_trade(

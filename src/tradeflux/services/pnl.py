@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from tradeflux import topics
 from tradeflux.domain.pnl import account_pnl
 from tradeflux.domain.schemas import Account, AccountPnL, Position
+from tradeflux.services.refdata_tables import checked_table
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
@@ -65,9 +66,9 @@ SERVICE = Service(
         StoreSpec("emitted", MsgpackCodec(AccountPnL)),
     ],
     global_tables=[
-        topics.ACCOUNTS.table("accounts"),
-        topics.PRICES.table("prices"),
-        topics.FX.table("fx"),
+        checked_table(topics.ACCOUNTS, "accounts"),
+        checked_table(topics.PRICES, "prices"),
+        checked_table(topics.FX, "fx"),
     ],
     punctuators=[Punctuator(THROTTLE_MS, emit_changed_pnl, "wall")],
     process=record_positions,

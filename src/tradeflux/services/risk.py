@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from tradeflux import topics
 from tradeflux.domain.risk import AccountRisk, TradeExposure, apply_trade, trade_key
 from tradeflux.domain.schemas import Account, EnrichedTrade
+from tradeflux.services.refdata_tables import checked_table
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
@@ -56,9 +57,9 @@ SERVICE = Service(
         StoreSpec("accounts", MsgpackCodec(AccountRisk)),
     ],
     global_tables=[
-        topics.LIMITS.table("limits"),
-        topics.ACCOUNTS.table("accounts"),
-        topics.FX.table("fx"),
+        checked_table(topics.LIMITS, "limits"),
+        checked_table(topics.ACCOUNTS, "accounts"),
+        checked_table(topics.FX, "fx"),
     ],
     process=check_trades,
     dead_letter_topic=topics.REJECTED.name,

@@ -8,17 +8,25 @@ timestamp, so a replay decides the same way.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 
 import msgspec
 
 from tradeflux import topics
+from tradeflux.domain.bounds import parse_notional_bounds
 from tradeflux.domain.refdata import RefData
 from tradeflux.domain.validation import Accepted, Duplicate, Rejected, TradeState, validate
+from tradeflux.services.refdata_tables import checked_table
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
 from tradeflux.stream.topology import Service, StoreSpec
+
+NOTIONAL_BOUNDS = parse_notional_bounds(os.environ.get("TRADEFLUX_MAX_NOTIONAL", ""))
+"""The per-currency notional bounds: the defaults of domain/bounds.py, overridden by
+``TRADEFLUX_MAX_NOTIONAL`` (``"JPY=1E+16,*=1E+14"``); the gateway reads the same variable.
+(Read at import, as the P&L throttle is, until the runtime hands settings to a service.)"""
 
 
 class _TradeId(msgspec.Struct):
@@ -49,7 +57,7 @@ def validate_trades(ctx: Context, records: Sequence[Record]) -> None:
     for record in records:
         trade_id = _state_key(record)
         now = dt.datetime.fromtimestamp(record.timestamp_ms / 1000, dt.UTC)
-        outcome = validate(record.value or b"", now, trades.get(trade_id), refdata)
+        outcome = validate(record.value or b"", now, trades.get(trade_id), refdata, NOTIONAL_BOUNDS)
         if isinstance(outcome, Accepted):
             trades.put(trade_id, outcome.new_state)
             for event in outcome.events:
@@ -67,9 +75,9 @@ SERVICE = Service(
     outputs=[topics.ENRICHED.topic()],
     stores=[StoreSpec("trades", MsgpackCodec(TradeState))],
     global_tables=[
-        topics.INSTRUMENTS.table("instruments"),
-        topics.ACCOUNTS.table("accounts"),
-        topics.COUNTERPARTIES.table("counterparties"),
+        checked_table(topics.INSTRUMENTS, "instruments"),
+        checked_table(topics.ACCOUNTS, "accounts"),
+        checked_table(topics.COUNTERPARTIES, "counterparties"),
     ],
     process=validate_trades,
     dead_letter_topic=topics.REJECTED.name,
