@@ -173,7 +173,8 @@ def expected_alerts(
         checks += [("position_qty", i, position[i], lim.position_qty, ()) for i in sorted(position)]
         for limit, instrument, value, threshold, missing_fx in checks:
             was_over = (limit, instrument) in book.over
-            is_over = value > threshold
+            # over: above the threshold; once over, until at or below the hysteresis band
+            is_over = value > threshold * (1 - lim.hysteresis) if was_over else value > threshold
             if is_over and not was_over:
                 book.over.add((limit, instrument))
                 alerts.append(

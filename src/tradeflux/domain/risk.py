@@ -21,6 +21,7 @@ afresh.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import NamedTuple
@@ -104,9 +105,11 @@ class AccountRisk(msgspec.Struct, frozen=True, kw_only=True):
     """An account's exposure and the limits it is over; a value of the risk store.
 
     ``breached`` holds the keys (:func:`breach_key`) of the limits over at the last
-    check, sorted; ``position_limit`` is the position limit of that check (None: no
-    check yet, or the account had no limits), so a changed limit re-checks every
-    instrument. Immutable: :func:`apply_trade` returns a new value.
+    check, sorted; ``limits`` are the limits of that check (None: no check yet, or the
+    account had no limits), so a changed limit re-checks every instrument, and
+    :func:`apply_limits` can tell a limits change it has not evaluated yet.
+    ``position_limit`` is what older values held instead (the position limit alone).
+    Immutable: :func:`apply_trade` returns a new value.
     """
 
     account: str
@@ -114,6 +117,8 @@ class AccountRisk(msgspec.Struct, frozen=True, kw_only=True):
     currencies: dict[str, CurrencyExposure] = msgspec.field(default_factory=dict)
     breached: tuple[str, ...] = ()
     position_limit: Decimal | None = None
+    limits: Limits | None = None
+    base_currency: str = ""  # the one of the last event's check
 
 
 class NotionalFigures(NamedTuple):
@@ -253,7 +258,8 @@ def apply_trade(
         instruments=instruments,
         currencies=currencies,
         breached=account.breached,
-    )  # position_limit None: without limits, the next check with limits checks everything
+        base_currency=base_currency,
+    )  # limits None: without limits, the next check with limits checks everything
     if limits is None:
         return RiskStep(trade, new, [])
 
@@ -263,19 +269,71 @@ def apply_trade(
         change = LimitChange(
             "BREACHED", "single_trade_notional", "", single, limits.single_trade_notional
         )
-        alerts.append(_make_alert(account.account, base_currency, event, change))
-    if account.position_limit == limits.position_qty:  # only the event's positions moved
+        cause = Cause(event.trade_id, event.trade_time)
+        alerts.append(_make_alert(account.account, base_currency, cause, change))
+    if account.limits == limits:  # only the event's positions moved
         touched = {trade.instrument} | ({held.instrument} if held is not None else set())
-    else:  # a first check, or a changed limit: every instrument held or over before
-        over_before = (k for k in account.breached if k.startswith(_POSITION_PREFIX))
-        touched = set(instruments) | {k.removeprefix(_POSITION_PREFIX) for k in over_before}
-    figures = notional_figures(currencies, base_currency, fx)
-    breached, changes = check_limits(new, figures, limits, touched)
+    else:  # a first check, or changed limits: every instrument held or over before
+        touched = _every_instrument(new, account.breached)
+    cause = Cause(event.trade_id, event.trade_time)
+    new, limit_alerts = _check(new, limits, base_currency, fx, touched, cause)
+    return RiskStep(trade, new, alerts + limit_alerts)
+
+
+class Cause(NamedTuple):
+    """What an alert names as its cause: a trade event's id and trade time, or ("", now)."""
+
+    trade_id: str
+    time: dt.datetime
+
+
+def _every_instrument(account: AccountRisk, breached: Iterable[str]) -> set[str]:
+    """Return every instrument ``account`` holds or whose position was over before."""
+    over_before = (k for k in breached if k.startswith(_POSITION_PREFIX))
+    return set(account.instruments) | {k.removeprefix(_POSITION_PREFIX) for k in over_before}
+
+
+def _check(
+    account: AccountRisk,
+    limits: Limits,
+    base_currency: str,
+    fx: Mapping[str, FxRate],
+    touched: set[str],
+    cause: Cause,
+) -> tuple[AccountRisk, list[RiskAlert]]:
+    """Check the figures of ``account`` against ``limits``; return it updated and the alerts."""
+    figures = notional_figures(account.currencies, base_currency, fx)
+    breached, changes = check_limits(account, figures, limits, touched)
+    alerts = []
     for change in changes:
         missing = figures.missing_fx if change.limit != "position_qty" else ()
-        alerts.append(_make_alert(account.account, base_currency, event, change, missing))
-    new = msgspec.structs.replace(new, breached=breached, position_limit=limits.position_qty)
-    return RiskStep(trade, new, alerts)
+        alerts.append(_make_alert(account.account, base_currency, cause, change, missing))
+    checked = msgspec.structs.replace(
+        account, breached=breached, position_limit=limits.position_qty, limits=limits
+    )
+    return checked, alerts
+
+
+def apply_limits(
+    account: AccountRisk,
+    limits: Limits | None,
+    base_currency: str,
+    fx: Mapping[str, FxRate],
+    now: dt.datetime,
+) -> tuple[AccountRisk, list[RiskAlert]]:
+    """Re-evaluate ``account`` at once against limits that changed on ``refdata.limits``.
+
+    Limits equal to those of the account's last check change nothing (the same value,
+    no alert), so calling it again is harmless. Otherwise every limit is checked as after
+    a trade event (hysteresis and all): a limit lowered below the exposure gives its
+    BREACHED, one raised above it its CLEARED, each naming no trade (``trade_id`` "")
+    and ``now`` as its time. Limits gone (None) check nothing: the account keeps its
+    state until it has limits again.
+    """
+    if limits is None or account.limits == limits:
+        return account, []
+    touched = _every_instrument(account, account.breached)
+    return _check(account, limits, base_currency, fx, touched, Cause("", now))
 
 
 def check_limits(
@@ -283,10 +341,12 @@ def check_limits(
 ) -> tuple[tuple[str, ...], list[LimitChange]]:
     """Return the limits now over (sorted keys) and those whose state changed.
 
-    Over means ``value > threshold``. Checked in this order: gross notional, net
-    notional, then the position of each of ``instruments`` (in instrument order); the
-    other instruments keep their state from ``account.breached``. A limit over now and
-    not before is BREACHED; over before and not now, CLEARED; otherwise nothing.
+    A limit within before is over when ``value > threshold``; one over before stays
+    over until ``value <= threshold * (1 - limits.hysteresis)`` (the hysteresis band).
+    Checked in this order: gross notional, net notional, then the position of each of
+    ``instruments`` (in instrument order); the other instruments keep their state from
+    ``account.breached``. A limit over now and not before is BREACHED; over before and
+    not now, CLEARED; otherwise nothing.
     """
     checked = sorted(set(instruments))
     checks: list[tuple[LimitKind, str, Decimal, Decimal]] = [
@@ -298,12 +358,14 @@ def check_limits(
     over = {key for key in before if key.startswith(_POSITION_PREFIX)}
     over -= {breach_key("position_qty", i) for i in checked}
     changes: list[LimitChange] = []
+    keep = subtract(Decimal(1), limits.hysteresis)
     for kind, instrument, value, threshold in checks:
         key = breach_key(kind, instrument)
-        is_over = value > threshold
+        was_over = key in before
+        is_over = value > multiply(threshold, keep) if was_over else value > threshold
         if is_over:
             over.add(key)
-        if is_over != (key in before):
+        if is_over != was_over:
             status: AlertStatus = "BREACHED" if is_over else "CLEARED"
             changes.append(LimitChange(status, kind, instrument, value, threshold))
     return tuple(sorted(over)), changes
@@ -320,22 +382,23 @@ _LABEL: dict[LimitKind, str] = {
 def _make_alert(
     account: str,
     base_currency: str,
-    event: EnrichedTrade,
+    cause: Cause,
     change: LimitChange,
     missing_fx: tuple[str, ...] = (),
 ) -> RiskAlert:
-    """Return the alert of ``change``, caused by ``event``, with its human message."""
+    """Return the alert of ``change``, caused by ``cause``, with its human message."""
     status, limit, instrument, value, threshold = change
     if limit == "position_qty":
         what, bound = f"position in {instrument} {value:,}", f"{threshold:,}"
     else:
         what = f"{_LABEL[limit]} {value:,} {base_currency}"
         bound = f"{threshold:,} {base_currency}"
+    by = f"trade {cause.trade_id}" if cause.trade_id else "limits changed"
     if limit == "single_trade_notional":
-        message = f"{account}: trade {event.trade_id} {what} is over the limit {bound}"
+        message = f"{account}: trade {cause.trade_id} {what} is over the limit {bound}"
     else:
         verb = "is over" if status == "BREACHED" else "is back within"
-        message = f"{account}: {what} {verb} the limit {bound} (trade {event.trade_id})"
+        message = f"{account}: {what} {verb} the limit {bound} ({by})"
     if missing_fx:
         message += f"; left out for want of an FX rate: {', '.join(missing_fx)}"
     return RiskAlert(
@@ -345,8 +408,8 @@ def _make_alert(
         value=value,
         threshold=threshold,
         instrument=instrument,
-        trade_id=event.trade_id,
-        time=event.trade_time,
+        trade_id=cause.trade_id,
+        time=cause.time,
         message=message,
         base_currency=base_currency,
         missing_fx=missing_fx,

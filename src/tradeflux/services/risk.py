@@ -4,22 +4,33 @@ State, in the partition of the account (the input's key): the exposure of each t
 (``account|instrument|trade_id``, cancels kept as tombstones holding their version) and
 per account the sums per instrument and the limits it is over. Every event that changes
 an account's exposure checks it against the account's limits on ``refdata.limits``, in
-its base currency (``refdata.accounts``, else the trade's) at the FX rates of the moment;
-a limit or FX change takes effect at the account's next trade event.
+its base currency (``refdata.accounts``, else the trade's) at the FX rates of the moment.
+
+A change on ``refdata.limits`` is re-evaluated at once: a wall-clock timer (every
+``TRADEFLUX_RISK_LIMITS_CHECK_MS``, default 200 ms) compares, in each partition, every
+account's limits of its last check with the table's, and re-checks those that differ
+(domain.risk.apply_limits), in the batch's transaction. The comparison is against the
+stored state, so a crash or a restart re-evaluates exactly what was not yet committed.
+(The runtime has no "table changed" callback; with one, the timer would scan only the
+changed accounts.) An FX change takes effect at the account's next event.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from collections.abc import Sequence
 
 from tradeflux import topics
-from tradeflux.domain.risk import AccountRisk, TradeExposure, apply_trade, trade_key
+from tradeflux.domain.risk import AccountRisk, TradeExposure, apply_limits, apply_trade, trade_key
 from tradeflux.domain.schemas import Account, EnrichedTrade
 from tradeflux.services.refdata_tables import checked_table
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
-from tradeflux.stream.topology import Service, StoreSpec
+from tradeflux.stream.topology import Punctuator, Service, StoreSpec
+
+LIMITS_CHECK_MS = int(os.environ.get("TRADEFLUX_RISK_LIMITS_CHECK_MS", "200"))
 
 
 def check_trades(ctx: Context, records: Sequence[Record]) -> None:
@@ -48,6 +59,34 @@ def check_trades(ctx: Context, records: Sequence[Record]) -> None:
             ctx.count(f"risk_{alert.status.lower()}")
 
 
+def check_changed_limits(ctx: Context, now_ms: int) -> None:
+    """Re-check every account of the partition whose limits changed since its last check."""
+    accounts = ctx.store("accounts")
+    limits = ctx.table("limits")
+    account_table = ctx.table("accounts")
+    fx = ctx.table("fx")
+    now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+    for account_id, account in list(accounts.items()):  # put() below grows the overlay
+        current = limits.get(account_id)
+        if current is None or current == account.limits:
+            continue
+        refdata: Account | None = account_table.get(account_id)
+        base = _base_currency(refdata, account)
+        checked, alerts = apply_limits(account, current, base, fx, now)
+        accounts.put(account_id, checked)
+        for alert in alerts:
+            ctx.emit(topics.ALERTS.name, alert.account, alert)
+            ctx.count(f"risk_{alert.status.lower()}")
+        ctx.count("risk_limits_reevaluated")
+
+
+def _base_currency(refdata: Account | None, account: AccountRisk) -> str:
+    """Return the account's base currency: refdata's, else the one of its last trade event."""
+    if refdata is not None:
+        return refdata.base_currency
+    return account.base_currency
+
+
 SERVICE = Service(
     name="risk",
     inputs=[topics.ENRICHED.topic()],
@@ -61,6 +100,7 @@ SERVICE = Service(
         checked_table(topics.ACCOUNTS, "accounts"),
         checked_table(topics.FX, "fx"),
     ],
+    punctuators=[Punctuator(LIMITS_CHECK_MS, check_changed_limits, "wall")],
     process=check_trades,
     dead_letter_topic=topics.REJECTED.name,
 )
