@@ -14,12 +14,13 @@ trades per position, account or obligation:
 
 - a notional ``quantity * price * multiplier`` has at most 18 + 18 + 10 = 46 significant
   digits: exact;
-- a sum of notionals (risk, netting): at most 10**17 per trade (the largest notional
-  bound) with at most 24 decimal places, times 10**9 trades: at most 50 digits: exact,
-  so any order of the same trades gives the same sums;
+- a sum of notionals (risk, netting): each below 10**12 * 10**9 * 10**8 = 10**29 with
+  at most 24 decimal places, times 10**9 trades: at most 62 digits: exact, so any order
+  of the same trades gives the same sums (whatever notional bound is configured);
 - a position's quantity: at most 10**21 with 8 places, 29 digits: exact;
 - P&L: ``(last - avg_cost) * quantity * multiplier * fx`` is below
-  10**9 * 10**21 * 10**8 * 10**16 = 10**54; quantized to 0.01 it needs 56 digits, so the
+  10**9 * 10**21 * 10**8 * 10**16 = 10**54 (an FX factor, even via USD, is below 10**16),
+  as is a risk figure in base currency; quantized to 0.01 either needs 56 digits, so the
   quantize never raises;
 - an average cost or an inverse FX rate (a division) is rounded to 64 digits, half-even.
 
