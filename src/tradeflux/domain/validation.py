@@ -15,8 +15,8 @@ from typing import Any, TypeAlias
 import msgspec
 
 from tradeflux.domain.arithmetic import multiply, remainder
+from tradeflux.domain.bounds import FUTURE_TOLERANCE as FUTURE_TOLERANCE  # re-exported
 from tradeflux.domain.bounds import (
-    FUTURE_TOLERANCE,
     BoundProblem,
     NotionalBounds,
     event_form_problems,
@@ -29,7 +29,6 @@ from tradeflux.domain.codes import RejectReason
 from tradeflux.domain.refdata import RefData
 from tradeflux.domain.schemas import EnrichedTrade, Instrument, TradeEvent
 
-__all__ = ["FUTURE_TOLERANCE", "Accepted", "Duplicate", "Outcome", "Rejected", "TradeState"]
 _DEFAULT_NOTIONAL_BOUNDS = NotionalBounds()
 _decoder = msgspec.json.Decoder(TradeEvent)
 _UTC = dt.UTC

@@ -23,6 +23,7 @@ from typing import Any, get_args, get_type_hints
 import msgspec
 
 from tradeflux.domain.bounds import (
+    BoundProblem,
     NotionalBounds,
     event_form_problems,
     notional_problem,
@@ -146,7 +147,7 @@ def _parse_record(
 
 def _bound_problems(
     event: TradeEvent, now: dt.datetime, notional_bounds: NotionalBounds
-) -> list[Any]:
+) -> list[BoundProblem]:
     """Return the bounds ``event`` breaks: the fields' forms, its times, its notional."""
     problems = event_form_problems(event)
     if event.event_type != "CANCEL":
