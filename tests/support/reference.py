@@ -169,7 +169,7 @@ def decode(value: bytes | None) -> TradeEvent | None:
         return None
     try:
         event = msgspec.json.decode(value, type=TradeEvent)
-    except msgspec.DecodeError:  # ValidationError is a DecodeError
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
     if event.trade_time.tzinfo is None or event.trade_time.utcoffset() is None:
         return None

@@ -171,6 +171,8 @@ CANCELLED_V2 = TradeState(version=2, cancelled=True, effective=booked().effectiv
 
 REJECTS: list[tuple[RejectReason, bytes, TradeState | None]] = [
     (RejectReason.SCHEMA_INVALID, b"{not json", None),
+    (RejectReason.SCHEMA_INVALID, b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),
+    (RejectReason.SCHEMA_INVALID, b"[" * 100_000 + b"]" * 100_000, None),
     (RejectReason.SCHEMA_INVALID, raw(quantity=None), None),
     (RejectReason.SCHEMA_INVALID, raw(version="1"), None),
     (RejectReason.SCHEMA_INVALID, raw(event_type="FILL"), None),
@@ -382,3 +384,15 @@ def test_trade_state_round_trips_through_messagepack() -> None:
     state = booked(trade_time="2025-11-26T09:30:00-05:00")
     data = msgspec.msgpack.encode(state)
     assert msgspec.msgpack.decode(data, type=TradeState) == state
+
+
+def test_the_validator_service_rejects_deep_nesting_and_a_huge_version_with_a_reason() -> None:
+    from tradeflux.services import validator
+    from tradeflux.stream.harness import TestDriver
+
+    driver = TestDriver(validator.SERVICE, tables={"instruments": {}, "accounts": {},
+                                                   "counterparties": {}})  # fmt: skip
+    deep = b'{"trade_id":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    out = driver.send([("T-1", deep), ("T-2", raw(trade_id="T-2", version=2**70))])
+    assert [o.headers["tf.reason"] for o in out] == ["SCHEMA_INVALID", "OUT_OF_BOUNDS"]
+    assert driver.store("trades") == {}

@@ -87,6 +87,9 @@ def validate(
     except msgspec.DecodeError as exc:
         detail = f"not a TradeEvent: {exc}"
         return Rejected(RejectReason.SCHEMA_INVALID, detail, _trade_id_of(raw))
+    except RecursionError:  # arrays or objects nested thousands deep, in an unknown field
+        detail = "not a TradeEvent: JSON nested too deeply"
+        return Rejected(RejectReason.SCHEMA_INVALID, detail, None)
     problem = _schema_problem(event)
     if problem:
         return Rejected(RejectReason.SCHEMA_INVALID, problem, event.trade_id)
@@ -151,7 +154,7 @@ def _trade_id_of(raw: bytes) -> str | None:
     """Return the trade id of undecodable bytes when they are a JSON object with one."""
     try:
         value: Any = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     trade_id = value.get("trade_id") if isinstance(value, dict) else None
     return trade_id if isinstance(trade_id, str) else None

@@ -42,7 +42,7 @@ def _state_key(record: Record) -> str:
     """Return the trade id the record is about: its own field, else the record key."""
     try:
         return _peek.decode(record.value or b"").trade_id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return record.key or ""
 
 
