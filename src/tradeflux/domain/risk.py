@@ -5,8 +5,9 @@ trade id; a CANCEL removes it): per instrument the sum of signed quantities and,
 currency, the sum of signed notionals ``quantity * price * multiplier``. After every
 event that changes it, the account's figures in its base currency are checked against
 its limits: an alert goes out when a limit goes from within to over (BREACHED) and back
-(CLEARED), once each; a NEW or AMEND whose own notional is over the single-trade limit
-gives a BREACHED alert of its own.
+below its hysteresis band (CLEARED), once each; a NEW or AMEND whose own notional is over
+the single-trade limit gives a BREACHED alert of its own. :func:`apply_limits` checks an
+account again, at once, when its limits changed.
 
 State is two kinds of immutable values, so that a service stores one small value per
 trade and one per account: :class:`TradeExposure` (per account, instrument and trade id;
