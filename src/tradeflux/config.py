@@ -66,6 +66,8 @@ class Settings:
     pnl_remark_ms: int = 1000  # every account is re-marked at the latest prices this often
     bar_seconds: int = 5
     bar_grace_seconds: int = 2
+    max_notional: str = ""  # per-currency notional bounds, "JPY=1E+16,*=1E+14" (domain/bounds.py)
+    risk_limits_check_ms: int = 200  # how soon a change of refdata.limits is re-evaluated
 
     def client_config(self, **overrides: Any) -> dict[str, Any]:
         """Return a librdkafka configuration for this cluster, with ``overrides`` on top."""
@@ -110,6 +112,8 @@ _ENV_FIELDS: dict[str, str] = {
             "pnl_remark_ms",
             "bar_seconds",
             "bar_grace_seconds",
+            "max_notional",
+            "risk_limits_check_ms",
         )
     },  # fmt: skip
 }
@@ -124,6 +128,7 @@ _WHOLE_NUMBERS = {  # name: smallest value
     "pnl_remark_ms": 10,
     "bar_seconds": 1,
     "bar_grace_seconds": 0,
+    "risk_limits_check_ms": 10,
 }
 _CHOICES = {"group_protocol": ("classic", "consumer")}
 

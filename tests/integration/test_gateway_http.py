@@ -6,6 +6,7 @@ the CLI tests run ``tradeflux gateway --no-fix`` as a process and stop it with S
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -22,8 +23,13 @@ from tests.support.kafka_tools import REPO, create_topics, read_all, wait_for
 from tradeflux.config import Settings
 from tradeflux.domain.schemas import TradeEvent
 from tradeflux.gateway.runner import Gateway, GatewayConfig
+from tradeflux.gateway.writer import DeliveryError, TransactionalTradeWriter
 
 pytestmark = pytest.mark.integration
+
+
+# An hour ago: inside the trade time bound (400 days before now to 5 s after) whenever run.
+TRADE_TIME = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
 
 
 def trade(trade_id: str, **change: object) -> dict[str, object]:
@@ -39,7 +45,7 @@ def trade(trade_id: str, **change: object) -> dict[str, object]:
         "currency": "EUR",
         "venue": "XETR",
         "counterparty": "CP-1",
-        "trade_time": "2026-11-24T09:00:00Z",
+        "trade_time": TRADE_TIME,
         **change,
     }
 
@@ -191,8 +197,9 @@ def test_unreachable_kafka_is_503() -> None:
         response = httpx.post(url, content=msgspec.json.encode(trade("T-1")), timeout=30)
         assert response.status_code == 503
         body = response.json()
-        assert body["error"] == "not acknowledged by Kafka"
-        assert body["detail"].startswith("Kafka refused 1 of 1 record(s) to trades.raw: ")
+        assert body["error"] == "not written to Kafka"
+        assert body["written"] == "none"
+        assert body["detail"].startswith("cannot read max.message.bytes of trades.raw")
     finally:
         gateway.stop()
 
@@ -290,3 +297,75 @@ def test_gateway_command_busy_http_port_is_one_line(kafka: Settings, tmp_path) -
         f"tradeflux: error: cannot listen for HTTP on 127.0.0.1:{port} (Address already in use); "
         "choose another --http-port"
     )
+
+
+# -- all or nothing, also when Kafka refuses a record -------------------------------------
+
+
+def _topic_with_max_message_bytes(settings: Settings, max_bytes: int) -> tuple[str, str]:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    prefix = unique("gwtxn") + "."
+    topic = prefix + "trades.raw"
+    admin = AdminClient(settings.client_config())
+    config = {"max.message.bytes": str(max_bytes)}
+    for future in admin.create_topics([NewTopic(topic, 3, 1, config=config)]).values():
+        future.result()
+    return prefix, topic
+
+
+def test_a_record_kafka_refuses_aborts_the_whole_request_nothing_is_read_committed(
+    kafka: Settings,
+) -> None:
+    prefix, topic = _topic_with_max_message_bytes(kafka, 4096)
+    # told the topic takes 1 MB, so the 6 kB record goes out and the broker refuses it
+    writer = TransactionalTradeWriter(
+        kafka.client_config(), unique("gwtxn-id"), prefix, producers=1, max_message_bytes=1 << 20
+    )
+    good = [msgspec.convert(trade(f"T-{i}"), TradeEvent) for i in range(5)]
+    huge = msgspec.structs.replace(good[0], trade_id="T-huge", source="x" * 6000)
+    try:
+        with pytest.raises(DeliveryError, match="none was written") as refused:
+            writer.write([*good[:3], huge, *good[3:]])
+        assert refused.value.outcome_known
+        assert read_all(kafka, topic) == []  # read_committed: nothing of the request
+        assert len(read_all(kafka, topic, committed=False)) >= 1  # written, then aborted
+        writer.write(good)  # the producer goes on with the next request
+        assert sorted(m.key() for m in read_all(kafka, topic)) == [
+            f"T-{i}".encode() for i in range(5)
+        ]
+    finally:
+        writer.close()
+
+
+def test_the_gateway_refuses_a_record_larger_than_the_topic_takes_with_422(
+    kafka: Settings,
+) -> None:
+    prefix, topic = _topic_with_max_message_bytes(kafka, 1000)
+    gateway = Gateway(GatewayConfig(kafka.client_config(), prefix, http_port=0))
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{gateway.http_port}")
+        long_id = "A" * 64
+        small = trade("T-1")
+        large = trade(long_id, account=long_id, instrument=long_id, counterparty=long_id,
+                      source=long_id)  # fmt: skip
+        response = client.post("/v1/trades", content=msgspec.json.encode([small, large]))
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["errors"]
+        assert (error["index"], error["field"], error["bound"]) == (1, None, "at most 488 bytes")
+        assert client.post("/v1/trades", content=msgspec.json.encode(small)).status_code == 202
+        assert [m.key() for m in read_all(kafka, topic)] == [b"T-1"]
+    finally:
+        gateway.stop()
+
+
+def test_out_of_bounds_fields_are_422_naming_field_and_bound(gateway: HttpGateway) -> None:
+    response = gateway.post(
+        msgspec.json.encode([trade("T-1", quantity="1E+27"), trade("T-2", version=2**70)])
+    )
+    assert response.status_code == 422
+    assert [(e["index"], e["field"], e["bound"]) for e in response.json()["errors"]] == [
+        (0, "quantity", "finite, |x| < 1E+12, at most 18 significant digits and 8 decimal places"),
+        (1, "version", "1 to 2**63-1"),
+    ]
+    assert gateway.records() == []

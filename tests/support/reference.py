@@ -2,10 +2,11 @@
 
 End-to-end tests compare what the services produced with what this model expects,
 exactly (Decimal equality). It shares nothing with ``tradeflux.domain``'s validation,
-positions or P&L code: only the event structs, the reason codes, msgspec (to decode a
-``TradeEvent`` exactly as the schema defines it) and exchange_calendars (for trading
-sessions). It is written as a straightforward fold over all the records, recomputing
-everything from scratch; no caches of results, no incremental updates, so that each
+positions or P&L code, not even its decimal context (it makes its own of the rules' 64
+digits): only the event structs, the reason codes, msgspec (to decode a ``TradeEvent``
+exactly as the schema defines it) and exchange_calendars (for trading sessions). It is
+written as a straightforward fold over all the records, recomputing everything from
+scratch; no caches of results, no incremental updates, so that each
 rule can be checked against the document by reading it (the only cache is of each
 MIC's sessions, which exchange_calendars is slow to build).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import functools
+import string
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from typing import Any
 
 import exchange_calendars  # type: ignore[import-untyped]
 import msgspec
+import pycountry
 
 from tradeflux.domain.codes import RejectReason
 from tradeflux.domain.schemas import (
@@ -43,6 +46,22 @@ from tradeflux.domain.schemas import (
 )
 
 RawRecord = tuple[bytes | None, bytes | None, int]  # key, value, Kafka timestamp (ms)
+
+# The rules' arithmetic (docs/domain-rules.md, "Arithmetic"): 64 significant digits,
+# half-even, whatever the thread's context is. Every function below that computes runs in it.
+RULES_CONTEXT = decimal.Context(prec=64, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def in_rules_context(fn: Any) -> Any:
+    """Run ``fn`` with the rules' decimal context as the thread's context."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with decimal.localcontext(RULES_CONTEXT):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 FUTURE_TOLERANCE = dt.timedelta(seconds=5)
@@ -150,7 +169,7 @@ def decode(value: bytes | None) -> TradeEvent | None:
         return None
     try:
         event = msgspec.json.decode(value, type=TradeEvent)
-    except msgspec.DecodeError:  # ValidationError is a DecodeError
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
     if event.trade_time.tzinfo is None or event.trade_time.utcoffset() is None:
         return None
@@ -171,6 +190,138 @@ def decode(value: bytes | None) -> TradeEvent | None:
     return event
 
 
+# Bounds (docs/domain-rules.md, "Bounds"), written out plainly.
+MAX_TRADE_AGE = dt.timedelta(days=400)
+ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._:/#@+=-")
+LOW_UNIT_CURRENCIES = {  # notional bound 1E+15 (10 to 1000 per USD) and 1E+17 (beyond)
+    **dict.fromkeys(
+        [
+            "AMD",
+            "ARS",
+            "DZD",
+            "EGP",
+            "ETB",
+            "HUF",
+            "INR",
+            "ISK",
+            "JMD",
+            "JPY",
+            "KES",
+            "KZT",
+            "LKR",
+            "MKD",
+            "NPR",
+            "PHP",
+            "PKR",
+            "RSD",
+            "RUB",
+            "THB",
+            "TRY",
+            "TWD",
+            "UAH",
+            "XAF",
+            "XOF",
+            "XPF",
+            "YER",
+        ],
+        Decimal("1E+15"),
+    ),
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CDF",
+            "CLP",
+            "COP",
+            "GNF",
+            "IDR",
+            "IQD",
+            "IRR",
+            "KHR",
+            "KMF",
+            "KPW",
+            "KRW",
+            "LAK",
+            "LBP",
+            "MGA",
+            "MMK",
+            "MNT",
+            "MWK",
+            "NGN",
+            "PYG",
+            "RWF",
+            "SLL",
+            "SOS",
+            "SYP",
+            "TZS",
+            "UGX",
+            "UZS",
+            "VND",
+        ],
+        Decimal("1E+17"),
+    ),
+}
+
+
+@functools.cache
+def iso_currencies() -> frozenset[str]:
+    """ISO 4217 codes of real currencies (not XXX "no currency", not XTS "testing")."""
+    return frozenset(c.alpha_3 for c in pycountry.currencies) - {"XXX", "XTS"}
+
+
+def is_identifier(text: str, may_be_empty: bool = False) -> bool:
+    """1 to 64 letters, digits or ._:/#@+=- (or empty where allowed)."""
+    if text == "":
+        return may_be_empty
+    return len(text) <= 64 and all(ch in ID_CHARACTERS for ch in text)
+
+
+def is_bounded_decimal(value: Decimal, below: Decimal) -> bool:
+    """|value| < ``below``, at most 18 significant digits and 8 decimal places."""
+    if not value.is_finite():
+        return False
+    if value == 0:
+        return True
+    if abs(value.adjusted()) > 100 or value.copy_abs() >= below:  # before writing it out
+        return False
+    digits = format(value.copy_abs(), "f").replace(".", "").strip("0")
+    places = format(value.copy_abs(), "f").partition(".")[2].rstrip("0")
+    return len(digits) <= 18 and len(places) <= 8
+
+
+def in_bounds(event: TradeEvent, now: dt.datetime) -> bool:
+    """The field bounds, checked before the versions (rule 1b)."""
+    cancel = event.event_type == "CANCEL"
+    currencies = iso_currencies()
+    venue = event.venue
+    return (
+        is_identifier(event.trade_id)
+        and 1 <= event.version <= 2**63 - 1
+        and is_identifier(event.account, may_be_empty=cancel)
+        and is_identifier(event.instrument, may_be_empty=cancel)
+        and is_bounded_decimal(event.quantity, Decimal("1E+12"))
+        and is_bounded_decimal(event.price, Decimal("1E+9"))
+        and (event.currency in currencies or (cancel and event.currency == ""))
+        and (venue == "" or is_mic_form(venue))
+        and is_identifier(event.counterparty, may_be_empty=cancel)
+        and is_identifier(event.source)
+        and (
+            event.ingest_time is None
+            or now - MAX_TRADE_AGE <= event.ingest_time <= now + FUTURE_TOLERANCE
+        )
+    )
+
+
+def is_mic_form(venue: str) -> bool:
+    """4 upper-case letters or digits."""
+    return len(venue) == 4 and all(ch in string.ascii_uppercase + string.digits for ch in venue)
+
+
+def notional_bound(currency: str) -> Decimal:
+    """The default bound of a trade's notional in ``currency``."""
+    return LOW_UNIT_CURRENCIES.get(currency, Decimal("1E+13"))
+
+
+@in_rules_context
 def is_multiple(value: Decimal, step: Decimal) -> bool:
     """``value % step == 0``; a remainder Decimal cannot compute (step 0, huge quotient) is not."""
     try:
@@ -214,6 +365,10 @@ def check_refdata_and_values(
         return RejectReason.CURRENCY_MISMATCH
     if event.trade_time > now + FUTURE_TOLERANCE:
         return RejectReason.FUTURE_TRADE_TIME
+    if event.trade_time < now - MAX_TRADE_AGE:
+        return RejectReason.OUT_OF_BOUNDS
+    if abs(event.quantity * event.price * instrument.multiplier) > notional_bound(event.currency):
+        return RejectReason.OUT_OF_BOUNDS
     return None
 
 
@@ -273,6 +428,7 @@ def as_cancel(trade: EnrichedTrade, event: TradeEvent, now: dt.datetime) -> Enri
     )
 
 
+@in_rules_context
 def validate(
     records: Iterable[RawRecord],
     instruments: Sequence[Instrument],
@@ -295,6 +451,11 @@ def validate(
         event = decode(value)
         if event is None:
             rejected.append((key, RejectReason.SCHEMA_INVALID))
+            continue
+
+        # 1b. bounds of the fields
+        if not in_bounds(event, now):
+            rejected.append((key, RejectReason.OUT_OF_BOUNDS))
             continue
 
         # 2. versions
@@ -369,6 +530,7 @@ def sign(x: Decimal) -> int:
     return (x > 0) - (x < 0)
 
 
+@in_rules_context
 def fold_position(
     account: str,
     instrument: str,
@@ -415,6 +577,7 @@ def fold_position(
     )
 
 
+@in_rules_context
 def positions_from(enriched: Iterable[EnrichedTrade]) -> dict[str, Position]:
     """The final position of every account|instrument that any enriched event touched.
 
@@ -446,6 +609,7 @@ def positions_from(enriched: Iterable[EnrichedTrade]) -> dict[str, Position]:
 # ---------------------------------------------------------------------------------------
 
 
+@in_rules_context
 def direct_or_inverse(from_ccy: str, to_ccy: str, rates: dict[str, Decimal]) -> Decimal | None:
     """1, the rate of ``from+to``, or 1 / the rate of ``to+from``; None if neither exists."""
     if from_ccy == to_ccy:
@@ -457,6 +621,7 @@ def direct_or_inverse(from_ccy: str, to_ccy: str, rates: dict[str, Decimal]) -> 
     return None
 
 
+@in_rules_context
 def conversion(from_ccy: str, to_ccy: str, rates: dict[str, Decimal]) -> Decimal | None:
     """The factor converting amounts in ``from_ccy`` to ``to_ccy`` (via USD if need be)."""
     direct = direct_or_inverse(from_ccy, to_ccy, rates)
@@ -469,6 +634,7 @@ def conversion(from_ccy: str, to_ccy: str, rates: dict[str, Decimal]) -> Decimal
     return to_usd * from_usd
 
 
+@in_rules_context
 def pnl_from(
     positions: dict[str, Position],
     accounts: Sequence[Account],
@@ -517,6 +683,7 @@ def pnl_from(
 # ---------------------------------------------------------------------------------------
 
 
+@in_rules_context
 def run_reference(
     records: Iterable[RawRecord],
     instruments: Sequence[Instrument],

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from tests.support.reference import conversion
+from tests.support.reference import conversion, in_rules_context
 from tradeflux.domain.schemas import EnrichedTrade, FxRate, Limits, RiskAlert
 
 CENT = Decimal("0.01")
@@ -54,16 +54,19 @@ class AccountBook:
     over: set[tuple[str, str]] = field(default_factory=set)  # (limit, instrument or "")
 
 
+@in_rules_context
 def signed_quantity(trade: EnrichedTrade) -> Decimal:
     """+ quantity for a BUY, - quantity for a SELL."""
     return trade.quantity if trade.side == "BUY" else -trade.quantity
 
 
+@in_rules_context
 def cents(amount: Decimal) -> Decimal:
     """Quantize to 0.01, half-even."""
     return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
+@in_rules_context
 def figures(
     book: AccountBook, base: str, rates: dict[str, Decimal]
 ) -> tuple[Decimal, Decimal, dict[str, Decimal], tuple[str, ...]]:
@@ -117,6 +120,7 @@ def alert(
     )
 
 
+@in_rules_context
 def expected_alerts(
     events: Iterable[EnrichedTrade],
     limits: Iterable[Limits],
@@ -169,7 +173,8 @@ def expected_alerts(
         checks += [("position_qty", i, position[i], lim.position_qty, ()) for i in sorted(position)]
         for limit, instrument, value, threshold, missing_fx in checks:
             was_over = (limit, instrument) in book.over
-            is_over = value > threshold
+            # over: above the threshold; once over, until at or below the hysteresis band
+            is_over = value > threshold * (1 - lim.hysteresis) if was_over else value > threshold
             if is_over and not was_over:
                 book.over.add((limit, instrument))
                 alerts.append(

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from tests.support.kafka_tools import create_topics as create_changelogs
 from tests.support.kafka_tools import read_all, wait_for
 from tests.support.pipeline import reference, simulated_session
+from tests.support.reference import in_rules_context
 from tradeflux.broker.topics import TopicSet, create_topics
 from tradeflux.config import Settings
 from tradeflux.domain.schemas import EnrichedTrade, SecuritiesObligation, SettlementObligation
@@ -92,6 +93,7 @@ def replace_struct(event: EnrichedTrade, **changes: Any) -> EnrichedTrade:
     return msgspec.structs.replace(event, **changes)
 
 
+@in_rules_context
 def expected_obligations(events: list[EnrichedTrade]) -> dict[str, SettlementObligation]:
     """Net the effective trades of ``events`` (in validator order) plainly.
 

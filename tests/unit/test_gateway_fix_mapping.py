@@ -122,7 +122,7 @@ def test_trade_capture_report_new_replace_cancel():
         32: "7",
         54: "1",
         55: "AAPL",
-        60: "20261124-15:30:00",
+        60: "20261124-09:30:00",
     }
     new = to_trade_event(FixFields("AE", 3, SENT, report, CONTRA), RECEIVED)
     replace = to_trade_event(
@@ -176,3 +176,21 @@ def test_versions_grow_with_sending_time_then_sequence_number(sent, later_ms, se
     next_seq = min(seq + more, (1 << SEQ_BITS) - 1)
     assert change_version(later, next_seq) > change_version(sent, seq)
     assert change_version(sent, seq) < 1 << 63
+
+
+@pytest.mark.parametrize(
+    ("change", "tag", "reason"),
+    [
+        ({32: "1E+27"}, 32, "quantity 1E+27 is not below 1E+12 in magnitude"),
+        ({31: "101.123456789"}, 31, "price 101.123456789 has 9 decimal places; at most 8"),
+        ({1: "ACC|1"}, 1, "account holds the character '|'"),
+        ({15: "EURO"}, 15, "currency 'EURO' is no ISO 4217 code"),
+        ({60: "20240101-10:00:00"}, 60, "trade_time 2024-01-01T10:00:00+00:00 is more than 400"),
+        ({32: "999999999999", 31: "100000"}, 32, "notional 99999999999900000 EUR is over"),
+    ],
+)
+def test_a_field_beyond_its_bound_is_rejected_naming_its_tag(change, tag, reason):
+    with pytest.raises(FixMappingError) as rejected:
+        to_trade_event(er({**FILL, **change}), RECEIVED)
+    assert rejected.value.tag == tag
+    assert rejected.value.reason.startswith(reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 
 import msgspec
 import pytest
@@ -62,12 +63,20 @@ def test_realized_pnl_scales_with_the_multiplier() -> None:
     assert figures(s) == (D(0), D(0), D("150.00"))
 
 
-def test_an_average_that_does_not_terminate_rounds_in_the_default_context() -> None:
+def test_an_average_that_does_not_terminate_rounds_to_64_digits_half_even() -> None:
     s = apply_fill(FLAT, "BUY", D(1), D(10), D(1))
     s = apply_fill(s, "BUY", D(2), D("10.01"), D(1))
-    assert s.avg_cost == D("10.00666666666666666666666667")
+    assert s.avg_cost == D("10.00" + "6" * 59 + "7")
     s = apply_fill(s, "SELL", D(3), D(11), D(1))
-    assert figures(s) == (D(0), D(0), D("2.97999999999999999999999999"))
+    assert figures(s) == (D(0), D(0), D("2.97" + "9" * 60))
+
+
+def test_the_fill_arithmetic_does_not_depend_on_the_threads_decimal_context() -> None:
+    with decimal.localcontext(prec=5, traps=[decimal.Inexact]):
+        s = apply_fill(FLAT, "BUY", D("123456789012.12345678"), D("999999999.99999999"), D(1))
+        s = apply_fill(s, "SELL", D("0.00000001"), D("0.00000001"), D("99999999"))
+    assert s.quantity == D("123456789012.12345677")
+    assert s.realized_pnl == D("-999999989.9999999800000002")  # (p - A) * c * m, exact
 
 
 # ---- folding ------------------------------------------------------------------------

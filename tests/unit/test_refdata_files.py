@@ -290,3 +290,25 @@ def test_refdata_views_the_mappings_it_is_given_without_copying() -> None:
     accounts["A"] = Account(account_id="A", book="B", legal_entity="L", base_currency="USD")
     assert view.accounts["A"].book == "B"
     assert dict(RefData().instruments) == {}
+
+
+def test_rows_beyond_their_bounds_are_left_out_with_the_bound_they_broke() -> None:
+    text = (
+        "instrument_id,isin,symbol,currency,mic,lot_size,tick_size,multiplier\n"
+        "GOOD.XNYS,US0378331005,GOOD,USD,XNYS,1,0.01,1\n"
+        "BIG LOT.XNYS,US0378331005,BIGL,USD,XNYS,1E+20,0.01,1\n"
+        "FINE.XNYS,US0378331005,FINE,USD,XNYS,1,0.000000001,1\n"
+        "MULT.XNYS,US0378331005,MULT,USD,XNYS,1,0.01,12345678.901\n"
+    )
+    parsed = parse_refdata_text(text, "csv", "instruments")
+    assert [r.instrument_id for r in parsed.rows] == ["GOOD.XNYS"]  # type: ignore[union-attr]
+    assert [(e.line, e.message) for e in parsed.errors] == [
+        (3, "instrument_id holds the character ' '; only letters, digits and . _ : / # @ + = -; "
+            "lot_size 1E+20 is not below 1E+12 in magnitude"),
+        (4, "tick_size 1E-9 has 9 decimal places; at most 8"),
+        (5, "multiplier 12345678.901 has 11 significant digits; at most 10"),
+    ]  # fmt: skip
+    rates = parse_refdata_text(
+        "pair,base,quote,rate,time\nEURUSD,EUR,USD,1E-9,2026-01-02T16:00:00Z\n", "csv", "fx"
+    )
+    assert [e.message for e in rates.errors] == ["rate 1E-9 is below 1E-8"]

@@ -211,11 +211,15 @@ def test_trade_and_settlement_dates_follow_the_venue_calendar(
         ({"instrument": "VOD.XLON", "currency": "GBP", "price": "2.52"}, RejectReason.OFF_TICK),
         # a remainder Decimal cannot compute fails its check
         ({"instrument": "ZERO.XNYS", "quantity": "1", "price": "1.00"}, RejectReason.ODD_LOT),
-        ({"quantity": "1E+40"}, RejectReason.ODD_LOT),
-        ({"price": "1E+40"}, RejectReason.OFF_TICK),
+        # beyond a bound
+        ({"quantity": "1E+40"}, RejectReason.OUT_OF_BOUNDS),
+        ({"price": "1E+40"}, RejectReason.OUT_OF_BOUNDS),
+        ({"version": 2**63}, RejectReason.OUT_OF_BOUNDS),
+        ({"account": "ACC\u00e9"}, RejectReason.OUT_OF_BOUNDS),
+        ({"venue": "X"}, RejectReason.OUT_OF_BOUNDS),
+        ({"trade_time": "1999-12-31T15:00:00Z"}, RejectReason.OUT_OF_BOUNDS),
         # a trade that cannot be dated
         ({"instrument": "NOCAL.XFOO"}, RejectReason.SCHEMA_INVALID),
-        ({"trade_time": "1999-12-31T15:00:00Z"}, RejectReason.SCHEMA_INVALID),
         ({"trade_time": "0001-01-01T00:00:00+05:00"}, RejectReason.SCHEMA_INVALID),
     ],
 )  # fmt: skip

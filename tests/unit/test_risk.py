@@ -15,6 +15,7 @@ from tradeflux.domain.pnl import conversion_factor
 from tradeflux.domain.risk import (
     AccountRisk,
     TradeExposure,
+    apply_limits,
     apply_trade,
     fold_alerts,
     notional_figures,
@@ -533,3 +534,73 @@ def test_the_risk_service_emits_alerts_keyed_by_account_and_dead_letters_bad_rec
         ("CLEARED", "gross_notional", D("6000.00"), T0 + dt.timedelta(seconds=9)),
     ]
     assert msgspec.json.decode(msgspec.json.encode(out[0].value), type=RiskAlert) == out[0].value
+
+
+# -- hysteresis and limit changes (issue 14) ----------------------------------------------
+
+
+def test_hysteresis_gives_one_breached_on_crossing_and_one_cleared_below_the_band() -> None:
+    lim = msgspec.structs.replace(limits(gross=10_000, net=10**9), hysteresis=D("0.1"))
+    events = [
+        trade("T1", "BUY", 105, "100.00"),  # 10,500: over
+        trade("T1", "BUY", 95, "100.00", version=2, event_type="AMEND", seconds=1),  # 9,500
+        trade("T1", "BUY", 101, "100.00", version=3, event_type="AMEND", seconds=2),  # 10,100
+        trade("T1", "BUY", 91, "100.00", version=4, event_type="AMEND", seconds=3),  # 9,100
+        trade("T1", "BUY", 90, "100.00", version=5, event_type="AMEND", seconds=4),  # 9,000
+        trade("T1", "BUY", 99, "100.00", version=6, event_type="AMEND", seconds=5),  # 9,900
+    ]
+    _, alerts = run(events, lim)
+    assert summary(alerts) == [
+        ("BREACHED", "gross_notional", "", D("10500.00"), "T1"),
+        ("CLEARED", "gross_notional", "", D("9000.00"), "T1"),  # at 10,000 * (1 - 0.1)
+    ]
+
+
+def test_without_hysteresis_a_figure_back_at_its_limit_clears() -> None:
+    events = [
+        trade("T1", "BUY", 101, "100.00"),
+        trade("T1", "BUY", 100, "100.00", version=2, event_type="AMEND", seconds=1),
+    ]
+    _, alerts = run(events, limits(gross=10_000, net=10**9))
+    assert [a.status for a in alerts] == ["BREACHED", "CLEARED"]
+
+
+ACCOUNTS_TABLE = {
+    "ACC-1": Account(account_id="ACC-1", book="EQ-US", legal_entity="TFX LLC", base_currency="USD")
+}
+
+
+def test_a_limit_lowered_below_the_exposure_breaches_at_once_then_once_only() -> None:
+    table = {"ACC-1": limits(gross=100_000, net=100_000)}
+    driver = TestDriver(
+        risk.SERVICE, tables={"limits": table, "accounts": ACCOUNTS_TABLE, "fx": FX}
+    )
+    assert driver.send([("ACC-1", trade("T1", "BUY", 60, "100.00"))]) == []  # 6,000: within
+    driver.advance(1_000)  # arms the timer
+    assert driver.advance(1_000 + risk.LIMITS_CHECK_MS) == []  # nothing changed
+
+    table["ACC-1"] = limits(gross=5_000, net=100_000)  # refdata.limits changed
+    out = driver.advance(1_000 + 2 * risk.LIMITS_CHECK_MS)
+    assert [(o.key, o.value.status, o.value.limit, o.value.value, o.value.threshold,
+             o.value.trade_id) for o in out] == [
+        ("ACC-1", "BREACHED", "gross_notional", D("6000.00"), D(5_000), ""),
+    ]  # fmt: skip
+    assert out[0].value.message == (
+        "ACC-1: gross notional 6,000.00 USD is over the limit 5,000 USD (limits changed)"
+    )
+    assert out[0].value.time == dt.datetime.fromtimestamp(
+        (1_000 + 2 * risk.LIMITS_CHECK_MS) / 1000, dt.UTC
+    )
+    assert driver.advance(1_000 + 3 * risk.LIMITS_CHECK_MS) == []  # evaluated once
+
+    table["ACC-1"] = limits(gross=7_000, net=100_000)  # raised above it again
+    out = driver.advance(1_000 + 4 * risk.LIMITS_CHECK_MS)
+    assert [(o.value.status, o.value.limit) for o in out] == [("CLEARED", "gross_notional")]
+
+
+def test_apply_limits_with_the_limits_of_the_last_check_changes_nothing() -> None:
+    lim = limits(gross=10_000)
+    accounts, _ = run([trade("T1", "BUY", 60, "100.00")], lim)
+    account = accounts["ACC-1"]
+    assert apply_limits(account, lim, "USD", FX, T0) == (account, [])
+    assert apply_limits(account, None, "USD", FX, T0) == (account, [])

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from tradeflux.domain.bounds import parse_notional_bounds
 from tradeflux.domain.codes import RejectReason
 from tradeflux.domain.refdata import RefData
 from tradeflux.domain.schemas import Account, Counterparty, EnrichedTrade, Instrument
@@ -170,6 +171,8 @@ CANCELLED_V2 = TradeState(version=2, cancelled=True, effective=booked().effectiv
 
 REJECTS: list[tuple[RejectReason, bytes, TradeState | None]] = [
     (RejectReason.SCHEMA_INVALID, b"{not json", None),
+    (RejectReason.SCHEMA_INVALID, b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),
+    (RejectReason.SCHEMA_INVALID, b"[" * 100_000 + b"]" * 100_000, None),
     (RejectReason.SCHEMA_INVALID, raw(quantity=None), None),
     (RejectReason.SCHEMA_INVALID, raw(version="1"), None),
     (RejectReason.SCHEMA_INVALID, raw(event_type="FILL"), None),
@@ -179,7 +182,18 @@ REJECTS: list[tuple[RejectReason, bytes, TradeState | None]] = [
     (RejectReason.SCHEMA_INVALID, raw(version=0), None),
     (RejectReason.SCHEMA_INVALID, raw(quantity="NaN"), None),
     (RejectReason.SCHEMA_INVALID, raw(price="Infinity"), None),
-    (RejectReason.SCHEMA_INVALID, raw(trade_time="1999-12-31T12:00:00Z"), None),  # no calendar
+    (RejectReason.OUT_OF_BOUNDS, raw(version=2**70), STATE_V2),
+    (RejectReason.OUT_OF_BOUNDS, raw(event_type="CANCEL", version=2**63), STATE_V2),
+    (RejectReason.OUT_OF_BOUNDS, raw(quantity="1E+27"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(quantity="1000000000000"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(price="10.123456789"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(price="1234567890.12345678901"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(trade_id="T\x00-1"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(trade_id="T" * 65), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(account="ACC|1", instrument="NOPE"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(currency="XYZ"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(venue="xnys"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(ingest_time="2020-01-01T00:00:00Z"), None),
     (RejectReason.STALE_VERSION, raw(event_type="AMEND", version=1), STATE_V2),
     (RejectReason.TRADE_EXISTS, raw(version=3), STATE_V2),
     (RejectReason.TRADE_EXISTS, raw(version=3), CANCELLED_V2),
@@ -202,6 +216,9 @@ REJECTS: list[tuple[RejectReason, bytes, TradeState | None]] = [
     (RejectReason.OFF_TICK, raw(instrument="FUT.XNYS", price="4500.10"), None),
     (RejectReason.CURRENCY_MISMATCH, raw(currency="EUR", trade_time="2030-01-01T00:00:00Z"), None),
     (RejectReason.FUTURE_TRADE_TIME, raw(trade_time="2025-11-26T15:00:05.001Z"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(trade_time="1999-12-31T12:00:00Z"), None),  # 400 days
+    (RejectReason.OUT_OF_BOUNDS, raw(trade_time="2024-10-22T14:59:59Z"), None),
+    (RejectReason.OUT_OF_BOUNDS, raw(quantity="999999999999", price="10000.00"), None),
 ]  # fmt: skip
 
 
@@ -232,10 +249,14 @@ def test_a_trade_time_within_the_tolerance_is_accepted() -> None:
     accepted(validate(raw(trade_time="2025-11-26T15:00:05Z"), NOW, None, REFDATA))
 
 
-def test_the_future_tolerance_is_a_parameter() -> None:
-    record = raw(trade_time="2025-11-26T15:00:30Z")
-    assert isinstance(validate(record, NOW, None, REFDATA), Rejected)
-    accepted(validate(record, NOW, None, REFDATA, future_tolerance=dt.timedelta(minutes=1)))
+def test_the_notional_bounds_are_a_parameter() -> None:
+    record = raw(quantity="100000", price="10.25")  # 1,025,000 USD
+    accepted(validate(record, NOW, None, REFDATA))
+    outcome = validate(record, NOW, None, REFDATA, parse_notional_bounds("USD=1E+6"))
+    assert isinstance(outcome, Rejected) and outcome.reason == RejectReason.OUT_OF_BOUNDS
+    assert outcome.detail == (
+        "notional 1025000.00 USD is over the bound 1E+6 USD (bound: |notional| <= 1E+6 USD)"
+    )
 
 
 def test_quantity_and_price_may_come_as_json_numbers() -> None:
@@ -363,3 +384,15 @@ def test_trade_state_round_trips_through_messagepack() -> None:
     state = booked(trade_time="2025-11-26T09:30:00-05:00")
     data = msgspec.msgpack.encode(state)
     assert msgspec.msgpack.decode(data, type=TradeState) == state
+
+
+def test_the_validator_service_rejects_deep_nesting_and_a_huge_version_with_a_reason() -> None:
+    from tradeflux.services import validator
+    from tradeflux.stream.harness import TestDriver
+
+    driver = TestDriver(validator.SERVICE, tables={"instruments": {}, "accounts": {},
+                                                   "counterparties": {}})  # fmt: skip
+    deep = b'{"trade_id":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    out = driver.send([("T-1", deep), ("T-2", raw(trade_id="T-2", version=2**70))])
+    assert [o.headers["tf.reason"] for o in out] == ["SCHEMA_INVALID", "OUT_OF_BOUNDS"]
+    assert driver.store("trades") == {}

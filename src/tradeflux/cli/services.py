@@ -367,6 +367,8 @@ def gateway(
             target_comp_ids=tuple(fix_target_comp_id or ("DROPCOPY",)),
             settings_file=fix_settings,
         )
+    from tradeflux.services.validator import notional_bounds
+
     config = GatewayConfig(
         client=settings.client_config(),
         topic_prefix=settings.topic_prefix,
@@ -374,6 +376,7 @@ def gateway(
         http_port=http_port,
         max_body_bytes=max_body_bytes,
         fix=fix,
+        notional_bounds=notional_bounds(settings),  # the validator's, from the same setting
     )
     code = run_gateway(config)
     if code:

@@ -13,6 +13,7 @@ class RejectReason(enum.StrEnum):
     """Why the validator rejected a trade event."""
 
     SCHEMA_INVALID = "SCHEMA_INVALID"  # not a TradeEvent: bad JSON, wrong types, naive time
+    OUT_OF_BOUNDS = "OUT_OF_BOUNDS"  # a field beyond its bound (domain/bounds.py); detail says
     TRADE_EXISTS = "TRADE_EXISTS"  # NEW for a trade id already booked
     UNKNOWN_TRADE = "UNKNOWN_TRADE"  # AMEND/CANCEL of a trade id never booked
     TRADE_CANCELLED = "TRADE_CANCELLED"  # AMEND/CANCEL of a cancelled trade

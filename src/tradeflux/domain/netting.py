@@ -16,27 +16,26 @@ as a tombstone holding its version) and one per obligation (:class:`ObligationSt
 the running sums). An AMEND takes out exactly what the previous version put in (from
 its obligation, which may be another settlement date) and puts in the new contribution;
 an event whose version is not above the held one changes nothing. Sums are exact: they
-are computed in a Decimal context wide enough that no addition ever rounds, so any
-order of the same effective trades gives the same figures, equal to netting them afresh.
+are computed in the one context of domain/arithmetic.py, whose 64 digits hold any sum
+of notionals inside the bounds without rounding, so any order of the same effective
+trades gives the same figures, equal to netting them afresh.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
+from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
 
+from tradeflux.domain.arithmetic import add as _add
+from tradeflux.domain.arithmetic import negate
+from tradeflux.domain.arithmetic import subtract as _subtract
 from tradeflux.domain.schemas import EnrichedTrade, SecuritiesObligation, SettlementObligation
 
 _ZERO = Decimal(0)
-# Additions in this context never round (and would raise if they had to), so running
-# sums stay exact whatever their size.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
-_add = _EXACT.add
-_subtract = _EXACT.subtract
 
 
 def obligation_key(counterparty: str, currency: str, settlement_date: dt.date) -> str:
@@ -87,8 +86,8 @@ class SettlementLeg(msgspec.Struct, frozen=True, array_like=True):
             trade.settlement_date,
             trade.instrument,
             trade.isin,
-            trade.quantity if buy else -trade.quantity,
-            -trade.notional if buy else trade.notional,
+            trade.quantity if buy else negate(trade.quantity),
+            negate(trade.notional) if buy else trade.notional,
         )
 
     @property

@@ -1,19 +1,20 @@
 """Profit and loss of an account in its base currency (docs/domain-rules.md, P&L).
 
-Conversion and sums are Decimal in Python's default context; amounts are quantized to
-0.01 (half-even) once, at the end, per account.
+Conversion and sums are Decimal in the one context of domain/arithmetic.py (64 digits,
+enough that nothing inside the bounds rounds a sum or makes the quantize raise); amounts
+are quantized to 0.01 (half-even) once, at the end, per account.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
+from tradeflux.domain.arithmetic import add, divide, multiply, subtract, to_cents
 from tradeflux.domain.schemas import AccountPnL, FxRate, Position, Price
 
 _ONE = Decimal(1)
 _ZERO = Decimal(0)
-_CENT = Decimal("0.01")
 _USD = "USD"
 
 
@@ -26,7 +27,7 @@ def _direct_factor(ccy: str, base: str, fx: Mapping[str, FxRate]) -> Decimal | N
         return rate.rate
     rate = fx.get(base + ccy)
     if rate is not None:
-        return _ONE / rate.rate
+        return divide(_ONE, rate.rate)
     return None
 
 
@@ -45,13 +46,13 @@ def conversion_factor(ccy: str, base: str, fx: Mapping[str, FxRate]) -> Decimal 
     from_usd = _direct_factor(_USD, base, fx)
     if to_usd is None or from_usd is None:
         return None
-    return to_usd * from_usd
+    return multiply(to_usd, from_usd)
 
 
 def convert(amount: Decimal, ccy: str, base: str, fx: Mapping[str, FxRate]) -> Decimal | None:
     """Return ``amount`` of ``ccy`` in ``base``: ``amount * conversion_factor``, or None."""
     factor = conversion_factor(ccy, base, fx)
-    return None if factor is None else amount * factor
+    return None if factor is None else multiply(amount, factor)
 
 
 def account_pnl(
@@ -81,18 +82,17 @@ def account_pnl(
         if price is None or factor is None:
             missing.append(position.instrument)
             continue
-        realized += position.realized_pnl * factor
-        unrealized += (
-            (price.last - position.avg_cost) * position.quantity * position.multiplier * factor
-        )
-    realized_q = realized.quantize(_CENT, rounding=ROUND_HALF_EVEN)
-    unrealized_q = unrealized.quantize(_CENT, rounding=ROUND_HALF_EVEN)
+        realized = add(realized, multiply(position.realized_pnl, factor))
+        mark_gain = multiply(subtract(price.last, position.avg_cost), position.quantity)
+        unrealized = add(unrealized, multiply(multiply(mark_gain, position.multiplier), factor))
+    realized_q = to_cents(realized)
+    unrealized_q = to_cents(unrealized)
     return AccountPnL(
         account=account,
         base_currency=base_currency,
         realized=realized_q,
         unrealized=unrealized_q,
-        total=realized_q + unrealized_q,
+        total=add(realized_q, unrealized_q),
         positions=counted,
         missing_marks=tuple(missing),
     )

@@ -2,8 +2,9 @@
 
 A position is the fold of its effective trades (the latest version of each trade id;
 a CANCEL removes it) ordered by ``(trade_time, trade_id)``, starting flat. Arithmetic is
-Decimal in Python's default context, in exactly the operations the rules list, so that
-the reference model and this code agree to the last digit.
+Decimal in the one context of domain/arithmetic.py (64 digits, half-even), in exactly the
+operations the rules list, so that the reference model and this code agree to the last
+digit.
 
 Here: the fold's arithmetic (:func:`apply_fill`), a trade as the fold reads it
 (:class:`PositionEvent`, :class:`Fill`) and the whole fold (:func:`fold_position`).
@@ -19,6 +20,7 @@ from decimal import Decimal
 
 import msgspec
 
+from tradeflux.domain.arithmetic import absolute, add, divide, multiply, negate, subtract
 from tradeflux.domain.schemas import EnrichedTrade, EventType, Position, Side
 
 _ZERO = Decimal(0)
@@ -76,22 +78,27 @@ def apply_fill(
 
     A fill on the side of the position (or from flat) averages into the cost; one against
     it realizes ``(price - avg_cost) * closed qty * multiplier`` (sign-adjusted for a
-    short); a fill that crosses zero opens the remainder at ``price``.
+    short); a fill that crosses zero opens the remainder at ``price``. Every operation is
+    in the :data:`~tradeflux.domain.arithmetic.ARITHMETIC` context.
     """
-    q = qty if side == "BUY" else -qty
-    p, m = price, multiplier
-    big_q, a, r = position_state.quantity, position_state.avg_cost, position_state.realized_pnl
-    if big_q == 0 or (q > 0) == (big_q > 0):
-        a = (abs(big_q) * a + abs(q) * p) / (abs(big_q) + abs(q))
-        return PositionState(big_q + q, a, r)
-    c = min(abs(q), abs(big_q))
-    r = r + (p - a) * c * m if big_q > 0 else r + (a - p) * c * m
-    new_q = big_q + q
-    if new_q == 0:
-        a = _ZERO
-    elif (new_q > 0) != (big_q > 0):
-        a = p
-    return PositionState(new_q, a, r)
+    fill_qty = qty if side == "BUY" else negate(qty)
+    held_qty = position_state.quantity
+    avg_cost = position_state.avg_cost
+    realized = position_state.realized_pnl
+    if held_qty == 0 or (fill_qty > 0) == (held_qty > 0):
+        held, filled = absolute(held_qty), absolute(fill_qty)
+        cost = add(multiply(held, avg_cost), multiply(filled, price))
+        avg_cost = divide(cost, add(held, filled))
+        return PositionState(add(held_qty, fill_qty), avg_cost, realized)
+    closed_qty = min(absolute(fill_qty), absolute(held_qty))
+    gain_per_unit = subtract(price, avg_cost) if held_qty > 0 else subtract(avg_cost, price)
+    realized = add(realized, multiply(multiply(gain_per_unit, closed_qty), multiplier))
+    new_qty = add(held_qty, fill_qty)
+    if new_qty == 0:
+        avg_cost = _ZERO
+    elif (new_qty > 0) != (held_qty > 0):
+        avg_cost = price
+    return PositionState(new_qty, avg_cost, realized)
 
 
 class Fill(msgspec.Struct, frozen=True, array_like=True, gc=False):

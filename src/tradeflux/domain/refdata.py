@@ -4,8 +4,9 @@ Files are CSV (a header row, then one row per record) or JSON (a list of objects
 one object per line). Their kind (instruments, accounts, counterparties, limits, fx,
 prices) comes from the file name (``instruments.csv``, ``bad-instruments.csv``) or,
 failing that, from the columns of its header. Each row is decoded into its schema
-struct and checked (ISIN and LEI check digits, ISO 4217 codes, known MICs, positive
-sizes, ...); a bad row is reported by line number and left out, never kept.
+struct and checked against its bounds (domain/bounds.py: ISIN and LEI check digits, ISO
+4217 codes, known MICs, positive sizes within their magnitude and digits, identifier
+forms, ...); a bad row is reported by line number and left out, never kept.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from typing import Any, Literal, TypeAlias
 
 import msgspec
 
-from tradeflux.domain.identifiers import (
-    is_valid_currency,
-    is_valid_isin,
-    is_valid_lei,
-    is_valid_mic,
+from tradeflux.domain.bounds import (
+    account_problems,
+    counterparty_problems,
+    fx_problems,
+    instrument_problems,
+    limits_problems,
+    price_problems,
 )
 from tradeflux.domain.schemas import Account, Counterparty, FxRate, Instrument, Limits, Price
 from tradeflux.errors import TradefluxError
@@ -47,7 +50,6 @@ KIND_TYPES: Mapping[RefDataKind, type[RefDataRecord]] = MappingProxyType(
 )
 """The schema struct of each kind of reference data file."""
 
-MAX_SETTLEMENT_DAYS = 10
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -245,88 +247,14 @@ def _skip_space(text: str, index: int) -> int:
     return index
 
 
-def _positive(name: str, value: Decimal) -> list[str]:
-    return [] if value.is_finite() and value > 0 else [f"{name} must be positive, got {value}"]
-
-
-def _non_negative(name: str, value: Decimal) -> list[str]:
-    if value.is_finite() and value >= 0:
-        return []
-    return [f"{name} must be 0 or more, got {value}"]
-
-
-def _present(**fields: str) -> list[str]:
-    return [f"{name} is empty" for name, value in fields.items() if not value.strip()]
-
-
-def _currency(name: str, code: str) -> list[str]:
-    return [] if is_valid_currency(code) else [f"{name} {code!r} is not an ISO 4217 currency"]
-
-
-def _check_instrument(r: Instrument) -> list[str]:
-    problems = _present(instrument_id=r.instrument_id, symbol=r.symbol)
-    if not is_valid_isin(r.isin):
-        problems.append(f"isin {r.isin!r} is not a valid ISIN (format or check digit)")
-    problems += _currency("currency", r.currency)
-    if not is_valid_mic(r.mic):
-        problems.append(f"mic {r.mic!r} is not a MIC with a known exchange calendar")
-    problems += _positive("lot_size", r.lot_size)
-    problems += _positive("tick_size", r.tick_size)
-    problems += _positive("multiplier", r.multiplier)
-    if not 0 <= r.settlement_days <= MAX_SETTLEMENT_DAYS:
-        days = r.settlement_days
-        problems.append(f"settlement_days must be 0..{MAX_SETTLEMENT_DAYS}, got {days}")
-    return problems
-
-
-def _check_account(r: Account) -> list[str]:
-    problems = _present(account_id=r.account_id, book=r.book, legal_entity=r.legal_entity)
-    return problems + _currency("base_currency", r.base_currency)
-
-
-def _check_counterparty(r: Counterparty) -> list[str]:
-    problems = _present(counterparty_id=r.counterparty_id, name=r.name)
-    if not is_valid_lei(r.lei):
-        problems.append(f"lei {r.lei!r} is not a valid LEI (format or check digits)")
-    return problems
-
-
-def _check_limits(r: Limits) -> list[str]:
-    problems = _present(account_id=r.account_id)
-    problems += _non_negative("gross_notional", r.gross_notional)
-    problems += _non_negative("net_notional", r.net_notional)
-    problems += _non_negative("position_qty", r.position_qty)
-    return problems + _non_negative("single_trade_notional", r.single_trade_notional)
-
-
-def _aware(name: str, value: Any) -> list[str]:
-    if value.tzinfo is None:
-        return [f"{name} {value.isoformat()} has no time zone; add Z or an offset"]
-    return []
-
-
-def _check_fx(r: FxRate) -> list[str]:
-    problems = _currency("base", r.base) + _currency("quote", r.quote)
-    if r.base == r.quote:
-        problems.append(f"base and quote are both {r.base}")
-    if r.pair != r.base + r.quote:
-        problems.append(f"pair {r.pair!r} is not base+quote {r.base + r.quote!r}")
-    return problems + _positive("rate", r.rate) + _aware("time", r.time)
-
-
-def _check_price(r: Price) -> list[str]:
-    problems = _present(instrument_id=r.instrument_id)
-    problems += _positive("bid", r.bid) + _positive("ask", r.ask) + _positive("last", r.last)
-    return problems + _aware("time", r.time)
-
-
 _CHECKS: Mapping[RefDataKind, Callable[[Any], list[str]]] = MappingProxyType(
     {
-        "instruments": _check_instrument,
-        "accounts": _check_account,
-        "counterparties": _check_counterparty,
-        "limits": _check_limits,
-        "fx": _check_fx,
-        "prices": _check_price,
+        "instruments": instrument_problems,
+        "accounts": account_problems,
+        "counterparties": counterparty_problems,
+        "limits": limits_problems,
+        "fx": fx_problems,
+        "prices": price_problems,
     }
 )
+"""The bounds of each kind (domain/bounds.py, the same a service applies to its tables)."""

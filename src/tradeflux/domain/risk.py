@@ -5,27 +5,31 @@ trade id; a CANCEL removes it): per instrument the sum of signed quantities and,
 currency, the sum of signed notionals ``quantity * price * multiplier``. After every
 event that changes it, the account's figures in its base currency are checked against
 its limits: an alert goes out when a limit goes from within to over (BREACHED) and back
-(CLEARED), once each; a NEW or AMEND whose own notional is over the single-trade limit
-gives a BREACHED alert of its own.
+below its hysteresis band (CLEARED), once each; a NEW or AMEND whose own notional is over
+the single-trade limit gives a BREACHED alert of its own. :func:`apply_limits` checks an
+account again, at once, when its limits changed.
 
 State is two kinds of immutable values, so that a service stores one small value per
 trade and one per account: :class:`TradeExposure` (per account, instrument and trade id;
 a cancel is kept as a tombstone holding its version) and :class:`AccountRisk` (the sums
 and the limits currently over). :func:`apply_trade` returns new values, never mutates.
 The sums are kept incrementally, so one event costs the same however many instruments
-the account holds; sums and differences of the products are exact in Python's default
-Decimal context (28 digits), so any order of the same effective trades gives the same
-sums, and the same figures as summing them afresh.
+the account holds; sums and differences of the products are exact in the one context of
+domain/arithmetic.py (64 digits: enough for any trade inside the bounds), so any order of
+the same effective trades gives the same sums, and the same figures as summing them
+afresh.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
 
+from tradeflux.domain.arithmetic import absolute, add, multiply, negate, subtract, to_cents
 from tradeflux.domain.pnl import conversion_factor
 from tradeflux.domain.schemas import (
     AlertStatus,
@@ -37,7 +41,6 @@ from tradeflux.domain.schemas import (
 )
 
 _ZERO = Decimal(0)
-_CENT = Decimal("0.01")
 _POSITION_PREFIX = "position_qty|"
 
 
@@ -58,7 +61,7 @@ class TradeExposure(msgspec.Struct, frozen=True, array_like=True):
     @classmethod
     def of(cls, trade: EnrichedTrade) -> TradeExposure:
         """Return the exposure of an enriched trade event; a CANCEL gives a tombstone."""
-        qty = trade.quantity if trade.side == "BUY" else -trade.quantity
+        qty = trade.quantity if trade.side == "BUY" else negate(trade.quantity)
         return cls(
             trade.version,
             trade.event_type != "CANCEL",
@@ -72,7 +75,7 @@ class TradeExposure(msgspec.Struct, frozen=True, array_like=True):
     @property
     def notional(self) -> Decimal:
         """Return the signed notional ``quantity * price * multiplier``, in ``currency``."""
-        return self.quantity * self.price * self.multiplier
+        return multiply(multiply(self.quantity, self.price), self.multiplier)
 
 
 class InstrumentExposure(msgspec.Struct, frozen=True, array_like=True):
@@ -103,9 +106,11 @@ class AccountRisk(msgspec.Struct, frozen=True, kw_only=True):
     """An account's exposure and the limits it is over; a value of the risk store.
 
     ``breached`` holds the keys (:func:`breach_key`) of the limits over at the last
-    check, sorted; ``position_limit`` is the position limit of that check (None: no
-    check yet, or the account had no limits), so a changed limit re-checks every
-    instrument. Immutable: :func:`apply_trade` returns a new value.
+    check, sorted; ``limits`` are the limits of that check (None: no check yet, or the
+    account had no limits), so a changed limit re-checks every instrument, and
+    :func:`apply_limits` can tell a limits change it has not evaluated yet.
+    ``position_limit`` is what older values held instead (the position limit alone).
+    Immutable: :func:`apply_trade` returns a new value.
     """
 
     account: str
@@ -113,6 +118,8 @@ class AccountRisk(msgspec.Struct, frozen=True, kw_only=True):
     currencies: dict[str, CurrencyExposure] = msgspec.field(default_factory=dict)
     breached: tuple[str, ...] = ()
     position_limit: Decimal | None = None
+    limits: Limits | None = None
+    base_currency: str = ""  # the one of the last event's check
 
 
 class NotionalFigures(NamedTuple):
@@ -159,20 +166,22 @@ def _add(
     held = instruments.get(trade.instrument)
     notionals = {} if held is None else dict(held.notionals)
     before = notionals.get(trade.currency, _ZERO)
-    after = before + sign * trade.notional
+    notional = trade.notional
+    after = add(before, notional) if sign > 0 else subtract(before, notional)
     if after:
         notionals[trade.currency] = after
     else:
         notionals.pop(trade.currency, None)
     trades = (0 if held is None else held.trades) + sign
     if trades:
-        quantity = (_ZERO if held is None else held.quantity) + sign * trade.quantity
+        held_qty = _ZERO if held is None else held.quantity
+        quantity = add(held_qty, trade.quantity) if sign > 0 else subtract(held_qty, trade.quantity)
         instruments[trade.instrument] = InstrumentExposure(quantity, notionals, trades)
     else:  # its last trade went: the sums are exactly zero
         del instruments[trade.instrument]
     total = currencies.get(trade.currency, CurrencyExposure(_ZERO, _ZERO))
-    net = total.net + after - before
-    gross = total.gross + abs(after) - abs(before)
+    net = subtract(add(total.net, after), before)
+    gross = subtract(add(total.gross, absolute(after)), absolute(before))
     if gross:
         currencies[trade.currency] = CurrencyExposure(net, gross)
     else:  # nothing left in this currency (gross 0 means every notional is 0)
@@ -198,19 +207,15 @@ def notional_figures(
             missing.append(currency)
             continue
         total = currencies[currency]
-        gross += total.gross * factor
-        net += total.net * factor
-    return NotionalFigures(
-        gross.quantize(_CENT, rounding=ROUND_HALF_EVEN),
-        abs(net).quantize(_CENT, rounding=ROUND_HALF_EVEN),
-        tuple(missing),
-    )
+        gross = add(gross, multiply(total.gross, factor))
+        net = add(net, multiply(total.net, factor))
+    return NotionalFigures(to_cents(gross), to_cents(absolute(net)), tuple(missing))
 
 
 def position(account: AccountRisk, instrument: str) -> Decimal:
     """Return the absolute net quantity of ``account`` in ``instrument`` (0 if none)."""
     held = account.instruments.get(instrument)
-    return _ZERO if held is None else abs(held.quantity)
+    return _ZERO if held is None else absolute(held.quantity)
 
 
 def single_trade_notional(
@@ -220,7 +225,7 @@ def single_trade_notional(
     factor = conversion_factor(trade.currency, base_currency, fx)
     if factor is None:
         return None
-    return (abs(trade.notional) * factor).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+    return to_cents(multiply(absolute(trade.notional), factor))
 
 
 def apply_trade(
@@ -254,7 +259,8 @@ def apply_trade(
         instruments=instruments,
         currencies=currencies,
         breached=account.breached,
-    )  # position_limit None: without limits, the next check with limits checks everything
+        base_currency=base_currency,
+    )  # limits None: without limits, the next check with limits checks everything
     if limits is None:
         return RiskStep(trade, new, [])
 
@@ -264,19 +270,71 @@ def apply_trade(
         change = LimitChange(
             "BREACHED", "single_trade_notional", "", single, limits.single_trade_notional
         )
-        alerts.append(_make_alert(account.account, base_currency, event, change))
-    if account.position_limit == limits.position_qty:  # only the event's positions moved
+        cause = Cause(event.trade_id, event.trade_time)
+        alerts.append(_make_alert(account.account, base_currency, cause, change))
+    if account.limits == limits:  # only the event's positions moved
         touched = {trade.instrument} | ({held.instrument} if held is not None else set())
-    else:  # a first check, or a changed limit: every instrument held or over before
-        over_before = (k for k in account.breached if k.startswith(_POSITION_PREFIX))
-        touched = set(instruments) | {k.removeprefix(_POSITION_PREFIX) for k in over_before}
-    figures = notional_figures(currencies, base_currency, fx)
-    breached, changes = check_limits(new, figures, limits, touched)
+    else:  # a first check, or changed limits: every instrument held or over before
+        touched = _every_instrument(new, account.breached)
+    cause = Cause(event.trade_id, event.trade_time)
+    new, limit_alerts = _check(new, limits, base_currency, fx, touched, cause)
+    return RiskStep(trade, new, alerts + limit_alerts)
+
+
+class Cause(NamedTuple):
+    """What an alert names as its cause: a trade event's id and trade time, or ("", now)."""
+
+    trade_id: str
+    time: dt.datetime
+
+
+def _every_instrument(account: AccountRisk, breached: Iterable[str]) -> set[str]:
+    """Return every instrument ``account`` holds or whose position was over before."""
+    over_before = (k for k in breached if k.startswith(_POSITION_PREFIX))
+    return set(account.instruments) | {k.removeprefix(_POSITION_PREFIX) for k in over_before}
+
+
+def _check(
+    account: AccountRisk,
+    limits: Limits,
+    base_currency: str,
+    fx: Mapping[str, FxRate],
+    touched: set[str],
+    cause: Cause,
+) -> tuple[AccountRisk, list[RiskAlert]]:
+    """Check the figures of ``account`` against ``limits``; return it updated and the alerts."""
+    figures = notional_figures(account.currencies, base_currency, fx)
+    breached, changes = check_limits(account, figures, limits, touched)
+    alerts = []
     for change in changes:
         missing = figures.missing_fx if change.limit != "position_qty" else ()
-        alerts.append(_make_alert(account.account, base_currency, event, change, missing))
-    new = msgspec.structs.replace(new, breached=breached, position_limit=limits.position_qty)
-    return RiskStep(trade, new, alerts)
+        alerts.append(_make_alert(account.account, base_currency, cause, change, missing))
+    checked = msgspec.structs.replace(
+        account, breached=breached, position_limit=limits.position_qty, limits=limits
+    )
+    return checked, alerts
+
+
+def apply_limits(
+    account: AccountRisk,
+    limits: Limits | None,
+    base_currency: str,
+    fx: Mapping[str, FxRate],
+    now: dt.datetime,
+) -> tuple[AccountRisk, list[RiskAlert]]:
+    """Re-evaluate ``account`` at once against limits that changed on ``refdata.limits``.
+
+    Limits equal to those of the account's last check change nothing (the same value,
+    no alert), so calling it again is harmless. Otherwise every limit is checked as after
+    a trade event (hysteresis and all): a limit lowered below the exposure gives its
+    BREACHED, one raised above it its CLEARED, each naming no trade (``trade_id`` "")
+    and ``now`` as its time. Limits gone (None) check nothing: the account keeps its
+    state until it has limits again.
+    """
+    if limits is None or account.limits == limits:
+        return account, []
+    touched = _every_instrument(account, account.breached)
+    return _check(account, limits, base_currency, fx, touched, Cause("", now))
 
 
 def check_limits(
@@ -284,10 +342,12 @@ def check_limits(
 ) -> tuple[tuple[str, ...], list[LimitChange]]:
     """Return the limits now over (sorted keys) and those whose state changed.
 
-    Over means ``value > threshold``. Checked in this order: gross notional, net
-    notional, then the position of each of ``instruments`` (in instrument order); the
-    other instruments keep their state from ``account.breached``. A limit over now and
-    not before is BREACHED; over before and not now, CLEARED; otherwise nothing.
+    A limit within before is over when ``value > threshold``; one over before stays
+    over until ``value <= threshold * (1 - limits.hysteresis)`` (the hysteresis band).
+    Checked in this order: gross notional, net notional, then the position of each of
+    ``instruments`` (in instrument order); the other instruments keep their state from
+    ``account.breached``. A limit over now and not before is BREACHED; over before and
+    not now, CLEARED; otherwise nothing.
     """
     checked = sorted(set(instruments))
     checks: list[tuple[LimitKind, str, Decimal, Decimal]] = [
@@ -299,12 +359,14 @@ def check_limits(
     over = {key for key in before if key.startswith(_POSITION_PREFIX)}
     over -= {breach_key("position_qty", i) for i in checked}
     changes: list[LimitChange] = []
+    keep = subtract(Decimal(1), limits.hysteresis)
     for kind, instrument, value, threshold in checks:
         key = breach_key(kind, instrument)
-        is_over = value > threshold
+        was_over = key in before
+        is_over = value > multiply(threshold, keep) if was_over else value > threshold
         if is_over:
             over.add(key)
-        if is_over != (key in before):
+        if is_over != was_over:
             status: AlertStatus = "BREACHED" if is_over else "CLEARED"
             changes.append(LimitChange(status, kind, instrument, value, threshold))
     return tuple(sorted(over)), changes
@@ -321,22 +383,23 @@ _LABEL: dict[LimitKind, str] = {
 def _make_alert(
     account: str,
     base_currency: str,
-    event: EnrichedTrade,
+    cause: Cause,
     change: LimitChange,
     missing_fx: tuple[str, ...] = (),
 ) -> RiskAlert:
-    """Return the alert of ``change``, caused by ``event``, with its human message."""
+    """Return the alert of ``change``, caused by ``cause``, with its human message."""
     status, limit, instrument, value, threshold = change
     if limit == "position_qty":
         what, bound = f"position in {instrument} {value:,}", f"{threshold:,}"
     else:
         what = f"{_LABEL[limit]} {value:,} {base_currency}"
         bound = f"{threshold:,} {base_currency}"
+    by = f"trade {cause.trade_id}" if cause.trade_id else "limits changed"
     if limit == "single_trade_notional":
-        message = f"{account}: trade {event.trade_id} {what} is over the limit {bound}"
+        message = f"{account}: trade {cause.trade_id} {what} is over the limit {bound}"
     else:
         verb = "is over" if status == "BREACHED" else "is back within"
-        message = f"{account}: {what} {verb} the limit {bound} (trade {event.trade_id})"
+        message = f"{account}: {what} {verb} the limit {bound} ({by})"
     if missing_fx:
         message += f"; left out for want of an FX rate: {', '.join(missing_fx)}"
     return RiskAlert(
@@ -346,8 +409,8 @@ def _make_alert(
         value=value,
         threshold=threshold,
         instrument=instrument,
-        trade_id=event.trade_id,
-        time=event.trade_time,
+        trade_id=cause.trade_id,
+        time=cause.time,
         message=message,
         base_currency=base_currency,
         missing_fx=missing_fx,

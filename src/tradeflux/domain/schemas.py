@@ -80,13 +80,18 @@ class Counterparty(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    """Risk limits of an account, in its base currency; key of ``refdata.limits``."""
+    """Risk limits of an account, in its base currency; key of ``refdata.limits``.
+
+    ``hysteresis`` is a fraction of each threshold (``0.05``: 5 %): a breached limit
+    clears only once its figure is at or below ``threshold * (1 - hysteresis)``.
+    """
 
     account_id: str
     gross_notional: Decimal
     net_notional: Decimal
     position_qty: Decimal  # per instrument, absolute
     single_trade_notional: Decimal
+    hysteresis: Decimal = Decimal(0)
 
 
 class Price(msgspec.Struct, frozen=True, kw_only=True):

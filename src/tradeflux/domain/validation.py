@@ -14,14 +14,22 @@ from typing import Any, TypeAlias
 
 import msgspec
 
+from tradeflux.domain.arithmetic import multiply, remainder
+from tradeflux.domain.bounds import FUTURE_TOLERANCE as FUTURE_TOLERANCE  # re-exported
+from tradeflux.domain.bounds import (
+    BoundProblem,
+    NotionalBounds,
+    event_form_problems,
+    is_future,
+    notional_problem,
+    time_problem,
+)
 from tradeflux.domain.calendars import CalendarError, settlement_date, trade_date
 from tradeflux.domain.codes import RejectReason
 from tradeflux.domain.refdata import RefData
 from tradeflux.domain.schemas import EnrichedTrade, Instrument, TradeEvent
 
-FUTURE_TOLERANCE = dt.timedelta(seconds=5)
-"""How far after "now" a trade time may lie before it is FUTURE_TRADE_TIME."""
-
+_DEFAULT_NOTIONAL_BOUNDS = NotionalBounds()
 _decoder = msgspec.json.Decoder(TradeEvent)
 _UTC = dt.UTC
 
@@ -67,7 +75,7 @@ def validate(
     now: dt.datetime,
     state: TradeState | None,
     refdata: RefData,
-    future_tolerance: dt.timedelta = FUTURE_TOLERANCE,
+    notional_bounds: NotionalBounds = _DEFAULT_NOTIONAL_BOUNDS,
 ) -> Outcome:
     """Decide a raw trade event: the checks of docs/domain-rules.md, first failing wins.
 
@@ -79,9 +87,18 @@ def validate(
     except msgspec.DecodeError as exc:
         detail = f"not a TradeEvent: {exc}"
         return Rejected(RejectReason.SCHEMA_INVALID, detail, _trade_id_of(raw))
+    except RecursionError:  # arrays or objects nested thousands deep, in an unknown field
+        detail = "not a TradeEvent: JSON nested too deeply"
+        return Rejected(RejectReason.SCHEMA_INVALID, detail, None)
     problem = _schema_problem(event)
     if problem:
         return Rejected(RejectReason.SCHEMA_INVALID, problem, event.trade_id)
+    bounds = event_form_problems(event)
+    if event.ingest_time is not None:
+        bounds += filter(None, [time_problem("ingest_time", event.ingest_time, now)])
+    if bounds:
+        trade_id = event.trade_id if not any(b.field == "trade_id" for b in bounds) else None
+        return Rejected(RejectReason.OUT_OF_BOUNDS, _bounds_detail(bounds), trade_id)
 
     tid = event.trade_id
     if state is not None:
@@ -108,7 +125,7 @@ def validate(
         )
 
     failure = _refdata_failure(event, refdata) or _value_failure(
-        event, now, future_tolerance, refdata
+        event, now, refdata, notional_bounds
     )
     if failure is not None:
         return Rejected(failure[0], failure[1], tid)
@@ -128,11 +145,16 @@ def validate(
     return Accepted([enriched], new_state)
 
 
+def _bounds_detail(problems: list[BoundProblem]) -> str:
+    """Return the detail of an OUT_OF_BOUNDS reject: each field, what is wrong, its bound."""
+    return "; ".join(f"{p.message} (bound: {p.bound})" for p in problems)
+
+
 def _trade_id_of(raw: bytes) -> str | None:
     """Return the trade id of undecodable bytes when they are a JSON object with one."""
     try:
         value: Any = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     trade_id = value.get("trade_id") if isinstance(value, dict) else None
     return trade_id if isinstance(trade_id, str) else None
@@ -184,15 +206,15 @@ def _refdata_failure(event: TradeEvent, refdata: RefData) -> tuple[RejectReason,
 def _is_multiple(value: Decimal, step: Decimal) -> bool:
     """Tell whether ``value % step == 0``; a remainder that cannot be computed is not 0."""
     try:
-        return value % step == 0
+        return remainder(value, step) == 0
     except InvalidOperation:
         return False
 
 
 def _value_failure(
-    event: TradeEvent, now: dt.datetime, tolerance: dt.timedelta, refdata: RefData
+    event: TradeEvent, now: dt.datetime, refdata: RefData, notional_bounds: NotionalBounds
 ) -> tuple[RejectReason, str] | None:
-    """Return the first failing value check (quantity, lot, price, tick, currency, time)."""
+    """Return the first failing value check: quantity, lot, price, tick, currency, time, size."""
     instrument: Instrument = refdata.instruments[event.instrument]
     if event.quantity <= 0:
         return RejectReason.NON_POSITIVE_QUANTITY, f"quantity {event.quantity} is not positive"
@@ -207,9 +229,16 @@ def _value_failure(
     if event.currency != instrument.currency:
         detail = f"currency {event.currency} is not the instrument's {instrument.currency}"
         return RejectReason.CURRENCY_MISMATCH, detail
-    if event.trade_time > now + tolerance:
-        detail = f"trade_time {event.trade_time.isoformat()} is after {now.isoformat()}"
-        return RejectReason.FUTURE_TRADE_TIME, detail + f" + {tolerance.total_seconds():g} s"
+    too_early = time_problem("trade_time", event.trade_time, now)
+    if too_early is not None:
+        if is_future(event.trade_time, now):
+            return RejectReason.FUTURE_TRADE_TIME, too_early.message
+        return RejectReason.OUT_OF_BOUNDS, _bounds_detail([too_early])
+    too_large = notional_problem(
+        event.currency, event.quantity, event.price, instrument.multiplier, notional_bounds
+    )
+    if too_large is not None:
+        return RejectReason.OUT_OF_BOUNDS, _bounds_detail([too_large])
     return None
 
 
@@ -242,7 +271,7 @@ def _enrich(event: TradeEvent, ingest_time: dt.datetime, refdata: RefData) -> En
         legal_entity=account.legal_entity,
         base_currency=account.base_currency,
         counterparty_lei=counterparty.lei,
-        notional=event.quantity * event.price * instrument.multiplier,
+        notional=multiply(multiply(event.quantity, event.price), instrument.multiplier),
         trade_date=traded_on,
         settlement_date=settlement_date(traded_on, instrument.mic, instrument.settlement_days),
     )

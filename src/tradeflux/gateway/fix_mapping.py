@@ -44,6 +44,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from tradeflux.domain.bounds import (
+    NotionalBounds,
+    event_form_problems,
+    notional_problem,
+    time_problem,
+)
 from tradeflux.domain.schemas import EventType, Side, TradeEvent
 
 SEQ_BITS = 20
@@ -157,14 +163,49 @@ def parse_utc_timestamp(text: str) -> dt.datetime:
         raise ValueError(f"not a UTCTimestamp: {text!r}") from None
 
 
+_TAG_OF_FIELD = {
+    "account": ACCOUNT, "instrument": SECURITY_ID, "quantity": LAST_QTY, "price": LAST_PX,
+    "currency": CURRENCY, "venue": LAST_MKT, "counterparty": PARTY_ID,
+    "trade_time": TRANSACT_TIME, "notional": LAST_QTY, "version": 34,
+}  # fmt: skip
+_DEFAULT_NOTIONAL_BOUNDS = NotionalBounds()
+
+
 def to_trade_event(
-    msg: FixFields, received_at: dt.datetime, source: str = "fix"
+    msg: FixFields,
+    received_at: dt.datetime,
+    source: str = "fix",
+    notional_bounds: NotionalBounds = _DEFAULT_NOTIONAL_BOUNDS,
 ) -> TradeEvent | None:
     """Map a drop-copy message to its TradeEvent, or None when it reports no trade.
 
     Raises FixMappingError when a NEW or AMEND lacks a field a trade needs, or a value
-    cannot be a trade's. A CANCEL needs only the id of the trade it cancels.
+    cannot be a trade's, or breaks its bound (domain/bounds.py, as the validator checks
+    it; for the notional, LastQty * LastPx). A CANCEL needs only the id of the trade it
+    cancels.
     """
+    event = _to_trade_event(msg, received_at, source)
+    if event is None:
+        return None
+    problems = event_form_problems(event)
+    if event.event_type != "CANCEL":
+        problems += filter(None, [time_problem("trade_time", event.trade_time, received_at)])
+    if not problems and event.event_type != "CANCEL":
+        one = Decimal(1)
+        size = notional_problem(event.currency, event.quantity, event.price, one, notional_bounds)
+        problems += filter(None, [size])
+    if problems:
+        first = problems[0]
+        id_tag = EXEC_ID if msg.msg_type == "8" else TRADE_REPORT_ID
+        if event.event_type != "NEW":
+            id_tag = EXEC_REF_ID if msg.msg_type == "8" else TRADE_REPORT_REF_ID
+        tag = _TAG_OF_FIELD.get(first.field, id_tag)
+        raise FixMappingError(tag, "value", f"{first.message} (bound: {first.bound})")
+    return event
+
+
+def _to_trade_event(msg: FixFields, received_at: dt.datetime, source: str) -> TradeEvent | None:
+    """Map the message without the bounds (see :func:`to_trade_event`)."""
     if msg.msg_type == "8":
         exec_type = msg.fields.get(EXEC_TYPE, "")
         event_type = _EXEC_TYPES.get(exec_type)

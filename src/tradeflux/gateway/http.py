@@ -2,19 +2,28 @@
 
 ``POST /v1/trades`` takes one TradeEvent object or a JSON list of them (the body is
 read as JSON whatever its Content-Type says). All or nothing per request: if any
-record is invalid, none is written. Answers, each a JSON object:
+record is invalid, none is written; the records of a valid request are written in one
+Kafka transaction, so if Kafka refuses any of them none is visible to a
+``read_committed`` reader (the validator). Answers, each a JSON object (the OpenAPI
+document is at ``GET /openapi.json``):
 
-- 202 ``{"accepted": n}``: all n records are in Kafka (acknowledged by all in-sync
-  replicas) — only then;
-- 400 ``{"error": "malformed JSON", "detail": "<parser message>"}``;
+- 202 ``{"accepted": n}``: all n records are in Kafka (the transaction is committed,
+  every record acknowledged by all in-sync replicas) — only then;
+- 400 ``{"error": "malformed JSON", "detail": "<parser message>"}``: not JSON, or
+  nested too deeply;
 - 413 ``{"error": "request body too large", "limit_bytes": <limit>}`` (default 1 MiB);
 - 422 ``{"error": "invalid trade events; none was written", "error_count": k,
-  "errors": [{"index": i, "field": f, "message": m}, ...]}``: every problem of every
-  record (the first 100), in record order; ``index`` is the record's position (0 for a
-  single object; null for the request as a whole), ``field`` null for the record as a
-  whole;
-- 503 ``{"error": "not acknowledged by Kafka", "detail": "..."}``: some records may be in
-  Kafka; send the same request again: the validator drops a (trade id, version) it has.
+  "errors": [{"index": i, "field": f, "message": m, "bound": b}, ...]}``: every problem
+  of every record (the first 100), in record order; ``index`` is the record's position
+  (0 for a single object; null for the request as a whole), ``field`` null for the
+  record as a whole, ``bound`` the bound a value broke (domain/bounds.py; absent for
+  other problems), including the size of a record beyond what ``trades.raw`` takes;
+- 503 ``{"error": "not written to Kafka", "detail": "...", "written": "none"}``: the
+  transaction was aborted, nothing of the request is in ``trades.raw``; ``"written":
+  "unknown"`` in the rare case the abort itself failed. Either way, send the same
+  request again: the validator drops a (trade id, version) it has.
+
+Any other error (an unknown path, a wrong method) is a JSON ``{"error": ...}`` too.
 
 A record without ``source`` is stamped ``"http"``, one without ``ingest_time`` the time
 the request was received.
@@ -32,12 +41,15 @@ import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tradeflux.domain.bounds import NotionalBounds
 from tradeflux.domain.schemas import TradeEvent
-from tradeflux.gateway.ingest import MalformedJson, decode_body, parse_trade_events
+from tradeflux.gateway.ingest import MalformedJson, RecordError, decode_body, parse_trade_events
+from tradeflux.gateway.openapi import openapi_document
 from tradeflux.gateway.writer import DeliveryError
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -48,10 +60,21 @@ _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
 class EventWriter(Protocol):
-    """Writes trade events and returns once Kafka acknowledged them all (TradeWriter)."""
+    """Writes trade events, all or none, returning once Kafka has them all.
+
+    (TransactionalTradeWriter.) ``max_record_bytes`` is the largest record value it can
+    write; ``encode`` gives a record's value.
+    """
+
+    @property
+    def max_record_bytes(self) -> int:
+        """Return the largest record value Kafka takes (DeliveryError if it cannot tell)."""
+
+    def encode(self, event: TradeEvent) -> bytes:
+        """Return the record value of ``event``."""
 
     def write(self, events: list[TradeEvent]) -> None:
-        """Write ``events``; raise DeliveryError if Kafka did not acknowledge them all."""
+        """Write ``events``; raise DeliveryError if Kafka did not take them all."""
 
 
 class HttpCounters:
@@ -71,14 +94,36 @@ def _json(status: int, body: Any) -> Response:
     return Response(_encoder.encode(body), status_code=status, media_type="application/json")
 
 
+def _not_written(events: list[TradeEvent], exc: DeliveryError) -> Response:
+    """Answer 503: the records are not in Kafka (or, rarely, may be: ``written`` unknown)."""
+    log.error("http trades not written to Kafka count=%d error=%r", len(events), exc)
+    written = "none" if exc.outcome_known else "unknown"
+    return _json(503, {"error": "not written to Kafka", "detail": str(exc), "written": written})
+
+
+def _too_large_records(writer: EventWriter, events: list[TradeEvent]) -> list[RecordError]:
+    """Return an error for each event whose record would be larger than Kafka takes."""
+    limit = writer.max_record_bytes
+    errors = []
+    for index, event in enumerate(events):
+        size = len(writer.encode(event))
+        if size > limit:
+            message = f"the record is {size} bytes; trades.raw takes at most {limit}"
+            errors.append(RecordError(index, None, message, f"at most {limit} bytes"))
+    return errors
+
+
 def create_app(
     writer: EventWriter,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     health: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], Iterator[CounterMetricFamily]] | None = None,
+    notional_bounds: NotionalBounds | None = None,
 ) -> Starlette:
     """Build the ASGI app; ``health`` adds to /healthz, ``metrics`` to /metrics."""
     counters = HttpCounters()
+    bounds = notional_bounds or NotionalBounds()
+    openapi = _encoder.encode(openapi_document(max_body_bytes))
 
     async def post_trades(request: Request) -> Response:
         response, accepted = await _post_trades(request)
@@ -100,7 +145,11 @@ def create_app(
             document = decode_body(bytes(body))
         except MalformedJson as exc:
             return _json(400, {"error": "malformed JSON", "detail": str(exc)}), 0
-        events, errors = parse_trade_events(document, received_at)
+        events, errors = parse_trade_events(document, received_at, notional_bounds=bounds)
+        try:
+            errors = errors or _too_large_records(writer, events)
+        except DeliveryError as exc:
+            return _not_written(events, exc), 0
         if errors:
             return _json(
                 422,
@@ -113,9 +162,11 @@ def create_app(
         try:
             await anyio.to_thread.run_sync(writer.write, events)
         except DeliveryError as exc:
-            log.error("http trades not acknowledged by Kafka count=%d error=%r", len(events), exc)
-            return _json(503, {"error": "not acknowledged by Kafka", "detail": str(exc)}), 0
+            return _not_written(events, exc), 0
         return _json(202, {"accepted": len(events)}), len(events)
+
+    async def openapi_endpoint(_request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
 
     async def healthz(_request: Request) -> Response:
         return _json(200, {"status": "ok", **(health() if health else {})})
@@ -149,5 +200,25 @@ def create_app(
             Route("/v1/trades", post_trades, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-        ]
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Answer an HTTP error of the framework (404, 405, ...) with a JSON body."""
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    headers = dict(exc.headers or {})
+    return Response(
+        _encoder.encode({"error": exc.detail}),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def _internal_error(_request: Request, exc: Exception) -> Response:
+    """Answer a defect with a JSON 500 (and log it): never a bare text page."""
+    log.error("http request failed error=%r", exc, exc_info=exc)
+    return _json(500, {"error": "internal error", "detail": type(exc).__name__})

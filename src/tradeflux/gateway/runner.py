@@ -13,17 +13,18 @@ import logging
 import signal
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from tradeflux.domain.bounds import NotionalBounds
 from tradeflux.errors import TradefluxError
 from tradeflux.gateway.fix import FixAcceptor, FixSettings
 from tradeflux.gateway.http import DEFAULT_MAX_BODY_BYTES, create_app
-from tradeflux.gateway.writer import TradeWriter
+from tradeflux.gateway.writer import DeliveryError, TradeWriter, TransactionalTradeWriter
 
 log = logging.getLogger("tradeflux.gateway")
 
@@ -34,7 +35,11 @@ class GatewayError(TradefluxError):
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """Everything ``run_gateway`` needs; ``fix`` None runs HTTP only."""
+    """Everything ``run_gateway`` needs; ``fix`` None runs HTTP only.
+
+    ``instance_id`` names this gateway's transactional producers (default: host name and
+    HTTP port); keep it across restarts, and give each gateway its own.
+    """
 
     client: dict[str, Any]
     topic_prefix: str = ""
@@ -42,6 +47,9 @@ class GatewayConfig:
     http_port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     fix: FixSettings | None = None
+    instance_id: str | None = None
+    http_producers: int = 4
+    notional_bounds: NotionalBounds = field(default_factory=NotionalBounds)  # the validator's
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -65,6 +73,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.writer = TradeWriter(config.client, config.topic_prefix)
+        self.http_writer: TransactionalTradeWriter | None = None
         self.fix: FixAcceptor | None = None
         self._http_thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
@@ -78,11 +87,26 @@ class Gateway:
     def _start(self) -> None:
         sock = _bind(self.config.host, self.config.http_port)
         self.http_port = sock.getsockname()[1]
+        instance = self.config.instance_id or f"{socket.gethostname()}-{self.http_port}"
+        try:
+            self.http_writer = TransactionalTradeWriter(
+                self.config.client,
+                f"{self.config.topic_prefix}tradeflux-gateway-{instance}-http",
+                self.config.topic_prefix,
+                producers=self.config.http_producers,
+            )
+        except DeliveryError as exc:
+            sock.close()
+            raise GatewayError(str(exc)) from None
         if self.config.fix is not None:
             self.fix = FixAcceptor(self.config.fix, self.writer)
             self.fix.start()
         app = create_app(
-            self.writer, self.config.max_body_bytes, health=self._health, metrics=self._metrics
+            self.http_writer,
+            self.config.max_body_bytes,
+            health=self._health,
+            metrics=self._metrics,
+            notional_bounds=self.config.notional_bounds,
         )
         self._server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
@@ -146,6 +170,8 @@ class Gateway:
             self._http_thread.join(timeout=30)
         if self.fix is not None:
             self.fix.stop()
+        if self.http_writer is not None:
+            self.http_writer.close()
         remaining = self.writer.close()
         if remaining:
             log.error("gateway stopped with %d record(s) not acknowledged by Kafka", remaining)

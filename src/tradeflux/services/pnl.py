@@ -21,6 +21,7 @@ from tradeflux import topics
 from tradeflux.config import Settings
 from tradeflux.domain.pnl import account_pnl
 from tradeflux.domain.schemas import Account, AccountPnL, Position
+from tradeflux.services.refdata_tables import checked_table
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
@@ -110,9 +111,9 @@ def build(settings: Settings | None = None) -> Service:
             StoreSpec("held", MsgpackCodec(int), logged=False),
         ],
         global_tables=[
-            topics.ACCOUNTS.table("accounts"),
-            topics.PRICES.table("prices"),
-            topics.FX.table("fx"),
+            checked_table(topics.ACCOUNTS, "accounts"),
+            checked_table(topics.PRICES, "prices"),
+            checked_table(topics.FX, "fx"),
         ],
         punctuators=[
             Punctuator(max(10, throttle_ms), send_held, "wall", keys=held_accounts),
