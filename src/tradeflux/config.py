@@ -66,6 +66,15 @@ class Settings:
     pnl_remark_ms: int = 1000  # every account is re-marked at the latest prices this often
     bar_seconds: int = 5
     bar_grace_seconds: int = 2
+    hop_seconds: int = 60  # hopping bars: this long, one every hop_advance_seconds
+    hop_advance_seconds: int = 15
+    session_gap_seconds: int = 30  # an account's sessions: bursts separated by this gap
+    session_grace_seconds: int = 5
+    tick_ms: int = 1000  # clock ticks into every partition of a ticked topic
+    report_deadline_seconds: int = 60  # a regulatory report later than this is flagged
+    entity_leis: str = ""  # "Legal entity=LEI;..." over the sample entities' LEIs
+    settlement_cutoffs: str = ""  # "CCY=MIC@HH:MM,..." over domain/cutoffs.py's defaults
+    settlement_retention_days: int = 7  # obligations kept after their settlement date
     max_notional: str = ""  # per-currency notional bounds, "JPY=1E+16,*=1E+14" (domain/bounds.py)
     risk_limits_check_ms: int = 200  # how soon a change of refdata.limits is re-evaluated
 
@@ -112,6 +121,15 @@ _ENV_FIELDS: dict[str, str] = {
             "pnl_remark_ms",
             "bar_seconds",
             "bar_grace_seconds",
+            "hop_seconds",
+            "hop_advance_seconds",
+            "session_gap_seconds",
+            "session_grace_seconds",
+            "tick_ms",
+            "report_deadline_seconds",
+            "entity_leis",
+            "settlement_cutoffs",
+            "settlement_retention_days",
             "max_notional",
             "risk_limits_check_ms",
         )
@@ -128,6 +146,13 @@ _WHOLE_NUMBERS = {  # name: smallest value
     "pnl_remark_ms": 10,
     "bar_seconds": 1,
     "bar_grace_seconds": 0,
+    "hop_seconds": 1,
+    "hop_advance_seconds": 1,
+    "session_gap_seconds": 1,
+    "session_grace_seconds": 0,
+    "tick_ms": 10,
+    "report_deadline_seconds": 0,
+    "settlement_retention_days": 0,
     "risk_limits_check_ms": 10,
 }
 _CHOICES = {"group_protocol": ("classic", "consumer")}

@@ -10,6 +10,7 @@ discovery of every service's ``/metrics``, the alerting rules loaded).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
@@ -37,6 +39,21 @@ from tradeflux.local_prometheus import (
 from tradeflux.services import SHIPPED
 
 SERVICES = SHIPPED
+
+
+DEMO_CUTOFF_AFTER = dt.timedelta(minutes=3)
+"""How soon after the demo starts it moves the USD settlement cut-off, so FINALs appear."""
+
+
+def demo_cutoffs(now: dt.datetime) -> str:
+    """Return ``TRADEFLUX_SETTLEMENT_CUTOFFS`` for the demo: USD cut off a few minutes from now.
+
+    Today's US trades settle on the next New York session, cut off today: moving that
+    cut-off to ``now + DEMO_CUTOFF_AFTER`` makes their obligations FINAL during the demo
+    (on a day with a New York session), and the trades after it ADJUSTMENTs.
+    """
+    local = (now + DEMO_CUTOFF_AFTER).astimezone(ZoneInfo("America/New_York"))
+    return f"USD=XNYS@{local:%H:%M}"
 
 
 def free_ports(count: int) -> list[int]:
@@ -170,15 +187,17 @@ def read_model_counts(query_port: int) -> dict[str, int]:
 
 
 def read_model_caption(counts: dict[str, int]) -> str:
-    """Say what the read model holds: positions, P&L, alerts, bars, obligations, rejects."""
+    """Say what the read model holds: positions, P&L, alerts, bars, obligations, reports."""
     if not counts:
         return "read model: starting ..."
     c = {k: counts.get(k, 0) for k in ("open_positions", "accounts_with_pnl", "alerts", "bars",
-                                       "obligations", "rejects_seen")}  # fmt: skip
+                                       "obligations", "final_obligations", "reports",
+                                       "late_reports", "rejects_seen")}  # fmt: skip
     return (
         f"read model: {c['open_positions']:,} open positions · {c['accounts_with_pnl']:,} "
         f"P&L accounts · {c['alerts']:,} alerts · {c['bars']:,} bars · "
-        f"{c['obligations']:,} obligations · {c['rejects_seen']:,} rejects"
+        f"{c['obligations']:,} obligations ({c['final_obligations']:,} FINAL) · "
+        f"{c['reports']:,} reports ({c['late_reports']:,} late) · {c['rejects_seen']:,} rejects"
     )
 
 
@@ -227,6 +246,9 @@ def run_demo(
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TRADEFLUX_BOOTSTRAP": settings.bootstrap}
+    if not env.get("TRADEFLUX_SETTLEMENT_CUTOFFS"):
+        env["TRADEFLUX_SETTLEMENT_CUTOFFS"] = demo_cutoffs(dt.datetime.now(dt.UTC))
+        console.print(f"settlement cut-off for the demo: {env['TRADEFLUX_SETTLEMENT_CUTOFFS']}")
     comps = components(settings, rate, query_port)
     if prometheus_port is not None:
         folder = settings.runtime_dir / "demo-prometheus"

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
+import msgspec
+
+from tradeflux.domain.clock import Tick
+from tradeflux.domain.finality import ObligationStatement
+from tradeflux.domain.reporting import TradeReport
 from tradeflux.domain.schemas import (
     Account,
     AccountPnL,
@@ -32,8 +37,12 @@ from tradeflux.domain.schemas import (
     SettlementObligation,
     TradeEvent,
 )
+from tradeflux.domain.sese023 import SettlementInstruction
+from tradeflux.domain.sessions import AccountSession
 from tradeflux.stream.codecs import Codec, JsonCodec, MsgpackCodec, RawCodec
 from tradeflux.stream.topology import GlobalTableSpec, Topic
+
+T = TypeVar("T")
 
 
 class TopicSet(enum.StrEnum):
@@ -54,6 +63,36 @@ class Cleanup(enum.StrEnum):
 Wire = Literal["json", "msgpack", "bytes"]
 
 
+class TickOrCodec(Generic[T]):
+    """The codec of a topic that may carry clock ticks: its own struct, or a Tick.
+
+    A tick (tradeflux.domain.clock) is the JSON of :class:`Tick` with the header
+    ``tf.tick: 1``; a value that is not the topic's struct is tried as a Tick, and when it
+    is neither, the struct's decode error is raised (the record is a dead letter).
+    """
+
+    def __init__(self, inner: Codec[T]) -> None:
+        self.inner = inner
+        self._tick_encoder = msgspec.json.Encoder()
+        self._tick_decoder = msgspec.json.Decoder(Tick)
+
+    def encode(self, value: T | Tick) -> bytes:
+        """Return the wire form of a value of the topic or of a Tick."""
+        if isinstance(value, Tick):
+            return self._tick_encoder.encode(value)
+        return self.inner.encode(value)
+
+    def decode(self, data: bytes) -> T | Tick:
+        """Return the topic's struct, or a Tick; raise the struct's error if it is neither."""
+        try:
+            return self.inner.decode(data)
+        except (msgspec.DecodeError, ValueError) as exc:
+            try:
+                return self._tick_decoder.decode(data)
+            except (msgspec.DecodeError, ValueError):
+                raise exc from None
+
+
 @dataclass(frozen=True)
 class TopicDef:
     """One topic of the contract.
@@ -61,7 +100,9 @@ class TopicDef:
     ``value`` is the struct every record's value decodes to (``bytes`` for a topic whose
     values are opaque, such as the dead letters' original bytes); ``wire`` its encoding.
     ``copartition`` names the group of topics joined by key: they must have the same
-    partition count and be keyed alike.
+    partition count and be keyed alike. ``ticks``: the topic may also carry clock ticks
+    (:class:`~tradeflux.domain.clock.Tick`, header ``tf.tick``) written by a ticker, so its
+    readers' stream time moves on in a quiet partition; its codec decodes either.
     """
 
     name: str
@@ -72,6 +113,7 @@ class TopicDef:
     doc: str
     copartition: str | None = None
     wire: Wire = "json"
+    ticks: bool = False
 
     @property
     def compacted(self) -> bool:
@@ -91,9 +133,12 @@ class TopicDef:
         """
         if self.wire == "bytes":
             return RawCodec()
-        if self.wire == "msgpack":
-            return MsgpackCodec(value or self.value)
-        return JsonCodec(value or self.value)
+        codec: Codec[Any] = (
+            MsgpackCodec(value or self.value)
+            if self.wire == "msgpack"
+            else JsonCodec(value or self.value)
+        )
+        return TickOrCodec(codec) if self.ticks else codec
 
     def topic(self, value: Any = None) -> Topic:
         """Return the runtime's view of this topic (its name and codec) for a Service."""
@@ -176,7 +221,9 @@ BY_INSTRUMENT = TopicDef(
 )  # fmt: skip
 BY_COUNTERPARTY = TopicDef(
     "trades.by_counterparty", "counterparty id", EnrichedTrade, _D, _ALL_SETS,
-    "trades.enriched re-keyed by counterparty (repartition), for settlement.",
+    "trades.enriched re-keyed by counterparty (repartition), for settlement; and clock "
+    "ticks (settlement-ticker) that move settlement's stream time in a quiet partition.",
+    ticks=True,
 )  # fmt: skip
 BARS = TopicDef(
     "analytics.bars", "instrument + window", Bar, _D, _ALL_SETS,
@@ -186,6 +233,28 @@ OBLIGATIONS = TopicDef(
     "settlement.obligations", "counterparty + currency + settlement date",
     SettlementObligation, _C, _ALL_SETS,
     "Netted cash and securities per counterparty, currency and settlement date.",
+)  # fmt: skip
+STATEMENTS = TopicDef(
+    "settlement.statements", "counterparty + currency + settlement date",
+    ObligationStatement, _D, _ALL_SETS,
+    "FINAL obligations at their market's cut-off, and each later ADJUSTMENT of one.",
+)  # fmt: skip
+INSTRUCTIONS = TopicDef(
+    "settlement.instructions", "counterparty + currency + settlement date",
+    SettlementInstruction, _D, _ALL_SETS,
+    "ISO 20022 sese.023.001.11 instructions of the FINAL obligations, one per instrument.",
+)  # fmt: skip
+REPORTS = TopicDef(
+    "regulatory.reports", "trade id", TradeReport, _D, _ALL_SETS,
+    "One transaction report per trade version (MiFIR RTS 22 subset), late ones flagged.",
+)  # fmt: skip
+HOPPING_BARS = TopicDef(
+    "analytics.hopping_bars", "instrument + window", Bar, _D, _ALL_SETS,
+    "OHLC, volume, VWAP and count per instrument in overlapping (hopping) windows.",
+)  # fmt: skip
+SESSIONS = TopicDef(
+    "analytics.sessions", "account + session start", AccountSession, _D, _ALL_SETS,
+    "Per-account activity sessions: bursts of trades separated by an inactivity gap.",
 )  # fmt: skip
 
 TOPICS: tuple[TopicDef, ...] = (
@@ -205,8 +274,13 @@ TOPICS: tuple[TopicDef, ...] = (
     BY_COUNTERPARTY,
     BARS,
     OBLIGATIONS,
+    STATEMENTS,
+    INSTRUCTIONS,
+    REPORTS,
+    HOPPING_BARS,
+    SESSIONS,
 )
-"""Every topic of the system, in the order of ARCHITECTURE.md section 3."""
+"""Every topic of the system, in the order of ARCHITECTURE.md section 3, then issue 14's."""
 
 _BY_NAME = {t.name: t for t in TOPICS}
 

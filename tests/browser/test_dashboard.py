@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from tests.browser.feed import Feeder, bar
@@ -21,11 +22,37 @@ from tests.conftest import unique
 from tests.support.browser import OUTPUT, dashboard_page
 from tests.support.kafka_tools import create_query_topics
 from tradeflux.config import Settings
+from tradeflux.domain.finality import ObligationStatement
+from tradeflux.domain.schemas import SettlementObligation
 from tradeflux.query.server import BackgroundServer, QueryService
 from tradeflux.query.service_metrics import ScrapeTarget
 from tradeflux.stream.metrics import HealthServer, StreamMetrics
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
+
+OBLIGATION = "CP-007|USD|2026-11-27"
+
+
+def final_and_adjustment() -> tuple[ObligationStatement, ObligationStatement]:
+    """A FINAL statement of one obligation and its first ADJUSTMENT, as settlement writes them."""
+    figures = SettlementObligation(
+        counterparty="CP-007", counterparty_lei="5299007W3X0B5CI8IV57", currency="USD",
+        settlement_date=dt.date(2026, 11, 27), net_cash=Decimal("-1000.00"),
+        cash_paid=Decimal("1000.00"), cash_received=Decimal(0), trade_count=1,
+    )  # fmt: skip
+    cutoff = dt.datetime(2026, 11, 26, 0, 0, tzinfo=dt.UTC)
+    final = ObligationStatement(
+        kind="FINAL", sequence=0, counterparty="CP-007", currency="USD",
+        settlement_date=figures.settlement_date, cutoff_at=cutoff, recorded_at=cutoff,
+        obligation=figures,
+    )  # fmt: skip
+    adjusted = msgspec.structs.replace(figures, net_cash=Decimal("-1500.00"))
+    adjustment = msgspec.structs.replace(
+        final, kind="ADJUSTMENT", sequence=1, obligation=adjusted, previous=figures,
+        net_cash_change=Decimal("-500.00"), trade_id="T9", version=2, event_type="AMEND",
+    )  # fmt: skip
+    return final, adjustment
+
 
 SERVICES = ("validator", "positions", "pnl")
 
@@ -113,6 +140,20 @@ def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
         assert page.locator("#bar-empty").is_hidden()
         tile = page.locator(".kpi", has_text="Open positions").locator(".value")
         assert tile.inner_text() not in ("", "0", "—")
+        # an obligation made FINAL at its cut-off appears, and its adjustment is counted
+        final, adjustment = final_and_adjustment()
+        feeder.send("settlement.statements", OBLIGATION, final)
+        feeder.producer.flush(10)
+        row = page.locator("#final-table tbody tr", has_text="CP-007")
+        row.wait_for(timeout=30_000)
+        assert "-1,000.00" in row.inner_text() or "-1000.00" in row.inner_text(), row.inner_text()
+        feeder.send("settlement.statements", OBLIGATION, adjustment)
+        feeder.producer.flush(10)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#final-table tbody tr')].some("
+            "r => r.textContent.includes('CP-007') && r.cells[6].textContent === '1')",
+            timeout=30_000,
+        )
         page.screenshot(path=str(OUTPUT / "dashboard.png"))
         # a window whose trades were all cancelled (analytics' tombstone) leaves the chart
         start = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -13,6 +13,7 @@ from tests.conftest import unique
 from tests.support.bars_reference import (
     bars_written,
     expected_from,
+    expected_hopping_from,
     simulated_enriched,
 )
 from tests.support.kafka_tools import (
@@ -36,6 +37,7 @@ TOPICS = {
     "trades.by_instrument": 3,
     "trades.by_counterparty": 3,
     "analytics.bars": 3,
+    "analytics.hopping_bars": 3,
     "trades.rejected": 1,
 }
 
@@ -88,5 +90,10 @@ def test_sigkilled_analytics_restarts_to_the_same_bars_and_no_duplicate_final_ba
     latest, finals = bars_written(read_all(kafka, f"{prefix}analytics.bars"))
     assert latest == expected.bars
     assert finals == {k: 1 for k, bar in expected.bars.items() if bar.final}
+    hopping = expected_hopping_from(read_all(kafka, f"{prefix}trades.by_instrument"))
+    latest, finals = bars_written(read_all(kafka, f"{prefix}analytics.hopping_bars"))
+    assert latest == hopping.bars
+    assert finals == {k: 1 for k, bar in hopping.bars.items() if bar.final}
     # The last incarnation restored its windows from the changelogs, not from nothing.
     assert "store restored service=analytics store=windows" in analytics.log()
+    assert "store restored service=analytics store=hop_windows" in analytics.log()

@@ -12,6 +12,7 @@ from tests.conftest import free_port_block, unique
 from tests.support.bars_reference import (
     bars_written,
     expected_from,
+    expected_hopping_from,
     simulated_enriched,
 )
 from tests.support.kafka_tools import ServiceProcess, caught_up, create_topics, read_all, wait_for
@@ -25,6 +26,7 @@ TOPICS = {
     "trades.by_instrument": 3,
     "trades.by_counterparty": 3,
     "analytics.bars": 3,
+    "analytics.hopping_bars": 3,
     "trades.rejected": 1,
 }
 
@@ -60,6 +62,17 @@ def test_final_bars_equal_an_independent_fold_of_the_instrument_stream(
     assert latest == expected.bars
     assert finals == {k: 1 for k, bar in expected.bars.items() if bar.final}
     assert counted.get("late", 0) == expected.late
+    hopping = expected_hopping_from(read_all(kafka, f"{prefix}trades.by_instrument"))
+    latest, finals = bars_written(read_all(kafka, f"{prefix}analytics.hopping_bars"))
+    assert latest == hopping.bars
+    assert finals == {k: 1 for k, bar in hopping.bars.items() if bar.final}
+    assert counted.get("hopping_late", 0) == hopping.late
+    # Windows overlap (a trade is in four); some of them closed, some are still open.
+    assert sum(b.count for b in hopping.bars.values()) > sum(
+        b.count for b in expected.bars.values()
+    )
+    assert any(bar.final for bar in hopping.bars.values())
+    assert any(not bar.final for bar in hopping.bars.values())
     # The data exercise what they should: closed and open windows, late events.
     assert sum(bar.final for bar in expected.bars.values()) > 25
     assert any(not bar.final for bar in expected.bars.values())

@@ -27,7 +27,10 @@ from tradeflux.sim.trades import TradeMix, generate_session
 REFDATA_DIR = Path(__file__).resolve().parents[2] / "data" / "refdata"
 SIZE = dt.timedelta(seconds=5)  # the service's defaults
 GRACE = dt.timedelta(seconds=2)
+HOP_SIZE = dt.timedelta(seconds=60)  # hopping windows: 60 s long, one every 15 s
+HOP_ADVANCE = dt.timedelta(seconds=15)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_NO_OFFSET = dt.timedelta(0)
 
 
 def simulated_enriched(count: int, seconds: float, seed: int) -> list[EnrichedTrade]:
@@ -47,9 +50,11 @@ def simulated_enriched(count: int, seconds: float, seed: int) -> list[EnrichedTr
     return run_reference(records, ref.instruments, ref.accounts, ref.counterparties).enriched
 
 
-def start_of(t: dt.datetime) -> dt.datetime:
-    """The start of the window ``t`` is in: windows of SIZE from the epoch."""
-    return EPOCH + ((t - EPOCH) // SIZE) * SIZE
+def start_of(
+    t: dt.datetime, size: dt.timedelta = SIZE, offset: dt.timedelta = _NO_OFFSET
+) -> dt.datetime:
+    """The start of the window ``t`` is in: windows of ``size`` from the epoch plus ``offset``."""
+    return EPOCH + offset + ((t - EPOCH - offset) // size) * size
 
 
 def bar_key(instrument: str, start: dt.datetime) -> str:
@@ -64,13 +69,21 @@ class Expected:
     late: int = 0
 
 
-def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
-    """Fold one partition's events, in offset order, into ``out``."""
+def fold_partition(
+    events: Iterable[EnrichedTrade],
+    out: Expected,
+    size: dt.timedelta = SIZE,
+    offset: dt.timedelta = _NO_OFFSET,
+) -> None:
+    """Fold one partition's events, in offset order, into ``out`` (windows of ``size``)."""
     now: dt.datetime | None = None  # stream time: the largest trade time seen so far
     held: dict[tuple[str, str, str], EnrichedTrade] = {}  # latest applied, cancels included
 
     def closed(start: dt.datetime) -> bool:
-        return now is not None and now > start + SIZE + GRACE
+        return now is not None and now > start + size + GRACE
+
+    def start_of(t: dt.datetime) -> dt.datetime:
+        return EPOCH + offset + ((t - EPOCH - offset) // size) * size
 
     for e in events:
         ident = (e.instrument, e.account, e.trade_id)
@@ -101,7 +114,7 @@ def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
         out.bars[bar_key(instrument, start)] = Bar(
             instrument=instrument,
             window_start=start,
-            window_end=start + SIZE,
+            window_end=start + size,
             currency=trades[-1].currency,
             open=trades[0].price,
             high=max(t.price for t in trades),
@@ -117,14 +130,32 @@ def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
 
 def expected_from(by_instrument: list[Any]) -> Expected:
     """The expected bars from the messages of ``trades.by_instrument`` (read_all's order)."""
-    decode = msgspec.json.Decoder(EnrichedTrade).decode
-    partitions: dict[int, list[EnrichedTrade]] = {}
-    for m in by_instrument:
-        partitions.setdefault(m.partition(), []).append(decode(m.value()))
     out = Expected()
-    for events in partitions.values():
+    for events in _partitions(by_instrument).values():
         fold_partition(events, out)
     return out
+
+
+def expected_hopping_from(by_instrument: list[Any]) -> Expected:
+    """The expected hopping bars: each window of HOP_SIZE starting every HOP_ADVANCE.
+
+    ``late`` counts each (event, window) that could not go in, as the service counts.
+    """
+    out = Expected()
+    for events in _partitions(by_instrument).values():
+        offset = _NO_OFFSET
+        while offset < HOP_SIZE:  # each series of windows aligned on offset, on its own
+            fold_partition(events, out, HOP_SIZE, offset)
+            offset += HOP_ADVANCE
+    return out
+
+
+def _partitions(messages: list[Any]) -> dict[int, list[EnrichedTrade]]:
+    decode = msgspec.json.Decoder(EnrichedTrade).decode
+    partitions: dict[int, list[EnrichedTrade]] = {}
+    for m in messages:
+        partitions.setdefault(m.partition(), []).append(decode(m.value()))
+    return partitions
 
 
 def bars_written(messages: list[Any]) -> tuple[dict[str, Bar], Counter[str]]:

@@ -39,7 +39,8 @@ def prepare_topics(settings: Settings, prefix: str, partitions: int = 6) -> None
     NOT_LEADER_FOR_PARTITION and the service exits (a runtime race, not settlement's).
     """
     create_topics(replace(settings, topic_prefix=prefix, partitions=partitions), TopicSet.ALL)
-    changelogs = [f"{prefix}settlement-{store}-changelog" for store in ("legs", "obligations")]
+    stores = ("legs", "obligations", "dates", "statement_counts", "clock")
+    changelogs = [f"{prefix}settlement-{store}-changelog" for store in stores]
     create_changelogs(settings, dict.fromkeys(changelogs, partitions), compacted=changelogs)
     admin = AdminClient(settings.client_config())
 

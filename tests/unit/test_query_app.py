@@ -15,7 +15,8 @@ class Client:
     """Calls the ASGI app in-process; its lifespan (and so the Kafka reader) never starts."""
 
     def __init__(self) -> None:
-        self.app = QueryService(load_settings(env={}, bootstrap="127.0.0.1:1")).app
+        self.service = QueryService(load_settings(env={}, bootstrap="127.0.0.1:1"))
+        self.app = self.service.app
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         async def call() -> httpx.Response:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import msgspec
+
 from tests.unit.test_netting import D1, D2, amend, cancel, trade
+from tradeflux.domain.clock import Tick
+from tradeflux.domain.finality import ObligationStatement
 from tradeflux.domain.netting import SettlementLeg
 from tradeflux.domain.schemas import EnrichedTrade, SettlementObligation
+from tradeflux.domain.sese023 import SettlementInstruction
 from tradeflux.services import settlement
 from tradeflux.stream.harness import Output, TestDriver
 
@@ -100,3 +105,71 @@ def test_store_values_round_trip_through_the_changelog_codec() -> None:
     assert isinstance(
         driver.store("legs", partition=2)["CP1|ACC1|MSFT|T2"].settlement_date, dt.date
     )
+
+
+CUTOFF_D1 = dt.datetime(2026, 11, 26, 0, 0, tzinfo=dt.UTC)  # Wednesday 19:00 New York
+
+
+def test_a_tick_that_reaches_the_cut_off_issues_the_final_statement_and_instructions() -> None:
+    driver = TestDriver(settlement.SERVICE)
+    _send(driver, [trade("T1", quantity="100", price="10.00")])
+    early = Tick(tick=CUTOFF_D1 - dt.timedelta(seconds=1), source="test")
+    assert driver.send([(None, early)], partition=2) == []
+    out = driver.send([(None, Tick(tick=CUTOFF_D1, source="test"))], partition=2)
+    assert [(o.topic, o.key) for o in out] == [
+        ("settlement.statements", KEY_D1),
+        ("settlement.instructions", KEY_D1),
+    ]
+    final: ObligationStatement = out[0].value
+    assert (final.kind, final.sequence, final.recorded_at) == ("FINAL", 0, CUTOFF_D1)
+    assert final.obligation is not None and final.obligation.net_cash == Decimal("-1000.00")
+    instruction: SettlementInstruction = out[1].value
+    assert (instruction.movement, instruction.amount, instruction.status) == (
+        "RECE",
+        Decimal("1000.00"),
+        "READY",
+    )
+    assert driver.store("clock", partition=2) == {"stream_time": CUTOFF_D1}
+    # A later amend: an ADJUSTMENT, and the running obligation moves on.
+    late = msgspec.structs.replace(
+        amend(trade("T1", quantity="100", price="10.00"), 2, quantity=Decimal(50)),
+        ingest_time=CUTOFF_D1 + dt.timedelta(minutes=5),
+    )
+    out = _send(driver, [late])
+    assert [(o.topic, o.value.kind if o.topic.endswith("statements") else None) for o in out] == [
+        ("settlement.statements", "ADJUSTMENT"),
+        ("settlement.obligations", None),
+    ]
+    assert out[1].value.net_cash == Decimal("-500.00")
+
+
+def test_an_event_of_an_expired_settlement_date_is_a_dead_letter_with_its_reason() -> None:
+    driver = TestDriver(settlement.SERVICE)
+    new = trade("T1")
+    _send(driver, [new])
+    expiry = dt.datetime(2026, 12, 4, 5, 0, tzinfo=dt.UTC)
+    driver.send([(None, Tick(tick=expiry))], partition=2)
+    assert driver.store("legs", partition=2) == {}
+    out = _send(driver, [amend(new, 2, quantity=Decimal(1))])
+    (dead,) = out
+    assert dead.topic == "trades.rejected"
+    assert dead.headers["tf.reason"] == "SETTLEMENT_DATE_EXPIRED"
+    assert "2026-11-26 of USD was dropped" in dead.headers["tf.detail"]
+
+
+def test_a_value_that_is_neither_a_trade_nor_a_tick_is_a_dead_letter() -> None:
+    driver = TestDriver(settlement.SERVICE)
+    (dead,) = driver.send([("CP1", b'{"tick": "2026-11-24T15:00:00Z", "extra": 1}')], partition=2)
+    assert (dead.topic, dead.headers["tf.reason"]) == ("trades.rejected", "decode_error")
+
+
+def test_every_store_round_trips_through_its_changelog_codec_after_a_cut_off() -> None:
+    driver = TestDriver(settlement.SERVICE)
+    _send(driver, [trade("T1"), trade("T2", instrument="MSFT", side="SELL")])
+    driver.send([(None, Tick(tick=CUTOFF_D1))], partition=2)
+    codecs = {s.name: s.codec for s in settlement.SERVICE.stores}
+    for name in codecs:
+        values = driver.store(name, partition=2)
+        assert values, name
+        for value in values.values():
+            assert codecs[name].decode(codecs[name].encode(value)) == value

@@ -23,6 +23,12 @@ ARCHITECTURE_TOPICS = [
     ("trades.by_counterparty", "counterparty id", False),
     ("analytics.bars", "instrument + window", False),
     ("settlement.obligations", "counterparty + currency + settlement date", True),
+    # issue 14: settlement finality and instructions, regulatory reports, more windows
+    ("settlement.statements", "counterparty + currency + settlement date", False),
+    ("settlement.instructions", "counterparty + currency + settlement date", False),
+    ("regulatory.reports", "trade id", False),
+    ("analytics.hopping_bars", "instrument + window", False),
+    ("analytics.sessions", "account + session start", False),
 ]
 
 
@@ -62,6 +68,10 @@ def test_global_tables_are_not_copartitioned() -> None:
     assert all(
         t.copartition_group is None for t in TOPICS if t.name.startswith(("refdata.", "market"))
     )
+
+
+def test_only_settlements_input_carries_clock_ticks() -> None:
+    assert [t.name for t in TOPICS if t.ticks] == ["trades.by_counterparty"]
 
 
 def test_all_set_holds_every_topic() -> None:

@@ -45,6 +45,49 @@ export interface RejectedTrade {
   value: string;
 }
 
+export interface SecuritiesObligation {
+  instrument: string;
+  isin: string;
+  quantity: string;
+  trade_count: number;
+}
+
+export interface SettlementObligation {
+  counterparty: string;
+  counterparty_lei: string;
+  currency: string;
+  settlement_date: string;
+  net_cash: string;
+  cash_paid: string;
+  cash_received: string;
+  trade_count: number;
+  securities: SecuritiesObligation[];
+}
+
+/** A FINAL or ADJUSTMENT statement of an obligation (settlement.statements). */
+export interface ObligationStatement {
+  kind: "FINAL" | "ADJUSTMENT";
+  sequence: number;
+  counterparty: string;
+  currency: string;
+  settlement_date: string;
+  cutoff_at: string;
+  recorded_at: string;
+  obligation: SettlementObligation | null;
+  previous: SettlementObligation | null;
+  net_cash_change: string;
+  trade_id: string;
+  version: number;
+  event_type: string;
+}
+
+/** An obligation as made FINAL at its cut-off (/v1/settlement/final). */
+export interface FinalObligation {
+  key: string;
+  final: ObligationStatement;
+  adjustments: number;
+}
+
 /** Alerts, bars and obligations are whatever JSON object their service wrote. */
 export type JsonObject = Record<string, unknown>;
 
@@ -92,7 +135,16 @@ export async function getJson<T>(path: string): Promise<T> {
 
 export type Handler = (kind: string, data: unknown) => void;
 
-export const EVENT_KINDS = ["position", "pnl", "alert", "bar", "reject", "obligation"] as const;
+export const EVENT_KINDS = [
+  "position",
+  "pnl",
+  "alert",
+  "bar",
+  "reject",
+  "obligation",
+  "final",
+  "adjustment",
+] as const;
 
 /**
  * Follows /v1/stream. `onOpen` runs after every (re)connection's hello, so the caller

@@ -2,7 +2,9 @@
 import "./style.css";
 import {
   type AccountPnL,
+  type FinalObligation,
   type FollowerStatus,
+  type ObligationStatement,
   type JsonObject,
   type Page,
   type Position,
@@ -13,7 +15,7 @@ import {
   getJson,
 } from "./api";
 import { BarChart, type Candle, ThroughputChart, barInstrument, toCandle } from "./charts";
-import { renderAlerts, renderKpis, renderPnl, renderPositions, renderRejects, renderServices } from "./panels";
+import { renderAlerts, renderFinals, renderKpis, renderPnl, renderPositions, renderRejects, renderServices } from "./panels";
 
 const MAX_FEED = 200;
 
@@ -27,6 +29,7 @@ export interface State {
   reasons: Map<string, number>;
   bars: Map<string, Map<number, Candle>>;
   services: ServiceStatus[];
+  finals: Map<string, FinalObligation>;
   status: Status | null;
   accountFilter: string | null;
   newAlerts: Set<JsonObject>;
@@ -42,6 +45,7 @@ const state: State = {
   reasons: new Map(),
   bars: new Map(),
   services: [],
+  finals: new Map(),
   status: null,
   accountFilter: null,
   newAlerts: new Set(),
@@ -78,6 +82,7 @@ function render(): void {
   if (panels.has("rejects")) renderRejects(state, $("rej-table"), $("rej-reasons"), $("rej-hint"));
   if (panels.has("services")) renderServices(state, $("svc-table"), $("svc-hint"), (n) => throughput?.color(n) ?? "#888");
   if (panels.has("bars")) renderBars();
+  if (panels.has("finals")) renderFinals(state, $("final-table"), $("final-hint"));
   renderKpis(state, $("kpis"));
 }
 
@@ -205,6 +210,24 @@ function onEvent(kind: string, data: unknown): void {
       else if (!known || instrument === selectedInstrument) invalidate("bars");
       break;
     }
+    case "final": {
+      const f = data as FinalObligation;
+      state.finals.set(f.key, f);
+      state.changed.set(`final:${f.key}`, performance.now());
+      invalidate("finals");
+      break;
+    }
+    case "adjustment": {
+      const a = data as ObligationStatement;
+      const key = `${a.counterparty}|${a.currency}|${a.settlement_date}`;
+      const f = state.finals.get(key);
+      if (f) {
+        state.finals.set(key, { ...f, adjustments: Math.max(f.adjustments, a.sequence) });
+        state.changed.set(`final:${key}`, performance.now());
+        invalidate("finals");
+      }
+      break;
+    }
     case "position_removed": {
       state.positions.delete((data as { key: string }).key);
       invalidate("positions");
@@ -235,12 +258,13 @@ function onEvent(kind: string, data: unknown): void {
 
 /** Reload every snapshot (after each stream (re)connection, so nothing is missed). */
 async function loadSnapshots(): Promise<void> {
-  const [positions, pnl, alerts, rejects, bars, status] = await Promise.all([
+  const [positions, pnl, alerts, rejects, bars, finals, status] = await Promise.all([
     getJson<Page<Position>>("/v1/positions?limit=10000"),
     getJson<Page<AccountPnL>>("/v1/pnl?limit=10000"),
     getJson<Page<JsonObject>>(`/v1/alerts?limit=${MAX_FEED}`),
     getJson<Page<RejectedTrade>>(`/v1/rejects?limit=${MAX_FEED}`),
     getJson<Page<JsonObject>>("/v1/bars?limit=10000"),
+    getJson<Page<FinalObligation>>("/v1/settlement/final?limit=10000"),
     getJson<Status>("/v1/status"),
   ]);
   state.positions = new Map(positions.items.map((p) => [`${p.account}|${p.instrument}`, p]));
@@ -250,10 +274,11 @@ async function loadSnapshots(): Promise<void> {
   state.reasons = new Map(Object.entries(status.reject_reasons));
   state.bars = new Map();
   for (const bar of bars.items) addBar(bar);
+  state.finals = new Map(finals.items.map((f) => [f.key, f]));
   refitBars = true;
   state.status = status;
   showReadiness(status.follower);
-  invalidate("pnl", "positions", "alerts", "rejects", "bars");
+  invalidate("pnl", "positions", "alerts", "rejects", "bars", "finals");
 }
 
 function showReadiness(f: FollowerStatus): void {

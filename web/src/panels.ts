@@ -1,5 +1,5 @@
 // The tables, feeds and figures of the dashboard, rendered from the page's state.
-import type { AccountPnL, JsonObject, Position, RejectedTrade } from "./api";
+import type { AccountPnL, FinalObligation, JsonObject, Position, RejectedTrade } from "./api";
 import { clock, count, money, num, rate, signClass, stamp } from "./format";
 import type { State } from "./main";
 
@@ -270,6 +270,48 @@ export function renderRejects(state: State, table: HTMLElement, reasons: HTMLEle
   );
   state.newRejects.clear();
   hint.textContent = `${count(total)} since start`;
+}
+
+// -- FINAL obligations --------------------------------------------------------------------
+
+const MAX_FINAL_ROWS = 300;
+const finalRows = new RowCache();
+
+/** The FINAL obligations (settlement.statements), latest settlement date first. */
+export function renderFinals(state: State, table: HTMLElement, hint: HTMLElement): void {
+  const finals: FinalObligation[] = [...state.finals.values()].sort(
+    (a, b) => b.final.settlement_date.localeCompare(a.final.settlement_date) || a.key.localeCompare(b.key),
+  );
+  const shown = finals.slice(0, MAX_FINAL_ROWS);
+  const body = table.querySelector("tbody")!;
+  const rows = shown.map((f) => {
+    const { row, fresh, seen } = finalRows.get(f.key, 7);
+    const c = row.cells;
+    const ob = f.final.obligation;
+    const net = ob?.net_cash ?? "0";
+    setCell(c[0], f.final.settlement_date, "l mono");
+    setCell(c[1], f.final.counterparty, "l acct");
+    setCell(c[2], f.final.currency, "l ccy");
+    setCell(c[3], money(net), `num strong ${signClass(net)}`);
+    setCell(c[4], String(ob?.trade_count ?? 0), "num dim");
+    setCell(c[5], String(ob?.securities.length ?? 0), "num dim");
+    setCell(c[6], f.adjustments ? String(f.adjustments) : "—", `num ${f.adjustments ? "warn strong" : "dim"}`);
+    c[6].title = f.adjustments ? "adjustments after the cut-off: /v1/settlement/adjustments" : "";
+    row.title = `cut off ${stamp(f.final.cutoff_at)} · sese.023: /v1/settlement/instructions?counterparty=${f.final.counterparty}&date=${f.final.settlement_date}`;
+    const changedAt = state.changed.get(`final:${f.key}`) ?? 0;
+    if (!fresh && changedAt > seen) flash(row, "new");
+    return row;
+  });
+  if (!rows.length) {
+    const row = el("tr");
+    const td = el("td", "l dim", "no obligation is FINAL yet: they become FINAL at their market's cut-off");
+    td.colSpan = 7;
+    row.append(td);
+    body.replaceChildren(row);
+  } else body.replaceChildren(...rows);
+  finalRows.prune(new Set(shown.map((f) => f.key)));
+  const adjusted = finals.filter((f) => f.adjustments > 0).length;
+  hint.textContent = `${finals.length} FINAL · ${adjusted} adjusted`;
 }
 
 // -- services -----------------------------------------------------------------------------

@@ -10,6 +10,12 @@ window is closed once stream time is past ``end + grace``; an event that would c
 closed window is late: counted, not applied. When a window closes its final bar goes out
 and its state is dropped, so memory holds only the open windows.
 
+Hopping windows (:class:`HoppingSpec`: ``size`` every ``advance``, so ``size / advance``
+windows overlap at any instant) are that many tumbling series side by side, series ``j``
+aligned on ``j * advance`` (:meth:`HoppingSpec.phases`): a trade is in exactly one window
+of each series, so each series is a :class:`WindowBatch` of its own (its slots under a
+prefix of its own), and lateness is decided per window.
+
 :class:`WindowBatch` is the work of one input partition in one batch: it reads the
 committed state through two lookups, applies events in order on private working copies
 (store values are never mutated), and :meth:`WindowBatch.finish` returns the new state
@@ -24,7 +30,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, Inexact
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -37,6 +43,10 @@ VWAP_QUANTUM = Decimal("0.000001")
 
 _ONE_US = dt.timedelta(microseconds=1)
 _ZERO = Decimal(0)
+# Sums and products of a bar are exact: in this context they never round (and would raise
+# if they had to), so no value a trade can carry makes a bar fail or depend on the order.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+_VWAP_DIGITS = 28  # the quotient's significant digits, as Python's default context has
 
 V_co = TypeVar("V_co", covariant=True)
 
@@ -50,22 +60,33 @@ class Lookup(Protocol[V_co]):
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """Tumbling windows of ``size``, aligned on the UTC epoch, closed ``grace`` after their end."""
+    """Tumbling windows of ``size``, closed ``grace`` after their end.
+
+    Aligned on the UTC epoch plus ``offset`` (0 <= offset < size): windows start at
+    ``EPOCH + offset + k * size``.
+    """
 
     size: dt.timedelta
     grace: dt.timedelta
+    offset: dt.timedelta = dt.timedelta(0)
 
     def __post_init__(self) -> None:
         if self.size <= dt.timedelta(0):
             raise ValueError(f"window size must be positive, got {self.size}")
         if self.grace < dt.timedelta(0):
             raise ValueError(f"grace must not be negative, got {self.grace}")
+        if not dt.timedelta(0) <= self.offset < self.size:
+            raise ValueError(f"offset must be in [0, size), got {self.offset}")
 
     def start_of(self, t: dt.datetime) -> dt.datetime:
         """Return the start of the window that holds instant ``t`` (aware)."""
-        elapsed_us = (t - EPOCH) // _ONE_US
+        elapsed_us = (t - EPOCH - self.offset) // _ONE_US
         size_us = self.size // _ONE_US
-        return EPOCH + dt.timedelta(microseconds=elapsed_us - elapsed_us % size_us)
+        return EPOCH + self.offset + dt.timedelta(microseconds=elapsed_us - elapsed_us % size_us)
+
+    def holds(self, start: dt.datetime) -> bool:
+        """Tell whether ``start`` is the start of one of these windows."""
+        return (start - EPOCH - self.offset) // _ONE_US % (self.size // _ONE_US) == 0
 
     def is_closed(self, start: dt.datetime, stream_time: dt.datetime | None) -> bool:
         """Tell whether the window starting at ``start`` is closed at ``stream_time``.
@@ -73,6 +94,29 @@ class WindowSpec:
         Closed means ``stream_time > start + size + grace``; no stream time, nothing closed.
         """
         return stream_time is not None and stream_time > start + self.size + self.grace
+
+
+@dataclass(frozen=True)
+class HoppingSpec:
+    """Hopping windows: ``size`` long, one starting every ``advance``, closed ``grace`` after.
+
+    ``size`` is a whole multiple of ``advance``; windows start at ``EPOCH + k * advance``.
+    """
+
+    size: dt.timedelta
+    advance: dt.timedelta
+    grace: dt.timedelta
+
+    def __post_init__(self) -> None:
+        if self.advance <= dt.timedelta(0) or self.size < self.advance:
+            raise ValueError(f"hopping windows need 0 < advance <= size, got {self}")
+        if (self.size // _ONE_US) % (self.advance // _ONE_US):
+            raise ValueError(f"hopping window size must be a multiple of the advance, got {self}")
+
+    def phases(self) -> list[WindowSpec]:
+        """Return the tumbling series that make up these windows, one per offset."""
+        count = self.size // self.advance
+        return [WindowSpec(self.size, self.grace, self.advance * j) for j in range(count)]
 
 
 def window_key(instrument: str, start: dt.datetime) -> str:
@@ -151,19 +195,21 @@ def bar_of(
     Open and close are the prices of the first and last trade by ``(trade_time,
     trade_id, account)``; ``volume = Σ quantity``; ``vwap = Σ(price · quantity) / volume``
     quantized to :data:`VWAP_QUANTUM` half-even; ``notional = Σ notional``. Decimal in
-    the default context (28 digits, half-even).
+    an explicit context: sums and products exact, the quotient to 28 significant digits
+    (more when its integer part needs them), half-even, so no trade value makes it raise.
     """
     ordered = sorted(trades, key=lambda t: (t.trade_time, t.trade_id, t.account))
     if not ordered:
         return None
+    add, multiply = _EXACT.add, _EXACT.multiply
     volume = _ZERO
     value = _ZERO
     notional = _ZERO
     high = low = ordered[0].price
     for trade in ordered:
-        volume += trade.quantity
-        value += trade.price * trade.quantity
-        notional += trade.notional
+        volume = add(volume, trade.quantity)
+        value = add(value, multiply(trade.price, trade.quantity))
+        notional = add(notional, trade.notional)
         high = max(high, trade.price)
         low = min(low, trade.price)
     return Bar(
@@ -176,11 +222,28 @@ def bar_of(
         low=low,
         close=ordered[-1].price,
         volume=volume,
-        vwap=(value / volume).quantize(VWAP_QUANTUM, rounding=ROUND_HALF_EVEN),
+        vwap=vwap_of(value, volume),
         notional=notional,
         count=len(ordered),
         final=final,
     )
+
+
+def vwap_of(value: Decimal, volume: Decimal) -> Decimal:
+    """Return ``value / volume`` quantized to :data:`VWAP_QUANTUM` half-even (volume > 0).
+
+    The quotient is rounded to 28 significant digits first (as Python's default context
+    does), or to as many as its integer part and six decimals need, so quantizing never
+    runs out of digits.
+    """
+    integer_digits = max(0, value.adjusted() - volume.adjusted() + 2)
+    context = Context(
+        prec=max(_VWAP_DIGITS, integer_digits + 8),
+        rounding=ROUND_HALF_EVEN,
+        Emax=MAX_EMAX,
+        Emin=MIN_EMIN,
+    )
+    return context.divide(value, volume).quantize(VWAP_QUANTUM, context=context)
 
 
 class Outcome(enum.Enum):
@@ -249,6 +312,7 @@ class WindowBatch:
     stream_time: dt.datetime | None
     windows: Lookup[WindowState]
     slots: Lookup[TradeSlot]
+    slot_prefix: str = ""  # keeps the slots of hopping series apart in one store
     _work: dict[str, _Working] = field(default_factory=dict, init=False)
     _slots: dict[str, TradeSlot | None] = field(default_factory=dict, init=False)
     _changed: set[str] = field(default_factory=set, init=False)
@@ -288,7 +352,7 @@ class WindowBatch:
 
     def _apply(self, event: EnrichedTrade) -> Outcome:
         instrument, tkey = event.instrument, trade_key(event.account, event.trade_id)
-        key = slot_key(instrument, tkey)
+        key = self.slot_prefix + slot_key(instrument, tkey)
         held = self._slot(key)
         if held is not None and event.version <= held.version:
             return Outcome.STALE
@@ -328,7 +392,8 @@ class WindowBatch:
     def finish(self, committed: Iterable[tuple[str, WindowState]]) -> BatchResult:
         """Close the windows stream time has passed; return the state and bars to write.
 
-        ``committed`` is every window of the partition as of the last commit. A changed
+        ``committed`` is every window of this spec in the partition as of the last commit
+        (windows of other specs are skipped: see :meth:`WindowSpec.holds`). A changed
         window gets its bar revision (a tombstone when it has no trades left); a window
         that closes gets its final bar instead (nothing if it is empty and unchanged), and
         its state and its trades' slots are dropped.
@@ -338,7 +403,9 @@ class WindowBatch:
         slots = dict(self._slots)
         bars: list[tuple[dt.datetime, str, Bar | None]] = []
         closed = 0
-        states: dict[str, _Working | WindowState] = dict(committed)
+        states: dict[str, _Working | WindowState] = {
+            key: state for key, state in committed if spec.holds(state.start)
+        }
         stored = set(states)
         states.update(self._work)
         for key, state in states.items():
@@ -364,7 +431,7 @@ class WindowBatch:
             if key in stored:
                 windows[key] = None
             for tkey in (*state.trades, *state.cancelled):
-                skey = slot_key(state.instrument, tkey)
+                skey = self.slot_prefix + slot_key(state.instrument, tkey)
                 slot = _latest(slots, self.slots, skey)
                 if slot is None or slot.window_start != state.start:
                     continue  # gone already, or the trade moved on to another window

@@ -24,6 +24,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.staticfiles import StaticFiles
 
 from tradeflux.contracts import registry_schemas
+from tradeflux.domain.finality import ObligationStatement
+from tradeflux.domain.reporting import TradeReport
 from tradeflux.domain.schemas import (
     Account,
     AccountPnL,
@@ -34,8 +36,10 @@ from tradeflux.domain.schemas import (
     RiskAlert,
     SettlementObligation,
 )
+from tradeflux.domain.sese023 import SettlementInstruction
 from tradeflux.query.follower import FollowerStatus, TopicFollower
 from tradeflux.query.live import LiveHub, cancel_quietly
+from tradeflux.query.posttrade import FinalObligation
 from tradeflux.query.readmodel import (
     ACCOUNTS,
     COUNTERPARTIES,
@@ -51,7 +55,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_LIMIT = 10_000
 EVENT_KINDS = frozenset(
     {"position", "pnl", "alert", "bar", "reject", "obligation", "instrument", "account",
-     "counterparty"}
+     "counterparty", "final", "adjustment", "instruction", "report"}
 )  # fmt: skip
 
 
@@ -85,6 +89,11 @@ _SCHEMAS: dict[str, Any] = {
     "alerts": Page[RiskAlert],
     "bars": Page[Bar],
     "obligations": Page[SettlementObligation],
+    "final_obligations": Page[FinalObligation],
+    "adjustments": Page[ObligationStatement],
+    "instructions": Page[SettlementInstruction],
+    "instruction": SettlementInstruction,
+    "reports": Page[TradeReport],
     "rejects": Page[RejectedTrade],
     "instruments": Page[Instrument],
     "accounts": Page[Account],
@@ -213,6 +222,99 @@ def create_app(
         day = settlement_date.isoformat() if settlement_date is not None else None
         return _json(model.list_obligations(counterparty, currency, day, limit, offset))
 
+    @app.get(
+        "/v1/settlement/final", tags=["settlement"], responses=_documented("final_obligations")
+    )
+    def final_obligations(
+        counterparty: str | None = None,
+        currency: str | None = None,
+        settlement_date: Annotated[
+            dt.date | None, Query(alias="date", description="Settlement date, YYYY-MM-DD.")
+        ] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """Obligations made FINAL at their market's cut-off, with their adjustment count."""
+        day = settlement_date.isoformat() if settlement_date is not None else None
+        return _json(
+            model.posttrade.list_final_obligations(counterparty, currency, day, limit, offset)
+        )
+
+    @app.get(
+        "/v1/settlement/adjustments", tags=["settlement"], responses=_documented("adjustments")
+    )
+    def adjustments(
+        counterparty: str | None = None,
+        currency: str | None = None,
+        settlement_date: Annotated[
+            dt.date | None, Query(alias="date", description="Settlement date, YYYY-MM-DD.")
+        ] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """List the ADJUSTMENTs of FINAL obligations (before, after, the event), newest first."""
+        day = settlement_date.isoformat() if settlement_date is not None else None
+        return _json(model.posttrade.list_adjustments(counterparty, currency, day, limit, offset))
+
+    @app.get(
+        "/v1/settlement/instructions", tags=["settlement"], responses=_documented("instructions")
+    )
+    def instructions(
+        counterparty: str | None = None,
+        settlement_date: Annotated[
+            dt.date | None, Query(alias="date", description="Settlement date, YYYY-MM-DD.")
+        ] = None,
+        status: Annotated[
+            str | None, Query(description="READY, or REJECTED (no document; see reason).")
+        ] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """ISO 20022 sese.023.001.11 instructions of the FINAL obligations, newest first."""
+        day = settlement_date.isoformat() if settlement_date is not None else None
+        return _json(model.posttrade.list_instructions(counterparty, day, status, limit, offset))
+
+    @app.get(
+        "/v1/settlement/instructions/{instruction_id}",
+        tags=["settlement"],
+        responses=_documented("instruction"),
+    )
+    def instruction(instruction_id: str) -> Response:
+        """One instruction by its TxId; 404 if unknown."""
+        item = model.posttrade.instruction(instruction_id)
+        if item is None:
+            raise HTTPException(404, f"no instruction {instruction_id!r}")
+        return _json(item)
+
+    @app.get(
+        "/v1/settlement/instructions/{instruction_id}/sese023.xml",
+        tags=["settlement"],
+        response_class=Response,
+        responses={200: {"content": {"application/xml": {"schema": {"type": "string"}}}}},
+    )
+    def instruction_document(instruction_id: str) -> Response:
+        """Return the instruction's sese.023.001.11 XML document; 404 if unknown or REJECTED."""
+        item = model.posttrade.instruction(instruction_id)
+        if item is None:
+            raise HTTPException(404, f"no instruction {instruction_id!r}")
+        if not item.document:
+            raise HTTPException(
+                404, f"instruction {instruction_id!r} has no document: {item.reason}"
+            )
+        return Response(item.document, media_type="application/xml")
+
+    @app.get("/v1/reports", tags=["reporting"], responses=_documented("reports"))
+    def reports(
+        trade_id: str | None = None,
+        late: Annotated[
+            bool | None, Query(description="Only late (true) or on-time (false) reports.")
+        ] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """Regulatory transaction reports (MiFIR RTS 22 subset), newest first."""
+        return _json(model.posttrade.list_reports(trade_id, late, limit, offset))
+
     @app.get("/v1/rejects", tags=["read model"], responses=_documented("rejects"))
     def rejects(
         reason: Annotated[str | None, Query(description="Reason code, e.g. ODD_LOT.")] = None,
@@ -285,7 +387,8 @@ def create_app(
             str | None,
             Query(
                 description="Comma-separated kinds to receive (default all): position, pnl, "
-                "alert, bar, reject, obligation, instrument, account, counterparty."
+                "alert, bar, reject, obligation, instrument, account, counterparty, final, "
+                "adjustment, instruction, report."
             ),
         ] = None,
     ) -> StreamingResponse:

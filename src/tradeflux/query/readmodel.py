@@ -16,6 +16,9 @@ What each topic becomes (ARCHITECTURE.md section 3):
   ``window_start``) are read from the object, else from the ``|``-separated key. Bars
   keep the latest revision per key; obligations are a compacted table; alerts a log.
 - ``trades.rejected``: a ``RejectedTrade`` per dead letter, its ``tf.*`` headers decoded.
+- ``settlement.statements``, ``settlement.instructions``, ``regulatory.reports``: the FINAL
+  obligations, their adjustments, the sese.023 instructions and the transaction reports,
+  decoded into their domain structs (query/posttrade.py).
 
 Logs (alerts, rejects) and bars are bounded: the oldest entries go first.
 """
@@ -39,6 +42,15 @@ from tradeflux.domain.schemas import (
     Instrument,
     Position,
 )
+from tradeflux.query.pages import Page
+from tradeflux.query.pages import page as _page
+from tradeflux.query.posttrade import (
+    INSTRUCTIONS,
+    POSTTRADE_TOPICS,
+    REPORTS,
+    STATEMENTS,
+    PostTradeTables,
+)
 from tradeflux.stream.deadletter import header_map
 from tradeflux.stream.records import Headers
 
@@ -54,6 +66,8 @@ INSTRUMENTS = topics.INSTRUMENTS.name
 ACCOUNTS = topics.ACCOUNTS.name
 COUNTERPARTIES = topics.COUNTERPARTIES.name
 
+__all__ = ["TOPICS", "Change", "Page", "ReadModel", "RejectedTrade", "SourceRecord"]
+
 #: The topics the read model materialises, unprefixed.
 TOPICS: tuple[str, ...] = (
     INSTRUMENTS,
@@ -65,6 +79,9 @@ TOPICS: tuple[str, ...] = (
     BARS,
     OBLIGATIONS,
     REJECTS,
+    STATEMENTS,
+    INSTRUCTIONS,
+    REPORTS,
 )
 
 _VALUE_TEXT_MAX = 4096
@@ -72,15 +89,6 @@ _VALUE_TEXT_MAX = 4096
 
 #: ``(topic, key, value, headers, timestamp_ms, partition, offset)``, the topic unprefixed.
 SourceRecord = tuple[str, bytes | None, bytes | None, Headers | None, int | None, int, int]
-
-
-class Page(msgspec.Struct, Generic[T], kw_only=True):
-    """One page of a listing: ``items[offset : offset + limit]`` of ``total`` matches."""
-
-    total: int
-    limit: int
-    offset: int
-    items: list[T]
 
 
 class RejectedTrade(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,6 +159,9 @@ _KIND_BY_TOPIC = {
     INSTRUMENTS: "instrument",
     ACCOUNTS: "account",
     COUNTERPARTIES: "counterparty",
+    STATEMENTS: "final",  # or "adjustment": the tables say which
+    INSTRUCTIONS: "instruction",
+    REPORTS: "report",
 }
 
 
@@ -161,17 +172,6 @@ def _text(value: Any) -> str | None:
 def _key_part(key: str, index: int) -> str | None:
     parts = key.split("|")
     return parts[index] if index < len(parts) and parts[index] else None
-
-
-def _page(matches: Iterable[T], limit: int, offset: int) -> Page[T]:
-    """Page over ``matches``, counting all of them."""
-    items: list[T] = []
-    total = 0
-    for item in matches:
-        if offset <= total < offset + limit:
-            items.append(item)
-        total += 1
-    return Page(total=total, limit=limit, offset=offset, items=items)
 
 
 class _SortedTable(Generic[T]):
@@ -219,6 +219,7 @@ class ReadModel:
         self.max_bars = max_bars
         self.reject_reasons: collections.Counter[str] = collections.Counter()
         self.bad_records: collections.Counter[str] = collections.Counter()  # undecodable
+        self.posttrade = PostTradeTables(self.lock, max_log_entries)
         self._seq = itertools.count()
         self._decoders: dict[str, Callable[[bytes], Any]] = {
             POSITIONS: msgspec.json.Decoder(Position).decode,
@@ -278,6 +279,13 @@ class ReadModel:
         if kind is None:
             return None
         key = key_bytes.decode(errors="replace") if key_bytes is not None else ""
+        if topic in POSTTRADE_TOPICS:
+            try:
+                changed = self.posttrade.apply(topic, key, value)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                self.bad_records[topic] += 1
+                return None
+            return None if changed is None else Change(*changed)
         if topic == REJECTS:
             reject = self._apply_reject(
                 key_bytes, key, value, headers, timestamp_ms, partition, offset
@@ -505,6 +513,7 @@ class ReadModel:
                 "instruments": len(self.instruments),
                 "accounts": len(self.accounts),
                 "counterparties": len(self.counterparties),
+                **self.posttrade.counts(),
             }
 
 

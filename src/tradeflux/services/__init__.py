@@ -1,4 +1,18 @@
 """One module per microservice: each binds domain rules to the stream runtime."""
 
-SHIPPED = ("validator", "positions", "pnl", "risk", "repartition", "analytics", "settlement")
-"""The shipped services, in pipeline order; ``tradeflux run NAME`` runs ``<NAME>:SERVICE``."""
+SHIPPED = (
+    "validator",
+    "positions",
+    "pnl",
+    "risk",
+    "repartition",
+    "analytics",
+    "settlement",
+    "settlement-ticker",
+    "reporting",
+    "sessions",
+)
+"""The shipped services, in pipeline order; ``tradeflux run NAME`` runs ``<NAME>:SERVICE``.
+
+A ``-`` in NAME is a ``_`` in the module's name (``settlement-ticker``: settlement_ticker).
+"""

@@ -1,7 +1,7 @@
-"""Analytics: ``trades.by_instrument`` → ``analytics.bars``, OHLCV bars per instrument window.
+"""Analytics: ``trades.by_instrument`` → ``analytics.bars`` and ``analytics.hopping_bars``.
 
-Event-time tumbling windows on ``trade_time`` (``TRADEFLUX_BAR_SECONDS``, default 5) that
-close ``TRADEFLUX_BAR_GRACE_SECONDS`` (default 2) after their end, in stream time: the
+Event-time tumbling windows on ``trade_time`` (``bar_seconds``, default 5) that close
+``bar_grace_seconds`` (default 2) after their end, in stream time: the
 largest ``trade_time`` seen in the partition, kept in the ``clock`` store so a restart
 decides exactly as the crashed instance would have. (The runtime's stream time is the
 record timestamp, which on ``trades.by_instrument`` is when repartition wrote the record,
@@ -12,27 +12,42 @@ State, in the partition of the instrument: the open windows' effective trades
 (``windows``), where each trade is (``slots``), and stream time (``clock``). Per batch,
 each changed window sends one bar revision (a tombstone when its trades were all
 cancelled); a closing window sends its final bar (``final`` true) and its state goes.
+
+Hopping windows (``hop_seconds`` long, default 60, one every ``hop_advance_seconds``,
+default 15, the same grace; settings, e.g. ``TRADEFLUX_HOP_SECONDS``) go the same way to
+``analytics.hopping_bars``, from stores of their own (``hop_windows``, ``hop_slots``): they
+are ``size / advance`` tumbling series side by side (domain/windows.py, HoppingSpec).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tradeflux import topics
 from tradeflux.config import Settings, load_settings
-from tradeflux.domain.windows import Outcome, TradeSlot, WindowBatch, WindowSpec, WindowState
+from tradeflux.domain.windows import (
+    HoppingSpec,
+    Outcome,
+    TradeSlot,
+    WindowBatch,
+    WindowSpec,
+    WindowState,
+)
+from tradeflux.errors import ConfigError
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
+from tradeflux.stream.stores import StorePartition
 from tradeflux.stream.topology import Service, StoreSpec
 
 BARS = topics.BARS.name
+HOPPING_BARS = topics.HOPPING_BARS.name
 STREAM_TIME = "stream_time"  # the one key of the clock store
 
 
 def window_spec(settings: Settings) -> WindowSpec:
-    """Return the windows of ``settings`` (``bar_seconds``, ``bar_grace_seconds``)."""
+    """Return the tumbling windows of ``settings`` (``bar_seconds``, ``bar_grace_seconds``)."""
     return WindowSpec(
         size=dt.timedelta(seconds=settings.bar_seconds),
         grace=dt.timedelta(seconds=settings.bar_grace_seconds),
@@ -44,57 +59,102 @@ def window_spec_from_env() -> WindowSpec:
     return window_spec(load_settings())
 
 
-def update_bars(ctx: Context, records: Sequence[Record], spec: WindowSpec) -> None:
-    """Apply each trade event to its window; close the windows stream time has passed."""
+def hopping_spec(settings: Settings) -> HoppingSpec:
+    """Return the hopping windows of ``settings`` (``hop_seconds``, ``hop_advance_seconds``)."""
+    size, advance = settings.hop_seconds, settings.hop_advance_seconds
+    if size < advance or size % advance:
+        raise ConfigError(
+            f"hop_seconds={size} must be a whole multiple of hop_advance_seconds={advance}"
+        )
+    grace = dt.timedelta(seconds=settings.bar_grace_seconds)
+    return HoppingSpec(dt.timedelta(seconds=size), dt.timedelta(seconds=advance), grace)
+
+
+def update_bars(
+    ctx: Context, records: Sequence[Record], spec: WindowSpec, phases: Sequence[WindowSpec]
+) -> None:
+    """Apply each trade event to its windows; close the windows stream time has passed."""
     windows = ctx.store("windows")
     slots = ctx.store("slots")
+    hop_windows = ctx.store("hop_windows")
+    hop_slots = ctx.store("hop_slots")
     clock = ctx.store("clock")
-    batch = WindowBatch(spec, clock.get(STREAM_TIME), windows, slots)
+    held = clock.get(STREAM_TIME)
+    batch = WindowBatch(spec, held, windows, slots)
+    hops = [
+        WindowBatch(phase, held, hop_windows, hop_slots, slot_prefix=f"{j}|")
+        for j, phase in enumerate(phases)
+    ]
     for record in records:
         outcome = batch.apply(record.value)
         if outcome is Outcome.LATE:
             ctx.count("late")
         elif outcome is Outcome.STALE:
             ctx.count("ignored_version")
+        for hop in hops:
+            if hop.apply(record.value) is Outcome.LATE:
+                ctx.count("hopping_late")
     result = batch.finish(windows.items())
-    for key, window in result.windows.items():
-        if window is None:
-            windows.delete(key)
-        else:
-            windows.put(key, window)
-    for key, slot in result.slots.items():
-        if slot is None:
-            slots.delete(key)
-        else:
-            slots.put(key, slot)
-    if result.stream_time is not None and result.stream_time != clock.get(STREAM_TIME):
+    _write(windows, slots, result.windows, result.slots)
+    if result.stream_time is not None and result.stream_time != held:
         clock.put(STREAM_TIME, result.stream_time)
     for key, bar in result.bars:
         ctx.emit(BARS, key, bar)
     if result.closed:
         ctx.count("windows_closed", result.closed)
+    for hop in hops:
+        hop_result = hop.finish(list(hop_windows.items()))
+        _write(hop_windows, hop_slots, hop_result.windows, hop_result.slots)
+        for key, bar in hop_result.bars:
+            ctx.emit(HOPPING_BARS, key, bar)
+        if hop_result.closed:
+            ctx.count("hopping_windows_closed", hop_result.closed)
+
+
+def _write(
+    windows: StorePartition,
+    slots: StorePartition,
+    changed_windows: Mapping[str, WindowState | None],
+    changed_slots: Mapping[str, TradeSlot | None],
+) -> None:
+    for key, window in changed_windows.items():
+        if window is None:
+            windows.delete(key)
+        else:
+            windows.put(key, window)
+    for key, slot in changed_slots.items():
+        if slot is None:
+            slots.delete(key)
+        else:
+            slots.put(key, slot)
 
 
 def build(settings: Settings | None = None) -> Service:
     """Return the analytics service with the windows of ``settings``."""
-    spec = window_spec(settings or Settings())
+    settings = settings or Settings()
+    spec = window_spec(settings)
+    phases = hopping_spec(settings).phases()
 
     def process(ctx: Context, records: Sequence[Record]) -> None:
-        update_bars(ctx, records, spec)
+        update_bars(ctx, records, spec, phases)
 
     return Service(
         name="analytics",
         inputs=[topics.BY_INSTRUMENT.topic()],
-        outputs=[topics.BARS.topic()],
+        outputs=[topics.BARS.topic(), topics.HOPPING_BARS.topic()],
         stores=[
             StoreSpec("windows", MsgpackCodec(WindowState)),
             StoreSpec("slots", MsgpackCodec(TradeSlot)),
             StoreSpec("clock", MsgpackCodec(dt.datetime)),
+            StoreSpec("hop_windows", MsgpackCodec(WindowState)),
+            StoreSpec("hop_slots", MsgpackCodec(TradeSlot)),
         ],
         process=process,
         dead_letter_topic=topics.REJECTED.name,
     )
 
 
-SERVICE = build()  # with the default windows; `tradeflux run analytics` builds from Settings
+SERVICE = build()  # the default windows; `tradeflux run analytics` builds from Settings
 SPEC = window_spec(Settings())
+HOPPING = hopping_spec(Settings())
+PHASES = HOPPING.phases()
