@@ -23,6 +23,13 @@ ARCHITECTURE_TOPICS = [
     ("trades.by_counterparty", "counterparty id", False),
     ("analytics.bars", "instrument + window", False),
     ("settlement.obligations", "counterparty + currency + settlement date", True),
+    # block allocation, confirmation and affirmation (each service's input is a union)
+    ("allocations.in", "order id (the block's ClOrdID)", False),
+    ("allocations.status", "block id + alloc id", True),
+    ("allocations.acks", "alloc id", False),
+    ("confirmations.in", "child trade id", False),
+    ("confirmations", "child trade id", True),
+    ("confirmations.exceptions", "child trade id", False),
 ]
 
 
@@ -41,6 +48,8 @@ def test_compacted_topics_are_reference_data_market_data_and_latest_state_output
         "positions",
         "pnl",
         "settlement.obligations",
+        "allocations.status",
+        "confirmations",
     }
 
 
