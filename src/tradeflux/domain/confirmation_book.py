@@ -38,14 +38,14 @@ class ChildState(msgspec.Struct, frozen=True, kw_only=True):
     """What the service keeps per child trade id.
 
     ``confirmation`` is the latest revision (None while only a booking was seen);
-    ``booked`` the latest event the validator accepted; ``issued``: a confirmation was
-    sent at some version (so a cancel must send one too).
+    ``booked`` the latest event the validator accepted; ``issued_id`` the ConfirmID last
+    sent ("" if none was: a cancel then sends nothing).
     """
 
     confirmation: Confirmation | None = None
     allocated_version: int = 0
     booked: EnrichedTrade | None = None
-    issued: bool = False
+    issued_id: str = ""
     exception_raised: bool = False
     cleared: bool = False
 
@@ -100,17 +100,21 @@ class ConfirmationBook:
         if event.event_type == "CANCEL":
             if state.confirmation is None:  # nothing was confirmed: nothing to say
                 return msgspec.structs.replace(state, allocated_version=event.version)
-            issue: Issue = "CANCEL" if state.issued else ""
+            issue: Issue = "CANCEL" if state.issued_id else ""
             cancelled = msgspec.structs.replace(
                 state.confirmation,
                 confirm_id=confirm_id_of(event.trade_id, event.version),
                 version=event.version,
                 status="CANCELLED",
                 issue=issue,
+                ref_confirm_id=state.issued_id,
                 updated_at=now,
             )
             state = msgspec.structs.replace(
-                state, confirmation=cancelled, allocated_version=event.version
+                state,
+                confirmation=cancelled,
+                allocated_version=event.version,
+                issued_id=cancelled.confirm_id if issue else "",
             )
             self.effects.confirmations.append(cancelled)
             if state.exception_raised and not state.cleared:
@@ -204,6 +208,7 @@ class ConfirmationBook:
             current,
             status=status,
             issue="",
+            ref_confirm_id="",
             affirmed_at=now if status == "AFFIRMED" else None,
             reject_reason=(ack.reason or ack.text) if status == "REJECTED" else "",
             updated_at=now,
@@ -232,11 +237,12 @@ class ConfirmationBook:
     def _issue(self, state: ChildState, trade: EnrichedTrade, now_ms: int) -> ChildState:
         """Send the confirmation of a booked child: CONFIRMED, with the booked economics."""
         assert state.confirmation is not None  # noqa: S101 - the callers check
-        issue: Issue = "REPLACE" if state.issued else "NEW"
+        issue: Issue = "REPLACE" if state.issued_id else "NEW"
         confirmed = msgspec.structs.replace(
             state.confirmation,
             status="CONFIRMED",
             issue=issue,
+            ref_confirm_id=state.issued_id,
             isin=trade.isin,
             symbol=trade.symbol,
             gross_amount=trade.notional,
@@ -247,7 +253,9 @@ class ConfirmationBook:
         )
         self.effects.confirmations.append(confirmed)
         self.effects.count("confirmed")
-        return msgspec.structs.replace(state, confirmation=confirmed, issued=True)
+        return msgspec.structs.replace(
+            state, confirmation=confirmed, issued_id=confirmed.confirm_id
+        )
 
     def _exception(
         self, state: ChildState, kind: ExceptionKind, now_ms: int, resolution: Resolution

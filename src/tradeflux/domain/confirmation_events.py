@@ -89,6 +89,7 @@ class Confirmation(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     status: ConfirmationStatus
     issue: Issue = ""
+    ref_confirm_id: str = ""  # the confirmation a REPLACE or CANCEL replaces (last sent)
     block_id: str
     alloc_id: str
     account: str
