@@ -23,7 +23,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 
 from tests.support import allocation_reference as ref
 from tests.support import reference as trade_reference
@@ -288,9 +294,28 @@ def prepare(settings: Settings, prefix: str, partitions: int = 3) -> None:
         )
 
     wait_for(leaders_known, 60, "the changelogs' partition leaders")
+    allow_future_timestamps(settings, prefix + "confirmations.in")
     files = [REFDATA / f"{kind}.csv" for kind in ("instruments", "accounts", "counterparties")]
     report = load_files(files, settings.client_config(), prefix)
     assert not report.errors
+
+
+def allow_future_timestamps(settings: Settings, topic: str) -> None:
+    """Let ``topic`` take records stamped up to 30 days ahead (Kafka 4 refuses > 1 hour).
+
+    The tests move a confirmation's clock past deadlines a day or two away by writing the
+    tick the ticker would write then; the broker's default (``message.timestamp.after.max.ms``
+    one hour) would refuse it.
+    """
+    admin = AdminClient(settings.client_config())
+    entry = ConfigEntry(
+        "message.timestamp.after.max.ms",
+        str(30 * 24 * 3600 * 1000),
+        incremental_operation=AlterConfigOpType.SET,
+    )
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result()
 
 
 def inject_tick(settings: Settings, prefix: str, topic: str, at_ms: int) -> None:
@@ -298,17 +323,30 @@ def inject_tick(settings: Settings, prefix: str, topic: str, at_ms: int) -> None
     p = producer(settings)
     name = prefix + topic
     partitions = p.list_topics(name, timeout=10).topics[name].partitions
+    errors: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
     for partition in partitions:
-        p.produce(name, msgspec.json.encode(ClockTick()), partition=partition, timestamp=at_ms)
-    assert p.flush(30) == 0
+        p.produce(name, msgspec.json.encode(ClockTick()), partition=partition, timestamp=at_ms,
+                  on_delivery=delivered)  # fmt: skip
+    assert p.flush(30) == 0 and not errors, errors
 
 
 def produce(settings: Settings, prefix: str, topic: str, records: list[tuple[str, bytes]]) -> None:
     """Produce ``(key, value)`` records to ``<prefix><topic>`` and wait for every ack."""
     p = producer(settings)
+    errors: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
     for key, value in records:
-        p.produce(prefix + topic, value, key.encode())
-    assert p.flush(30) == 0
+        p.produce(prefix + topic, value, key.encode(), on_delivery=delivered)
+    assert p.flush(30) == 0 and not errors, errors
 
 
 def latest(settings: Settings, topic: str, decoder: msgspec.json.Decoder[Any]) -> dict[str, Any]:

@@ -173,9 +173,11 @@ def confirmation(issue: str, version: int = 1, ref: str = "") -> Confirmation:
 
 def test_confirmations_become_valid_fix_confirmations() -> None:
     new = _valid(build_message(confirmation_message(confirmation("NEW"))))
-    for part in ("|664=B/AL-1/CL-A#1|", "|665=4|", "|666=0|", "|773=2|", "|79=CL-A|", "|80=600|",
-                 "|54=2|", "|6=2502.333333|", "|381=1501399.9998|", "|64=20261126|",
-                 "|862=1|528=A|863=600|", "|60=20261124-01:00:00.250|"):  # fmt: skip
+    parts = ["|664=B/AL-1/CL-A#1|", "|665=4|", "|666=0|", "|773=2|", "|79=CL-A|", "|80=600|",
+             "|54=2|", "|6=2502.333333|", "|381=1501399.9998|", "|64=20261126|",
+             "|862=1|528=A|863=600|", "|60=20261124-01:00:00.250|", "|555=0|",
+             "|711=0|"]  # fmt: skip
+    for part in parts:
         assert part in new
     assert "|772=" not in new
     replace = _valid(

@@ -2,6 +2,10 @@
 import "./style.css";
 import {
   type AccountPnL,
+  type AffirmationException,
+  type Allocation,
+  type AllocationAck,
+  type Confirmation,
   type FollowerStatus,
   type JsonObject,
   type Page,
@@ -14,6 +18,13 @@ import {
 } from "./api";
 import { BarChart, type Candle, ThroughputChart, barInstrument, toCandle } from "./charts";
 import { renderAlerts, renderKpis, renderPnl, renderPositions, renderRejects, renderServices } from "./panels";
+import {
+  type PostTradeState,
+  applyPostTrade,
+  emptyPostTrade,
+  renderAffirmations,
+  renderAllocations,
+} from "./postrade";
 
 const MAX_FEED = 200;
 
@@ -31,6 +42,7 @@ export interface State {
   accountFilter: string | null;
   newAlerts: Set<JsonObject>;
   newRejects: Set<RejectedTrade>;
+  postTrade: PostTradeState;
 }
 
 const state: State = {
@@ -46,6 +58,7 @@ const state: State = {
   accountFilter: null,
   newAlerts: new Set(),
   newRejects: new Set(),
+  postTrade: emptyPostTrade(),
 };
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -78,6 +91,10 @@ function render(): void {
   if (panels.has("rejects")) renderRejects(state, $("rej-table"), $("rej-reasons"), $("rej-hint"));
   if (panels.has("services")) renderServices(state, $("svc-table"), $("svc-hint"), (n) => throughput?.color(n) ?? "#888");
   if (panels.has("bars")) renderBars();
+  if (panels.has("allocations")) renderAllocations(state.postTrade, $("alloc-table"), $("alloc-hint"));
+  if (panels.has("affirmations")) {
+    renderAffirmations(state.postTrade, $("aff-status"), $("aff-table"), $("aff-hint"));
+  }
   renderKpis(state, $("kpis"));
 }
 
@@ -162,6 +179,10 @@ function showLegend(c: Candle | undefined): void {
 // -- live events --------------------------------------------------------------------------
 
 function onEvent(kind: string, data: unknown): void {
+  if (applyPostTrade(state.postTrade, kind, data)) {
+    invalidate(kind.startsWith("allocation") ? "allocations" : "affirmations");
+    return;
+  }
   switch (kind) {
     case "position": {
       const p = data as Position;
@@ -235,14 +256,25 @@ function onEvent(kind: string, data: unknown): void {
 
 /** Reload every snapshot (after each stream (re)connection, so nothing is missed). */
 async function loadSnapshots(): Promise<void> {
-  const [positions, pnl, alerts, rejects, bars, status] = await Promise.all([
+  const [positions, pnl, alerts, rejects, bars, status, allocations, acks, confirmations, overdue] = await Promise.all([
     getJson<Page<Position>>("/v1/positions?limit=10000"),
     getJson<Page<AccountPnL>>("/v1/pnl?limit=10000"),
     getJson<Page<JsonObject>>(`/v1/alerts?limit=${MAX_FEED}`),
     getJson<Page<RejectedTrade>>(`/v1/rejects?limit=${MAX_FEED}`),
     getJson<Page<JsonObject>>("/v1/bars?limit=10000"),
     getJson<Status>("/v1/status"),
+    getJson<Page<Allocation>>(`/v1/allocations?limit=${MAX_FEED}`),
+    getJson<Page<AllocationAck>>(`/v1/allocations/acks?limit=${MAX_FEED}`),
+    getJson<Page<Confirmation>>("/v1/confirmations?limit=10000"),
+    getJson<Page<AffirmationException>>("/v1/affirmation-exceptions?open_only=true&limit=10000"),
   ]);
+  state.postTrade = {
+    allocations: new Map(allocations.items.map((a) => [`${a.block_id}|${a.alloc_id}`, a])),
+    acks: acks.items,
+    confirmations: new Map(confirmations.items.map((c) => [c.trade_id, c])),
+    openExceptions: new Map(overdue.items.map((e) => [e.trade_id, e])),
+    cleared: status.counts.cleared_affirmation_exceptions ?? 0,
+  };
   state.positions = new Map(positions.items.map((p) => [`${p.account}|${p.instrument}`, p]));
   state.pnl = new Map(pnl.items.map((p) => [p.account, p]));
   state.alerts = alerts.items;
@@ -253,7 +285,7 @@ async function loadSnapshots(): Promise<void> {
   refitBars = true;
   state.status = status;
   showReadiness(status.follower);
-  invalidate("pnl", "positions", "alerts", "rejects", "bars");
+  invalidate("pnl", "positions", "alerts", "rejects", "bars", "allocations", "affirmations");
 }
 
 function showReadiness(f: FollowerStatus): void {

@@ -73,6 +73,8 @@ CONFIRM_TRANS_TYPE = 666
 CONFIRM_REF_ID = 772
 CONFIRM_TYPE = 773
 CONFIRM_REJ_REASON = 774
+NO_LEGS = 555
+NO_UNDERLYINGS = 711
 NO_CAPACITIES = 862
 ORDER_CAPACITY_QTY = 863
 AFFIRM_STATUS = 940
@@ -246,6 +248,9 @@ def confirmation_message(c: Confirmation) -> OutboundMessage | None:
     ]
     if c.isin:
         fields += [(SECURITY_ID, c.isin), (SECURITY_ID_SOURCE, "4")]  # ISIN
+    # UndInstrmtGrp and InstrmtLegGrp are required components of a 35=AK: QuickFIX/J
+    # insists on their counts, so they go out as empty groups.
+    fields += [(NO_UNDERLYINGS, "0"), (NO_LEGS, "0")]
     fields += [
         (ALLOC_QTY, _text(c.quantity)),
         (SIDE, "1" if c.side == "BUY" else "2"),

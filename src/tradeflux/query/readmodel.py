@@ -16,6 +16,8 @@ What each topic becomes (ARCHITECTURE.md section 3):
   ``window_start``) are read from the object, else from the ``|``-separated key. Bars
   keep the latest revision per key; obligations are a compacted table; alerts a log.
 - ``trades.rejected``: a ``RejectedTrade`` per dead letter, its ``tf.*`` headers decoded.
+- ``allocations.status``, ``allocations.acks``, ``confirmations`` and
+  ``confirmations.exceptions``: their structs (``allocation_views``).
 
 Logs (alerts, rejects) and bars are bounded: the oldest entries go first.
 """
@@ -39,6 +41,8 @@ from tradeflux.domain.schemas import (
     Instrument,
     Position,
 )
+from tradeflux.query import allocation_views
+from tradeflux.query.allocation_views import AllocationViews
 from tradeflux.stream.deadletter import header_map
 from tradeflux.stream.records import Headers
 
@@ -65,6 +69,7 @@ TOPICS: tuple[str, ...] = (
     BARS,
     OBLIGATIONS,
     REJECTS,
+    *allocation_views.TOPICS,
 )
 
 _VALUE_TEXT_MAX = 4096
@@ -151,7 +156,11 @@ _KIND_BY_TOPIC = {
     INSTRUMENTS: "instrument",
     ACCOUNTS: "account",
     COUNTERPARTIES: "counterparty",
+    **allocation_views.KINDS,
 }
+
+
+_POST_TRADE_KINDS = frozenset(allocation_views.KINDS.values())
 
 
 def _text(value: Any) -> str | None:
@@ -163,7 +172,7 @@ def _key_part(key: str, index: int) -> str | None:
     return parts[index] if index < len(parts) and parts[index] else None
 
 
-def _page(matches: Iterable[T], limit: int, offset: int) -> Page[T]:
+def page(matches: Iterable[T], limit: int, offset: int) -> Page[T]:
     """Page over ``matches``, counting all of them."""
     items: list[T] = []
     total = 0
@@ -219,6 +228,7 @@ class ReadModel:
         self.max_bars = max_bars
         self.reject_reasons: collections.Counter[str] = collections.Counter()
         self.bad_records: collections.Counter[str] = collections.Counter()  # undecodable
+        self.post_trade = AllocationViews(max_log_entries)
         self._seq = itertools.count()
         self._decoders: dict[str, Callable[[bytes], Any]] = {
             POSITIONS: msgspec.json.Decoder(Position).decode,
@@ -278,6 +288,13 @@ class ReadModel:
         if kind is None:
             return None
         key = key_bytes.decode(errors="replace") if key_bytes is not None else ""
+        if kind in _POST_TRADE_KINDS:
+            try:
+                changed, item = self.post_trade.apply(topic, key, value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.bad_records[topic] += 1
+                return None
+            return Change(kind, key, item) if changed else None
         if topic == REJECTS:
             reject = self._apply_reject(
                 key_bytes, key, value, headers, timestamp_ms, partition, offset
@@ -390,7 +407,7 @@ class ReadModel:
                 and (instrument is None or p.instrument == instrument)
                 and (not open_only or p.quantity != 0)
             )
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def list_pnl(
         self, account: str | None = None, limit: int = 100, offset: int = 0
@@ -398,7 +415,7 @@ class ReadModel:
         """P&L per account, in account order."""
         with self.lock:
             matches = (p for p in self.pnl.values() if account is None or p.account == account)
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def list_alerts(
         self, account: str | None = None, limit: int = 100, offset: int = 0
@@ -410,7 +427,7 @@ class ReadModel:
                 for e in reversed(self.alerts)
                 if account is None or e.fields.get("account") == account
             )
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def list_bars(
         self, instrument: str | None = None, limit: int = 100, offset: int = 0
@@ -423,7 +440,7 @@ class ReadModel:
                 if instrument is None or e.fields.get("instrument") == instrument
             ]
         entries.sort(key=lambda e: (e.order, e.seq), reverse=True)
-        return _page((e.value for e in entries), limit, offset)
+        return page((e.value for e in entries), limit, offset)
 
     def list_obligations(
         self,
@@ -449,7 +466,7 @@ class ReadModel:
                 for e in self.obligations.values()
                 if all(e.fields.get(k) == v for k, v in wanted.items())
             )
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def list_rejects(
         self,
@@ -468,7 +485,7 @@ class ReadModel:
                 and (stage is None or r.stage == stage)
                 and (trade_id is None or r.trade_id == trade_id)
             )
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def reject_counts(self) -> dict[str, int]:
         """Dead letters seen since the start, per reason code, most frequent first."""
@@ -483,7 +500,7 @@ class ReadModel:
     def list_refdata(self, topic: str, limit: int = 100, offset: int = 0) -> Page[Any]:
         """Return the reference data of ``topic`` (``refdata.instruments``, ...) in id order."""
         with self.lock:
-            return _page(self._tables[topic].values(), limit, offset)
+            return page(self._tables[topic].values(), limit, offset)
 
     def get(self, topic: str, key: str) -> Any:
         """Return the value of ``key`` in a keyed table (refdata, positions, pnl), or None."""
@@ -505,6 +522,7 @@ class ReadModel:
                 "instruments": len(self.instruments),
                 "accounts": len(self.accounts),
                 "counterparties": len(self.counterparties),
+                **self.post_trade.counts(),
             }
 
 
