@@ -188,6 +188,14 @@ def simulate(
     cancel_rate: Annotated[float, typer.Option(help="Share that cancel a trade.")] = 0.02,
     duplicate_rate: Annotated[float, typer.Option(help="Share that resend a record.")] = 0.01,
     malformed_rate: Annotated[float, typer.Option(help="Share that are malformed.")] = 0.01,
+    block_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Blocks per second to fill, allocate and affirm (needs the allocations and "
+            "confirmations topics; 0: none).",
+        ),
+    ] = 0.0,
     refdata: Annotated[
         Path,
         typer.Option(help="Folder of instruments.csv, accounts.csv, counterparties.csv (fx.csv)."),
@@ -196,7 +204,11 @@ def simulate(
         str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
     ] = None,
 ) -> None:
-    """Send simulated trades to trades.raw and quotes to marketdata.prices and .fx."""
+    """Send simulated trades to trades.raw and quotes to marketdata.prices and .fx.
+
+    With --block-rate, blocks too: fills, allocation instructions to allocations.in and
+    affirmations to confirmations.in.
+    """
     from tradeflux.sim.producer import simulate_to_kafka
     from tradeflux.sim.trades import TradeMix
 
@@ -210,6 +222,7 @@ def simulate(
         seed=seed,
         mix=mix,
         console=err_console,
+        block_rate_per_s=block_rate,
     )
     if report.interrupted and duration:
         raise typer.Exit(130)
