@@ -20,9 +20,10 @@ from tests.support.allocation_fixtures import (
     execution,
     instruction,
 )
-from tradeflux.domain.allocation_book import OrderBook, OrderState
+from tradeflux.domain.allocation_book import OrderBook
 from tradeflux.domain.allocation_codes import AllocationRejectReason as R
 from tradeflux.domain.allocation_split import average_price, split_block
+from tradeflux.domain.allocation_state import OrderState
 from tradeflux.domain.schemas import TradeEvent
 
 D = Decimal

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import msgspec
 
 from tradeflux import topics
-from tradeflux.domain.allocation_book import OrderBook, OrderState
+from tradeflux.domain.allocation_book import OrderBook
 from tradeflux.domain.allocation_checks import RefView
 from tradeflux.domain.allocation_clock import ClockTick
 from tradeflux.domain.allocation_events import (
@@ -30,6 +30,7 @@ from tradeflux.domain.allocation_events import (
     BlockExecution,
     allocation_key,
 )
+from tradeflux.domain.allocation_state import OrderState
 from tradeflux.errors import ConfigError
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
