@@ -6,7 +6,13 @@ import datetime as dt
 from decimal import Decimal
 
 from tradeflux.domain.allocation_checks import RefView
-from tradeflux.domain.allocation_events import AllocationEntry, AllocationInstruction
+from tradeflux.domain.allocation_events import (
+    AllocatedChild,
+    Allocation,
+    AllocationEntry,
+    AllocationInstruction,
+)
+from tradeflux.domain.confirmation_events import AffirmationException, Confirmation
 from tradeflux.domain.schemas import Account, EnrichedTrade, Instrument
 
 D = Decimal
@@ -127,3 +133,37 @@ FILLS = (
 # 250 each to A, B, C and 150 to D: whole lots of 100 are 200, 200, 200, 100; the two
 # lots left go to the largest remainders (50, 50, 50, 50: a tie, so A and B, in order).
 SPLIT = {"CL-A": "250", "CL-B": "250", "CL-C": "250", "CL-D": "150"}
+
+
+# -- records of the post-trade output topics, for the read model and dashboard tests ------
+
+T15 = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.UTC)
+
+
+def allocation(block: str, status: str = "ACCEPTED", minutes: int = 0) -> Allocation:
+    return Allocation(
+        block_id=block, order_id=block.split(":")[0], alloc_id="AL-1", last_alloc_id="AL-1",
+        status=status, trade_date=dt.date(2026, 11, 24), account="HOUSE", instrument="HO.XNYS",  # type: ignore[arg-type]
+        side="BUY", currency="USD", quantity=D(300), avg_px=D("10.5"), executions=("E1",),
+        children=(AllocatedChild(account="CL-A", requested=D(300), quantity=D(300),
+                                 trade_id=f"{block}/AL-1/CL-A", version=1),),
+        offset_trade_id=f"{block}/AL-1/OFFSET", updated_at=T15 + dt.timedelta(minutes=minutes),
+    )  # fmt: skip
+
+
+def confirmation(trade_id: str, status: str, deadline_h: int) -> Confirmation:
+    return Confirmation(
+        confirm_id=f"{trade_id}#1", trade_id=trade_id, version=1, status=status,  # type: ignore[arg-type]
+        block_id="B", alloc_id="AL-1", account="CL-A", instrument="HO.XNYS", side="BUY",
+        quantity=D(300), avg_px=D("10.5"), currency="USD", counterparty="CP-001", mic="XNYS",
+        trade_date=dt.date(2026, 11, 24), trade_time=T15,
+        deadline=T15 + dt.timedelta(hours=deadline_h), updated_at=T15,
+    )  # fmt: skip
+
+
+def exception(trade_id: str, kind: str) -> AffirmationException:
+    return AffirmationException(
+        trade_id=trade_id, confirm_id=f"{trade_id}#1", kind=kind, status="CONFIRMED",  # type: ignore[arg-type]
+        deadline=T15, at=T15, account="CL-A", block_id="B", alloc_id="AL-1", instrument="HO.XNYS",
+        mic="XNYS", trade_date=dt.date(2026, 11, 24),
+    )  # fmt: skip

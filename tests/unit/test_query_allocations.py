@@ -4,50 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from decimal import Decimal
 
 import httpx
 import msgspec
 
+from tests.support.allocation_fixtures import allocation, confirmation, exception
 from tradeflux.config import load_settings
-from tradeflux.domain.allocation_events import AllocatedChild, Allocation, AllocationAck
-from tradeflux.domain.confirmation_events import AffirmationException, Confirmation
+from tradeflux.domain.allocation_events import AllocationAck
 from tradeflux.query import allocation_listings as listings
 from tradeflux.query.readmodel import ReadModel
 from tradeflux.query.server import QueryService
 
-D = Decimal
 T = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.UTC)
 ENC = msgspec.json.Encoder(decimal_format="string")
-
-
-def allocation(block: str, status: str = "ACCEPTED", minutes: int = 0) -> Allocation:
-    return Allocation(
-        block_id=block, order_id=block.split(":")[0], alloc_id="AL-1", last_alloc_id="AL-1",
-        status=status, trade_date=dt.date(2026, 11, 24), account="HOUSE", instrument="HO.XNYS",  # type: ignore[arg-type]
-        side="BUY", currency="USD", quantity=D(300), avg_px=D("10.5"), executions=("E1",),
-        children=(AllocatedChild(account="CL-A", requested=D(300), quantity=D(300),
-                                 trade_id=f"{block}/AL-1/CL-A", version=1),),
-        offset_trade_id=f"{block}/AL-1/OFFSET", updated_at=T + dt.timedelta(minutes=minutes),
-    )  # fmt: skip
-
-
-def confirmation(trade_id: str, status: str, deadline_h: int) -> Confirmation:
-    return Confirmation(
-        confirm_id=f"{trade_id}#1", trade_id=trade_id, version=1, status=status,  # type: ignore[arg-type]
-        block_id="B", alloc_id="AL-1", account="CL-A", instrument="HO.XNYS", side="BUY",
-        quantity=D(300), avg_px=D("10.5"), currency="USD", counterparty="CP-001", mic="XNYS",
-        trade_date=dt.date(2026, 11, 24), trade_time=T,
-        deadline=T + dt.timedelta(hours=deadline_h), updated_at=T,
-    )  # fmt: skip
-
-
-def exception(trade_id: str, kind: str) -> AffirmationException:
-    return AffirmationException(
-        trade_id=trade_id, confirm_id=f"{trade_id}#1", kind=kind, status="CONFIRMED",  # type: ignore[arg-type]
-        deadline=T, at=T, account="CL-A", block_id="B", alloc_id="AL-1", instrument="HO.XNYS",
-        mic="XNYS", trade_date=dt.date(2026, 11, 24),
-    )  # fmt: skip
 
 
 def fed() -> ReadModel:
