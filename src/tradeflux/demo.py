@@ -1,7 +1,11 @@
 """``tradeflux demo``: the whole system on one machine, and a live summary in the terminal.
 
 Starts (or reuses) a local broker, creates the topics, loads the sample reference data,
-starts every service as its own process, drives the simulator, and serves the dashboard.
+starts every service as its own process, the ticker (the post-trade services' clock),
+drives the simulator (trades, and blocks that are allocated, confirmed and affirmed),
+and serves the dashboard. The demo gives every market an affirmation deadline of 90
+seconds after the trade (``TRADEFLUX_AFFIRM_DEADLINES``), so that late and missing
+affirmations show within minutes; the real rules are the defaults of ``tradeflux run``.
 Ctrl-C (or SIGTERM) stops every process it started, in reverse order, and waits for them.
 With ``--monitoring`` it also runs Debian's Prometheus on ``monitoring/`` (file-based
 discovery of every service's ``/metrics``, the alerting rules loaded).
@@ -39,6 +43,10 @@ from tradeflux.local_prometheus import (
 from tradeflux.services import SHIPPED
 
 SERVICES = SHIPPED
+DEMO_DEADLINES = "XNYS=+90s,XNAS=+90s,*=+90s"
+"""Affirmation deadlines of the demo: 90 seconds after the trade, everywhere."""
+BLOCK_RATE = 0.5
+"""Simulated blocks per second."""
 
 
 DEMO_CUTOFF_AFTER = dt.timedelta(minutes=3)
@@ -85,6 +93,7 @@ class Component:
     last_at: float = field(default_factory=time.monotonic)
     rate: float = 0.0
     command: list[str] | None = None  # a program of its own instead of a tradeflux command
+    env: dict[str, str] = field(default_factory=dict)  # on top of the demo's environment
 
     def start(self, env: dict[str, str], log_dir: Path) -> None:
         """Start the process with its output in ``log_dir/<name>.log``."""
@@ -96,7 +105,7 @@ class Component:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=env,
+                env={**env, **self.env},
                 start_new_session=True,  # Ctrl-C reaches the demo, which stops them in order
             )
 
@@ -149,6 +158,7 @@ def components(settings: Settings, rate: int, query_port: int) -> list[Component
             name,
             ["run", name, "--instance-id", "demo", "--metrics-port", str(ports[name]), *prefix],
             ports[name],
+            env={"TRADEFLUX_AFFIRM_DEADLINES": DEMO_DEADLINES} if name == "confirmations" else {},
         )
         for name in SERVICES
     ]
@@ -158,8 +168,21 @@ def components(settings: Settings, rate: int, query_port: int) -> list[Component
             "query", ["query", "--port", str(query_port), "--metrics-urls", metrics_urls, *prefix]
         )  # fmt: skip
     )
+    comps.append(Component("ticker", ["ticker", "--every", "1", *prefix]))
     comps.append(
-        Component("simulator", ["simulate", "--rate", str(rate), "--duration", "0", *prefix])
+        Component(
+            "simulator",
+            [
+                "simulate",
+                "--rate",
+                str(rate),
+                "--duration",
+                "0",
+                "--block-rate",
+                str(BLOCK_RATE),
+                *prefix,
+            ],
+        )  # fmt: skip
     )
     return comps
 
@@ -192,12 +215,15 @@ def read_model_caption(counts: dict[str, int]) -> str:
         return "read model: starting ..."
     c = {k: counts.get(k, 0) for k in ("open_positions", "accounts_with_pnl", "alerts", "bars",
                                        "obligations", "final_obligations", "reports",
-                                       "late_reports", "rejects_seen")}  # fmt: skip
+                                       "late_reports", "rejects_seen", "allocations",
+                                       "confirmations", "open_affirmation_exceptions")}  # fmt: skip
     return (
         f"read model: {c['open_positions']:,} open positions · {c['accounts_with_pnl']:,} "
         f"P&L accounts · {c['alerts']:,} alerts · {c['bars']:,} bars · "
         f"{c['obligations']:,} obligations ({c['final_obligations']:,} FINAL) · "
         f"{c['reports']:,} reports ({c['late_reports']:,} late) · {c['rejects_seen']:,} rejects"
+        f" · {c['allocations']:,} allocations · {c['confirmations']:,} confirmations "
+        f"({c['open_affirmation_exceptions']:,} unaffirmed past deadline)"
     )
 
 

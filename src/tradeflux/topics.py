@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
+from tradeflux.domain.allocation_events import Allocation, AllocationAck, AllocationInput
 from tradeflux.domain.clock import Tick
+from tradeflux.domain.confirmation_events import (
+    AffirmationException,
+    Confirmation,
+    ConfirmationInput,
+)
 from tradeflux.domain.finality import ObligationStatement
 from tradeflux.domain.reporting import TradeReport
 from tradeflux.domain.schemas import (
@@ -257,6 +263,33 @@ SESSIONS = TopicDef(
     "Per-account activity sessions: bursts of trades separated by an inactivity gap.",
 )  # fmt: skip
 
+ALLOCATIONS_IN = TopicDef(
+    "allocations.in", "order id (the block's ClOrdID)", AllocationInput, _D, _ALL_SETS,
+    "The allocations service's input: instructions (FIX 35=J, HTTP), the orders' enriched "
+    "executions (allocation feed) and clock ticks, a union told apart by its kind field.",
+)  # fmt: skip
+ALLOCATIONS = TopicDef(
+    "allocations.status", "block id + alloc id", Allocation, _C, _ALL_SETS,
+    "The allocation of record of each block: its children, quantities, average price, status.",
+)  # fmt: skip
+ALLOCATION_ACKS = TopicDef(
+    "allocations.acks", "alloc id", AllocationAck, _D, _ALL_SETS,
+    "The answer to each allocation instruction (FIX 35=P): pending, accepted or rejected.",
+)  # fmt: skip
+CONFIRMATIONS_IN = TopicDef(
+    "confirmations.in", "child trade id", ConfirmationInput, _D, _ALL_SETS,
+    "The confirmations service's input: allocated children, their bookings, the clients' "
+    "affirmations (FIX 35=AU, HTTP) and clock ticks, a union told apart by its kind field.",
+)  # fmt: skip
+CONFIRMATIONS = TopicDef(
+    "confirmations", "child trade id", Confirmation, _C, _ALL_SETS,
+    "The confirmation of each allocated child: status, deadline, economics (FIX 35=AK).",
+)  # fmt: skip
+AFFIRMATION_EXCEPTIONS = TopicDef(
+    "confirmations.exceptions", "child trade id", AffirmationException, _D, _ALL_SETS,
+    "One record per child unaffirmed at its deadline, and one when it is cleared.",
+)  # fmt: skip
+
 TOPICS: tuple[TopicDef, ...] = (
     INSTRUMENTS,
     ACCOUNTS,
@@ -279,6 +312,12 @@ TOPICS: tuple[TopicDef, ...] = (
     REPORTS,
     HOPPING_BARS,
     SESSIONS,
+    ALLOCATIONS_IN,
+    ALLOCATIONS,
+    ALLOCATION_ACKS,
+    CONFIRMATIONS_IN,
+    CONFIRMATIONS,
+    AFFIRMATION_EXCEPTIONS,
 )
 """Every topic of the system, in the order of ARCHITECTURE.md section 3, then issue 14's."""
 
@@ -314,7 +353,7 @@ def markdown_table() -> str:
         "|---|---|---|---|---|---|",
     ]
     for t in TOPICS:
-        value = "bytes" if t.value is bytes else t.value.__name__
+        value = "bytes" if t.value is bytes else _type_name(t.value)
         kind = "compacted" if t.compacted else "log"
         sets = ", ".join(s.value for s in TopicSet if s in t.sets)
         rows.append(
@@ -322,3 +361,9 @@ def markdown_table() -> str:
             f"| {sets} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def _type_name(value: Any) -> str:
+    """Return a value type's name; a union's members joined by ``or``."""
+    name = getattr(value, "__name__", None)
+    return name if isinstance(name, str) else " or ".join(_type_name(a) for a in get_args(value))

@@ -27,6 +27,8 @@ def test_demo_shows_positions_within_a_minute_and_ctrl_c_stops_everything(
             return {s["name"] for s in statuses if s["up"] and s["records_in_total"] > 0}
 
         assert wait_for(lambda: services_up() == expected, 30, f"{expected} up and counting")
+        assert wait_for(lambda: demo.total("/v1/allocations"), 90, "allocations in the API") > 0
+        assert wait_for(lambda: demo.total("/v1/confirmations"), 60, "confirmations") > 0
         assert our_processes(demo.prefix), "the demo's processes carry its topic prefix"
         assert demo.interrupt() == 0
     output = demo.output.read_text()

@@ -156,6 +156,8 @@ def expected_event(row: PlanRow) -> dict[str, Any]:
             tzinfo=dt.UTC
         ),
         "source": "fix",
+        "order_id": "",  # the plans send no ClOrdID
+        "allocation": None,
     }
 
 

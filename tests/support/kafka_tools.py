@@ -71,8 +71,15 @@ QUERY_TOPICS = {
     "refdata.instruments": 1,
     "refdata.accounts": 1,
     "refdata.counterparties": 1,
+    "allocations.status": 3,
+    "allocations.acks": 3,
+    "confirmations": 3,
+    "confirmations.exceptions": 3,
 }
-QUERY_COMPACTED = ("positions", "pnl", "settlement.obligations", "refdata.instruments")
+QUERY_COMPACTED = (
+    "positions", "pnl", "settlement.obligations", "refdata.instruments", "allocations.status",
+    "confirmations",
+)  # fmt: skip
 
 
 def create_query_topics(settings: Settings, prefix: str) -> None:

@@ -359,8 +359,8 @@ def check_refdata_and_values(
         return RejectReason.ODD_LOT
     if event.price <= 0:
         return RejectReason.NON_POSITIVE_PRICE
-    if not is_multiple(event.price, instrument.tick_size):
-        return RejectReason.OFF_TICK
+    if event.allocation is None and not is_multiple(event.price, instrument.tick_size):
+        return RejectReason.OFF_TICK  # allocation bookings are at an average price: no tick
     if event.currency != instrument.currency:
         return RejectReason.CURRENCY_MISMATCH
     if event.trade_time > now + FUTURE_TOLERANCE:
@@ -409,6 +409,8 @@ def enrich(
         notional=event.quantity * event.price * instrument.multiplier,
         trade_date=trade_date,
         settlement_date=settlement_date,
+        order_id=event.order_id,
+        allocation=event.allocation,
     )
 
 

@@ -29,6 +29,13 @@ ARCHITECTURE_TOPICS = [
     ("regulatory.reports", "trade id", False),
     ("analytics.hopping_bars", "instrument + window", False),
     ("analytics.sessions", "account + session start", False),
+    # block allocation, confirmation and affirmation (each service's input is a union)
+    ("allocations.in", "order id (the block's ClOrdID)", False),
+    ("allocations.status", "block id + alloc id", True),
+    ("allocations.acks", "alloc id", False),
+    ("confirmations.in", "child trade id", False),
+    ("confirmations", "child trade id", True),
+    ("confirmations.exceptions", "child trade id", False),
 ]
 
 
@@ -47,6 +54,8 @@ def test_compacted_topics_are_reference_data_market_data_and_latest_state_output
         "positions",
         "pnl",
         "settlement.obligations",
+        "allocations.status",
+        "confirmations",
     }
 
 

@@ -144,6 +144,10 @@ export const EVENT_KINDS = [
   "obligation",
   "final",
   "adjustment",
+  "allocation",
+  "allocation_ack",
+  "confirmation",
+  "affirmation_exception",
 ] as const;
 
 /**
@@ -168,4 +172,97 @@ export function follow(
   }
   source.onerror = () => onState("reconnecting");
   return source;
+}
+
+// -- post-trade: block allocation, confirmation and affirmation (their domain structs) ----
+
+export interface AllocatedChild {
+  account: string;
+  requested: string;
+  quantity: string;
+  trade_id: string;
+  version: number;
+  cancelled: boolean;
+}
+
+export interface Allocation {
+  block_id: string;
+  order_id: string;
+  alloc_id: string;
+  last_alloc_id: string;
+  status: "ACCEPTED" | "CANCELLED";
+  trade_date: string;
+  account: string;
+  instrument: string;
+  side: "BUY" | "SELL";
+  currency: string;
+  quantity: string;
+  avg_px: string;
+  executions: string[];
+  children: AllocatedChild[];
+  offset_trade_id: string;
+  block_changed: boolean;
+  replaces: number;
+  source: string;
+  session: string;
+  text: string;
+  updated_at: string;
+}
+
+export interface AllocationAck {
+  alloc_id: string;
+  trans_type: "NEW" | "REPLACE" | "CANCEL";
+  ref_alloc_id: string;
+  order_id: string;
+  trade_date: string;
+  block_id: string;
+  status: "PENDING" | "ACCEPTED" | "REJECTED";
+  reason: string;
+  detail: string;
+  allocation_id: string;
+  children: AllocatedChild[];
+  source: string;
+  session: string;
+  at: string;
+}
+
+export type ConfirmationStatus = "PENDING" | "CONFIRMED" | "AFFIRMED" | "REJECTED" | "CANCELLED";
+
+export interface Confirmation {
+  confirm_id: string;
+  trade_id: string;
+  version: number;
+  status: ConfirmationStatus;
+  issue: string;
+  block_id: string;
+  alloc_id: string;
+  account: string;
+  instrument: string;
+  side: "BUY" | "SELL";
+  quantity: string;
+  avg_px: string;
+  currency: string;
+  mic: string;
+  trade_date: string;
+  deadline: string;
+  affirmed_at: string | null;
+  reject_reason: string;
+  updated_at: string;
+}
+
+export interface AffirmationException {
+  trade_id: string;
+  confirm_id: string;
+  kind: "UNAFFIRMED" | "CLEARED";
+  status: ConfirmationStatus;
+  resolution: string;
+  deadline: string;
+  at: string;
+  late_ms: number;
+  account: string;
+  block_id: string;
+  alloc_id: string;
+  instrument: string;
+  mic: string;
+  trade_date: string;
 }

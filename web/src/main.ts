@@ -3,6 +3,10 @@ import "./style.css";
 import {
   type AccountPnL,
   type FinalObligation,
+  type AffirmationException,
+  type Allocation,
+  type AllocationAck,
+  type Confirmation,
   type FollowerStatus,
   type ObligationStatement,
   type JsonObject,
@@ -16,6 +20,13 @@ import {
 } from "./api";
 import { BarChart, type Candle, ThroughputChart, barInstrument, toCandle } from "./charts";
 import { renderAlerts, renderFinals, renderKpis, renderPnl, renderPositions, renderRejects, renderServices } from "./panels";
+import {
+  type PostTradeState,
+  applyPostTrade,
+  emptyPostTrade,
+  renderAffirmations,
+  renderAllocations,
+} from "./postrade";
 
 const MAX_FEED = 200;
 
@@ -34,6 +45,7 @@ export interface State {
   accountFilter: string | null;
   newAlerts: Set<JsonObject>;
   newRejects: Set<RejectedTrade>;
+  postTrade: PostTradeState;
 }
 
 const state: State = {
@@ -50,6 +62,7 @@ const state: State = {
   accountFilter: null,
   newAlerts: new Set(),
   newRejects: new Set(),
+  postTrade: emptyPostTrade(),
 };
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -83,6 +96,10 @@ function render(): void {
   if (panels.has("services")) renderServices(state, $("svc-table"), $("svc-hint"), (n) => throughput?.color(n) ?? "#888");
   if (panels.has("bars")) renderBars();
   if (panels.has("finals")) renderFinals(state, $("final-table"), $("final-hint"));
+  if (panels.has("allocations")) renderAllocations(state.postTrade, $("alloc-table"), $("alloc-hint"));
+  if (panels.has("affirmations")) {
+    renderAffirmations(state.postTrade, $("aff-status"), $("aff-table"), $("aff-hint"));
+  }
   renderKpis(state, $("kpis"));
 }
 
@@ -167,6 +184,10 @@ function showLegend(c: Candle | undefined): void {
 // -- live events --------------------------------------------------------------------------
 
 function onEvent(kind: string, data: unknown): void {
+  if (applyPostTrade(state.postTrade, kind, data)) {
+    invalidate(kind.startsWith("allocation") ? "allocations" : "affirmations");
+    return;
+  }
   switch (kind) {
     case "position": {
       const p = data as Position;
@@ -258,7 +279,7 @@ function onEvent(kind: string, data: unknown): void {
 
 /** Reload every snapshot (after each stream (re)connection, so nothing is missed). */
 async function loadSnapshots(): Promise<void> {
-  const [positions, pnl, alerts, rejects, bars, finals, status] = await Promise.all([
+  const [positions, pnl, alerts, rejects, bars, finals, status, allocations, acks, confirmations, overdue] = await Promise.all([
     getJson<Page<Position>>("/v1/positions?limit=10000"),
     getJson<Page<AccountPnL>>("/v1/pnl?limit=10000"),
     getJson<Page<JsonObject>>(`/v1/alerts?limit=${MAX_FEED}`),
@@ -266,7 +287,18 @@ async function loadSnapshots(): Promise<void> {
     getJson<Page<JsonObject>>("/v1/bars?limit=10000"),
     getJson<Page<FinalObligation>>("/v1/settlement/final?limit=10000"),
     getJson<Status>("/v1/status"),
+    getJson<Page<Allocation>>(`/v1/allocations?limit=${MAX_FEED}`),
+    getJson<Page<AllocationAck>>(`/v1/allocations/acks?limit=${MAX_FEED}`),
+    getJson<Page<Confirmation>>("/v1/confirmations?limit=10000"),
+    getJson<Page<AffirmationException>>("/v1/affirmation-exceptions?open_only=true&limit=10000"),
   ]);
+  state.postTrade = {
+    allocations: new Map(allocations.items.map((a) => [`${a.block_id}|${a.alloc_id}`, a])),
+    acks: acks.items,
+    confirmations: new Map(confirmations.items.map((c) => [c.trade_id, c])),
+    openExceptions: new Map(overdue.items.map((e) => [e.trade_id, e])),
+    cleared: status.counts.cleared_affirmation_exceptions ?? 0,
+  };
   state.positions = new Map(positions.items.map((p) => [`${p.account}|${p.instrument}`, p]));
   state.pnl = new Map(pnl.items.map((p) => [p.account, p]));
   state.alerts = alerts.items;
@@ -278,7 +310,7 @@ async function loadSnapshots(): Promise<void> {
   refitBars = true;
   state.status = status;
   showReadiness(status.follower);
-  invalidate("pnl", "positions", "alerts", "rejects", "bars", "finals");
+  invalidate("pnl", "positions", "alerts", "rejects", "bars", "finals", "allocations", "affirmations");
 }
 
 function showReadiness(f: FollowerStatus): void {

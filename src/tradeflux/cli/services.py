@@ -1,4 +1,7 @@
-"""Service commands: ``refdata load``, ``run``, ``demo``, ``simulate``, ``gateway``, ``query``."""
+"""Service commands: ``refdata load``, ``run``, ``demo``, ``simulate``, ``gateway``, ``query``.
+
+And ``ticker``, the clock of the post-trade services.
+"""
 
 from __future__ import annotations
 
@@ -273,6 +276,14 @@ def simulate(
     cancel_rate: Annotated[float, typer.Option(help="Share that cancel a trade.")] = 0.02,
     duplicate_rate: Annotated[float, typer.Option(help="Share that resend a record.")] = 0.01,
     malformed_rate: Annotated[float, typer.Option(help="Share that are malformed.")] = 0.01,
+    block_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Blocks per second to fill, allocate and affirm (needs the allocations and "
+            "confirmations topics; 0: none).",
+        ),
+    ] = 0.0,
     refdata: Annotated[
         Path,
         typer.Option(help="Folder of instruments.csv, accounts.csv, counterparties.csv (fx.csv)."),
@@ -281,7 +292,11 @@ def simulate(
         str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
     ] = None,
 ) -> None:
-    """Send simulated trades to trades.raw and quotes to marketdata.prices and .fx."""
+    """Send simulated trades to trades.raw and quotes to marketdata.prices and .fx.
+
+    With --block-rate, blocks too: fills, allocation instructions to allocations.in and
+    affirmations to confirmations.in.
+    """
     from tradeflux.sim.producer import simulate_to_kafka
     from tradeflux.sim.trades import TradeMix
 
@@ -295,6 +310,7 @@ def simulate(
         seed=seed,
         mix=mix,
         console=err_console,
+        block_rate_per_s=block_rate,
     )
     if report.interrupted and duration:
         raise typer.Exit(130)
@@ -381,6 +397,46 @@ def gateway(
     code = run_gateway(config)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("ticker")
+def ticker(
+    every: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between two ticks of every partition.")
+    ] = 1.0,
+    prefix: Annotated[
+        str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
+    ] = None,
+) -> None:
+    """Keep the post-trade services' time moving: a clock tick into every partition.
+
+    Writes {"kind":"tick"} into each partition of allocations.in and confirmations.in every
+    --every seconds, so that a quiet partition's stream time passes waits and deadlines.
+    Runs until SIGTERM or Ctrl-C.
+    """
+    import signal
+    import threading
+
+    from tradeflux.gateway.ticker import TICKED, run_ticker
+    from tradeflux.gateway.writer import TradeWriter
+    from tradeflux.stream.runner import configure_logging
+
+    settings = _state.settings(topic_prefix=prefix)
+    configure_logging(logging.DEBUG if _state.debug else logging.INFO)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _s, _f: stop.set())
+    writer = TradeWriter(settings.client_config(), settings.topic_prefix)
+    logging.getLogger("tradeflux").info(
+        "ticker started every_s=%g topics=%s",
+        every,
+        ",".join(settings.topic_prefix + t for t in TICKED),
+    )
+    try:
+        written = run_ticker(writer, every, stop)
+    finally:
+        writer.close()
+    logging.getLogger("tradeflux").info("ticker stopped ticks=%d", written)
 
 
 @app.command("query")

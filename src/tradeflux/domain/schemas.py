@@ -17,6 +17,21 @@ import msgspec
 EventType = Literal["NEW", "AMEND", "CANCEL"]
 Side = Literal["BUY", "SELL"]
 AccountStatus = Literal["ACTIVE", "SUSPENDED", "CLOSED"]
+BookingRole = Literal["CHILD", "OFFSET"]
+
+
+class AllocationRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The allocation that booked a trade: a child on a client account, or the offset.
+
+    Set by the allocations service on the trades it books (docs/domain-rules.md, Block
+    allocation): ``CHILD`` is an allocated child trade at the block's average price,
+    ``OFFSET`` the booking that closes the block out of its house account. ``alloc_id`` is
+    the AllocID that opened the allocation (its replaces keep it).
+    """
+
+    block_id: str
+    alloc_id: str
+    role: BookingRole
 
 
 class TradeEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +55,8 @@ class TradeEvent(msgspec.Struct, frozen=True, kw_only=True):
     trade_time: dt.datetime
     source: str = "kafka"
     ingest_time: dt.datetime | None = None  # when tradeflux first received it
+    order_id: str = ""  # the client's order (ClOrdID) an execution fills; a block's key
+    allocation: AllocationRef | None = None  # set on the bookings of a block allocation
 
 
 class Instrument(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,6 +165,8 @@ class EnrichedTrade(msgspec.Struct, frozen=True, kw_only=True):
     notional: Decimal  # quantity * price * multiplier, in ``currency``
     trade_date: dt.date  # in the venue's time zone
     settlement_date: dt.date
+    order_id: str = ""
+    allocation: AllocationRef | None = None
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):

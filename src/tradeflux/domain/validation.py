@@ -223,7 +223,8 @@ def _value_failure(
         return RejectReason.ODD_LOT, detail
     if event.price <= 0:
         return RejectReason.NON_POSITIVE_PRICE, f"price {event.price} is not positive"
-    if not _is_multiple(event.price, instrument.tick_size):
+    if event.allocation is None and not _is_multiple(event.price, instrument.tick_size):
+        # An allocation's bookings are at the block's average price, off the tick grid.
         detail = f"price {event.price} is not a multiple of the tick {instrument.tick_size}"
         return RejectReason.OFF_TICK, detail
     if event.currency != instrument.currency:
@@ -274,6 +275,8 @@ def _enrich(event: TradeEvent, ingest_time: dt.datetime, refdata: RefData) -> En
         notional=multiply(multiply(event.quantity, event.price), instrument.multiplier),
         trade_date=traded_on,
         settlement_date=settlement_date(traded_on, instrument.mic, instrument.settlement_days),
+        order_id=event.order_id,
+        allocation=event.allocation,
     )
 
 

@@ -20,6 +20,13 @@ FIX ones (and then the message is not acknowledged either).
 
 A valid FIX message that is no valid trade (no Account on a fill, say) is answered with
 a BusinessMessageReject (a missing field) or a Reject (a bad value), and logged.
+
+Post-trade messages (``fix_postrade``): an AllocationInstruction (35=J) is written to
+``allocations.in`` and a ConfirmationAck (35=AU) to ``confirmations.in`` on the same
+terms (acknowledged only once in Kafka); a J is then answered at once with an
+AllocationInstructionAck (35=P) AllocStatus 3 "received". The decided 35=P and the
+Confirmations (35=AK) follow from the services' topics (``gateway.outbound``) through
+:meth:`DropCopyApplication.send`.
 """
 
 from __future__ import annotations
@@ -29,15 +36,17 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import quickfix as fix  # type: ignore[import-untyped]
 import quickfix44 as fix44  # type: ignore[import-untyped]
 
 from tradeflux.errors import TradefluxError
+from tradeflux.gateway.fix_allocation import OutboundMessage, received_ack
 from tradeflux.gateway.fix_mapping import (
     BODY_TAGS,
     SIDE_TAGS,
@@ -46,6 +55,7 @@ from tradeflux.gateway.fix_mapping import (
     parse_utc_timestamp,
     to_trade_event,
 )
+from tradeflux.gateway.fix_postrade import POST_TRADE_TYPES, build_message, post_trade_record
 from tradeflux.gateway.writer import DeliveryError, TradeWriter
 
 log = logging.getLogger("tradeflux.gateway.fix")
@@ -133,6 +143,9 @@ class FixCounters:
     rejected: int = 0  # valid FIX, no valid trade: answered with a reject
     poss_dup: int = 0  # received with PossDupFlag=Y (a resend)
     resend_requests: int = 0  # ResendRequests the engine sent
+    allocations: int = 0  # AllocationInstructions (35=J) written to Kafka
+    confirmation_acks: int = 0  # ConfirmationAcks (35=AU) written to Kafka
+    sent: int = 0  # our own messages (35=P, 35=AK) handed to the engine
     sessions: dict[str, str] = field(default_factory=dict)  # session -> logged_on / logged_out
 
 
@@ -200,6 +213,7 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
         self._retry_backoff_s = retry_backoff_s
         self._lock = threading.Lock()
         self._kill_after_trades = int(os.environ.get(FAULT_KILL_AFTER_TRADES) or 0)
+        self._session_ids: dict[str, Any] = {}
 
     # Session events -------------------------------------------------------------------
 
@@ -207,6 +221,7 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
         """Record a session the engine created (logged out until its Logon)."""
         with self._lock:
             self.counters.sessions[str(session_id)] = "logged_out"
+            self._session_ids[str(session_id)] = session_id
         log.info("fix session created session=%s", session_id)
 
     def onLogon(self, session_id: Any) -> None:  # noqa: N802
@@ -237,7 +252,21 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
         """Accept every admin message the engine accepted."""
 
     def toApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
-        """Send nothing of our own (a drop copy only receives)."""
+        """Let our allocation acks and confirmations go out as built."""
+
+    def send(self, session: str, out: OutboundMessage) -> bool:
+        """Hand ``out`` to the engine for ``session`` (``str`` of its SessionID).
+
+        False if no such session exists here. A session logged out stores the message
+        (sequence number taken, persisted) and delivers it in the resend after its next
+        Logon.
+        """
+        session_id = self._session_ids.get(session)
+        if session_id is None:
+            return False
+        fix.Session.sendToTarget(build_message(out), session_id)
+        self._count("sent")
+        return True
 
     # Application messages -------------------------------------------------------------
 
@@ -270,6 +299,9 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
                 fields.seq_num,
                 fields.msg_type,
             )
+        if fields.msg_type in POST_TRADE_TYPES:
+            self._process_post_trade(message, fields, session_id, received_at)
+            return
         if fields.msg_type not in ("8", "AE"):
             self._count("rejected")
             log.warning(
@@ -282,23 +314,11 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
         try:
             event = to_trade_event(fields, received_at)
         except FixMappingError as exc:
-            self._count("rejected")
-            log.warning(
-                "fix message is no valid trade; rejected session=%s seq=%d msg_type=%s "
-                "tag=%d reason=%r",
-                session_id,
-                fields.seq_num,
-                fields.msg_type,
-                exc.tag,
-                exc.reason,
-            )
-            if exc.kind == "missing":
-                raise fix.FieldNotFound(exc.tag) from None
-            raise fix.IncorrectTagValue(exc.tag) from None
+            self._refuse(exc, fields, session_id, "trade")
         if event is None:
             self._count("ignored")
             return
-        self._write(event, fields, session_id)
+        self._write(lambda: self.writer.write([event], cancel=self.stopping), fields, session_id)
         self._count("trades")
         if self._kill_after_trades and self.counters.trades == self._kill_after_trades:
             log.warning("fault injection: SIGKILL after trade %d is in Kafka", self.counters.trades)
@@ -312,12 +332,57 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
             event.event_type,
         )
 
-    def _write(self, event: Any, fields: FixFields, session_id: Any) -> None:
+    def _process_post_trade(
+        self, message: Any, fields: FixFields, session_id: Any, received_at: dt.datetime
+    ) -> None:
+        """Write a 35=J or 35=AU to its topic; answer a J with "received" once in Kafka."""
+        try:
+            record = post_trade_record(message, fields.msg_type, received_at, str(session_id))
+        except FixMappingError as exc:
+            self._refuse(exc, fields, session_id, "allocation or confirmation ack")
+        self._write(
+            lambda: self.writer.write_to(
+                record.topic, [(record.key, record.value, None)], cancel=self.stopping
+            ),
+            fields,
+            session_id,
+        )
+        ins = record.instruction
+        self._count("allocations" if ins is not None else "confirmation_acks")
+        log.info(
+            "fix post-trade message written session=%s seq=%d msg_type=%s key=%s",
+            session_id,
+            fields.seq_num,
+            fields.msg_type,
+            record.key,
+        )
+        if ins is not None:
+            self.send(str(session_id), received_ack(ins, dt.datetime.now(dt.UTC)))
+
+    def _refuse(
+        self, exc: FixMappingError, fields: FixFields, session_id: Any, what: str
+    ) -> NoReturn:
+        """Count and log a message that maps to nothing; raise the engine's reject."""
+        self._count("rejected")
+        log.warning(
+            "fix message is no valid %s; rejected session=%s seq=%d msg_type=%s tag=%d reason=%r",
+            what,
+            session_id,
+            fields.seq_num,
+            fields.msg_type,
+            exc.tag,
+            exc.reason,
+        )
+        if exc.kind == "missing":
+            raise fix.FieldNotFound(exc.tag) from None
+        raise fix.IncorrectTagValue(exc.tag) from None
+
+    def _write(self, write: Callable[[], None], fields: FixFields, session_id: Any) -> None:
         """Write until Kafka acknowledges; exit unacknowledged if told to stop meanwhile."""
         attempt = 0
         while True:
             try:
-                self.writer.write([event], cancel=self.stopping)
+                write()
                 return
             except DeliveryError as exc:
                 if self.stopping.is_set():

@@ -16,7 +16,8 @@ Which message is which event:
   is no trade. The first NoSides(552) entry is the reporting (our) side: Side, Account,
   Currency and Parties come from it.
 
-Fields: account Account(1); instrument SecurityID(48), else Symbol(55); side Side(54)
+Fields: account Account(1); instrument SecurityID(48), else Symbol(55); order ClOrdID(11)
+(empty when not sent; the key of the order's block for allocation); side Side(54)
 (1, 3 buy; 2, 4, 5, 6 sell); quantity LastQty(32); price LastPx(31); currency
 Currency(15); venue LastMkt(30) (empty when not sent); counterparty the PartyID(448)
 whose PartyRole(452) is 17, contra firm; trade time TransactTime(60).
@@ -59,6 +60,7 @@ CONTRA_FIRM = 17  # PartyRole(452)
 
 # Tags (FIX 4.4)
 ACCOUNT = 1
+CL_ORD_ID = 11
 EXEC_ID = 17
 EXEC_REF_ID = 19
 CURRENCY = 15
@@ -80,9 +82,9 @@ PARTY_ID = 448
 BODY_TAGS = (
     ACCOUNT, CURRENCY, EXEC_ID, EXEC_REF_ID, LAST_MKT, LAST_PX, LAST_QTY, SECURITY_ID, SIDE,
     SYMBOL, TRANSACT_TIME, EXEC_TYPE, TRADE_REPORT_TRANS_TYPE, TRADE_REPORT_ID,
-    TRADE_REPORT_REF_ID,
+    TRADE_REPORT_REF_ID, CL_ORD_ID,
 )  # fmt: skip
-SIDE_TAGS = (ACCOUNT, CURRENCY, SIDE)
+SIDE_TAGS = (ACCOUNT, CURRENCY, SIDE, CL_ORD_ID)
 
 _EXEC_TYPES: dict[str, EventType] = {"F": "NEW", "G": "AMEND", "H": "CANCEL"}
 _TRADE_REPORT_TRANS_TYPES: dict[str, EventType] = {
@@ -239,6 +241,7 @@ def _to_trade_event(msg: FixFields, received_at: dt.datetime, source: str) -> Tr
         trade_time=_timestamp(msg, TRANSACT_TIME),
         source=source,
         ingest_time=received_at,
+        order_id=msg.fields.get(CL_ORD_ID, ""),
     )
 
 
@@ -262,6 +265,7 @@ def _cancel_event(
         trade_time=_timestamp(msg, TRANSACT_TIME) if TRANSACT_TIME in fields else msg.sent_at,
         source=source,
         ingest_time=received_at,
+        order_id=fields.get(CL_ORD_ID, ""),
     )
 
 

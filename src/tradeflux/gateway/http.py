@@ -27,6 +27,9 @@ Any other error (an unknown path, a wrong method) is a JSON ``{"error": ...}`` t
 
 A record without ``source`` is stamped ``"http"``, one without ``ingest_time`` the time
 the request was received.
+
+``POST /v1/allocations`` and ``POST /v1/confirmation-acks`` take allocation instructions
+and confirmation acks (``http_postrade``); ``GET /openapi.json`` describes every route.
 """
 
 from __future__ import annotations
@@ -46,8 +49,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tradeflux import topics
 from tradeflux.domain.bounds import NotionalBounds
 from tradeflux.domain.schemas import TradeEvent
+from tradeflux.gateway.http_postrade import (
+    PostTradeWriter,
+    Received,
+    RequestError,
+    allocation_record,
+    confirmation_ack_record,
+)
+from tradeflux.gateway.http_postrade import openapi_document as post_trade_openapi
 from tradeflux.gateway.ingest import MalformedJson, RecordError, decode_body, parse_trade_events
 from tradeflux.gateway.openapi import openapi_document
 from tradeflux.gateway.writer import DeliveryError
@@ -119,11 +131,69 @@ def create_app(
     health: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], Iterator[CounterMetricFamily]] | None = None,
     notional_bounds: NotionalBounds | None = None,
+    post_trade: PostTradeWriter | None = None,
 ) -> Starlette:
-    """Build the ASGI app; ``health`` adds to /healthz, ``metrics`` to /metrics."""
+    """Build the ASGI app; ``health`` adds to /healthz, ``metrics`` to /metrics.
+
+    ``post_trade`` writes allocation instructions and confirmation acks (without it those
+    routes answer 503).
+    """
     counters = HttpCounters()
     bounds = notional_bounds or NotionalBounds()
-    openapi = _encoder.encode(openapi_document(max_body_bytes))
+    document = openapi_document(max_body_bytes)
+    extra = post_trade_openapi()
+    document["paths"].update({k: v for k, v in extra["paths"].items() if k != "/v1/trades"})
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in extra["components"]["schemas"].items():
+        schemas.setdefault(name, schema)  # the bounded TradeEvent stays
+    openapi = _encoder.encode(document)
+
+    async def read_body(request: Request) -> bytes | Response:
+        too_large = {"error": "request body too large", "limit_bytes": max_body_bytes}
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return _json(413, too_large)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body_bytes:  # a chunked body that did not declare its size
+                return _json(413, too_large)
+        return bytes(body)
+
+    async def post_record(
+        request: Request,
+        topic: str,
+        to_record: Callable[[bytes, dt.datetime], tuple[str, bytes, str]],
+    ) -> Response:
+        received_at = dt.datetime.now(dt.UTC)
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            key, value, record_id = to_record(body, received_at)
+        except msgspec.ValidationError as exc:
+            return _json(422, RequestError(error="not a valid request", detail=str(exc)))
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return _json(400, RequestError(error="malformed JSON", detail=str(exc)))
+        if post_trade is None:
+            return _json(503, RequestError(error="this gateway takes no post-trade records"))
+        try:
+            records: list[tuple[str | None, bytes, int | None]] = [(key, value, None)]
+            await anyio.to_thread.run_sync(post_trade.write_to, topic, records)
+        except DeliveryError as exc:
+            log.error("http %s record not acknowledged by Kafka error=%r", topic, exc)
+            return _json(503, RequestError(error="not acknowledged by Kafka", detail=str(exc)))
+        return _json(202, Received(key=key, id=record_id))
+
+    async def post_allocation(request: Request) -> Response:
+        response = await post_record(request, topics.ALLOCATIONS_IN.name, allocation_record)
+        counters.count(response.status_code)
+        return response
+
+    async def post_confirmation_ack(request: Request) -> Response:
+        response = await post_record(request, topics.CONFIRMATIONS_IN.name, confirmation_ack_record)
+        counters.count(response.status_code)
+        return response
 
     async def post_trades(request: Request) -> Response:
         response, accepted = await _post_trades(request)
@@ -132,17 +202,11 @@ def create_app(
 
     async def _post_trades(request: Request) -> tuple[Response, int]:
         received_at = dt.datetime.now(dt.UTC)
-        too_large = {"error": "request body too large", "limit_bytes": max_body_bytes}
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_body_bytes:
-            return _json(413, too_large), 0
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:  # a chunked body that did not declare its size
-                return _json(413, too_large), 0
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body, 0
         try:
-            document = decode_body(bytes(body))
+            document = decode_body(body)
         except MalformedJson as exc:
             return _json(400, {"error": "malformed JSON", "detail": str(exc)}), 0
         events, errors = parse_trade_events(document, received_at, notional_bounds=bounds)
@@ -198,6 +262,8 @@ def create_app(
     return Starlette(
         routes=[
             Route("/v1/trades", post_trades, methods=["POST"]),
+            Route("/v1/allocations", post_allocation, methods=["POST"]),
+            Route("/v1/confirmation-acks", post_confirmation_ack, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),

@@ -1,5 +1,9 @@
 """The gateway process: the FIX acceptor and the HTTP ingest side by side, one producer.
 
+With FIX on, an outbound follower (``gateway.outbound``) sends the allocations and
+confirmations services' answers to the sessions (35=P, 35=AK), in a consumer group of
+its own (``<prefix>gateway-outbound-<SenderCompID>``).
+
 Start order: Kafka producer, FIX acceptor (engine threads), HTTP server (a thread of
 its own, on a socket bound here so a busy port fails at once). Stop order, on SIGTERM
 or Ctrl-C: HTTP first (requests in flight finish and are answered), then FIX (sessions
@@ -24,6 +28,7 @@ from tradeflux.domain.bounds import NotionalBounds
 from tradeflux.errors import TradefluxError
 from tradeflux.gateway.fix import FixAcceptor, FixSettings
 from tradeflux.gateway.http import DEFAULT_MAX_BODY_BYTES, create_app
+from tradeflux.gateway.outbound import OutboundFollower
 from tradeflux.gateway.writer import DeliveryError, TradeWriter, TransactionalTradeWriter
 
 log = logging.getLogger("tradeflux.gateway")
@@ -75,6 +80,7 @@ class Gateway:
         self.writer = TradeWriter(config.client, config.topic_prefix)
         self.http_writer: TransactionalTradeWriter | None = None
         self.fix: FixAcceptor | None = None
+        self.outbound: OutboundFollower | None = None
         self._http_thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
         self.http_port = config.http_port
@@ -101,12 +107,18 @@ class Gateway:
         if self.config.fix is not None:
             self.fix = FixAcceptor(self.config.fix, self.writer)
             self.fix.start()
+            group = f"{self.config.topic_prefix}gateway-outbound-{self.config.fix.sender_comp_id}"
+            self.outbound = OutboundFollower(
+                self.config.client, self.config.topic_prefix, group, self.fix.application.send
+            )
+            self.outbound.start()
         app = create_app(
             self.http_writer,
             self.config.max_body_bytes,
             health=self._health,
             metrics=self._metrics,
             notional_bounds=self.config.notional_bounds,
+            post_trade=self.writer,
         )
         self._server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
@@ -140,6 +152,10 @@ class Gateway:
                 "rejected": counters.rejected,
                 "poss_dup": counters.poss_dup,
                 "resend_requests": counters.resend_requests,
+                "allocations": counters.allocations,
+                "confirmation_acks": counters.confirmation_acks,
+                "sent": counters.sent,
+                "outbound_unsent": self.outbound.unsent if self.outbound else 0,
             }
         }
 
@@ -152,7 +168,8 @@ class Gateway:
             "FIX application messages received, by outcome",
             labels=["outcome"],
         )
-        for outcome in ("trades", "ignored", "rejected", "poss_dup"):
+        for outcome in ("trades", "ignored", "rejected", "poss_dup", "allocations",
+                        "confirmation_acks"):  # fmt: skip
             messages.add_metric([outcome], getattr(counters, outcome))
         yield messages
         sessions = GaugeMetricFamily(
@@ -164,10 +181,12 @@ class Gateway:
         yield sessions
 
     def stop(self) -> None:
-        """Stop HTTP, then FIX, then flush the producer."""
+        """Stop HTTP, then the outbound follower and FIX, then flush the producer."""
         if self._server is not None and self._http_thread is not None:
             self._server.should_exit = True
             self._http_thread.join(timeout=30)
+        if self.outbound is not None:
+            self.outbound.stop()
         if self.fix is not None:
             self.fix.stop()
         if self.http_writer is not None:

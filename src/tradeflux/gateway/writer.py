@@ -68,6 +68,9 @@ class _PendingWrite:
 class TradeWriter:
     """A thread-safe producer of TradeEvents to ``<prefix>trades.raw``, acknowledged per write.
 
+    ``write_to`` writes the other records the gateway takes in (allocation instructions,
+    confirmation acks, clock ticks) to their topics, acknowledged the same way.
+
     ``write`` blocks until every record of the call is acknowledged or failed; many threads
     may write at once (their records share batches). A background thread serves the
     delivery reports. ``close`` flushes and stops it.
@@ -78,6 +81,7 @@ class TradeWriter:
         client_config: dict[str, Any],
         topic_prefix: str = "",
     ) -> None:
+        self.prefix = topic_prefix
         # How long Kafka may take to acknowledge: 30 s unless the cluster settings say
         # (TRADEFLUX_KAFKA_DELIVERY_TIMEOUT_MS or the config file's kafka table).
         delivery_timeout_ms = int(client_config.get("delivery.timeout.ms", 30_000))
@@ -116,19 +120,54 @@ class TradeWriter:
         in Kafka and some not: writing the same events again is safe, the validator drops
         a (trade id, version) it has.
         """
-        pending = _PendingWrite(len(events))
-        for event in events:
-            value = self.encode(event)
+        records = [(event.trade_id, self.encode(event), None) for event in events]
+        self._write(self.topic, records, cancel)
+
+    def write_to(
+        self,
+        topic: str,
+        records: Sequence[tuple[str | None, bytes, int | None]],
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """Produce ``(key, value, partition)`` records to ``<prefix><topic>``; wait as ``write``.
+
+        ``partition`` None partitions by key (murmur2); a number writes to that partition.
+        """
+        self._write(self.prefix + topic, records, cancel)
+
+    def partition_count(self, topic: str, timeout_s: float = 10.0) -> int:
+        """Return how many partitions ``<prefix><topic>`` has; raise DeliveryError if unknown."""
+        name = self.prefix + topic
+        try:
+            count = self._producer.partitions_of(name, timeout_s)
+        except KafkaClientError as exc:
+            raise DeliveryError(f"cannot read the metadata of {name}: {exc}") from None
+        if not count:
+            raise DeliveryError(
+                f"topic {name} does not exist; create it with `tradeflux topics create`"
+            )
+        return count
+
+    def _write(
+        self,
+        topic: str,
+        records: Sequence[tuple[str | None, bytes, int | None]],
+        cancel: threading.Event | None,
+    ) -> None:
+        events = records
+        pending = _PendingWrite(len(records))
+        for key, value, partition in records:
             try:
                 self._producer.produce(
-                    self.topic,
-                    event.trade_id.encode(),
+                    topic,
+                    None if key is None else key.encode(),
                     value,
                     on_delivery=pending.on_delivery,
                     give_up=self._stop.is_set,
+                    partition=partition,
                 )
             except KafkaClientError as exc:  # a fatal producer error, say
-                raise DeliveryError(f"Kafka refused a record to {self.topic}: {exc}") from None
+                raise DeliveryError(f"Kafka refused a record to {topic}: {exc}") from None
         # Delivery reports come within delivery.timeout.ms; the margin covers a slow poll.
         deadline = time.monotonic() + self._delivery_timeout_s + 5
         while not pending.done.wait(0.1 if cancel else self._delivery_timeout_s + 5):
@@ -138,12 +177,12 @@ class TradeWriter:
                 continue
             raise DeliveryError(
                 f"Kafka did not acknowledge {pending.remaining} of {len(events)} record(s) to "
-                f"{self.topic} in {self._delivery_timeout_s:.0f} s"
+                f"{topic} in {self._delivery_timeout_s:.0f} s"
             )
         if pending.errors:
             raise DeliveryError(
                 f"Kafka refused {len(pending.errors)} of {len(events)} record(s) to "
-                f"{self.topic}: {pending.errors[0]}"
+                f"{topic}: {pending.errors[0]}"
             )
 
     def close(self, timeout_s: float = 10.0) -> int:

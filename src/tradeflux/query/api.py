@@ -24,6 +24,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.staticfiles import StaticFiles
 
 from tradeflux.contracts import registry_schemas
+from tradeflux.domain.allocation_events import Allocation, AllocationAck
+from tradeflux.domain.confirmation_events import AffirmationException, Confirmation
 from tradeflux.domain.finality import ObligationStatement
 from tradeflux.domain.reporting import TradeReport
 from tradeflux.domain.schemas import (
@@ -37,6 +39,7 @@ from tradeflux.domain.schemas import (
     SettlementObligation,
 )
 from tradeflux.domain.sese023 import SettlementInstruction
+from tradeflux.query import allocation_listings as post_trade
 from tradeflux.query.follower import FollowerStatus, TopicFollower
 from tradeflux.query.live import LiveHub, cancel_quietly
 from tradeflux.query.posttrade import FinalObligation
@@ -55,7 +58,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_LIMIT = 10_000
 EVENT_KINDS = frozenset(
     {"position", "pnl", "alert", "bar", "reject", "obligation", "instrument", "account",
-     "counterparty", "final", "adjustment", "instruction", "report"}
+     "counterparty", "final", "adjustment", "instruction", "report", "allocation",
+     "allocation_ack", "confirmation", "affirmation_exception"}
 )  # fmt: skip
 
 
@@ -95,6 +99,10 @@ _SCHEMAS: dict[str, Any] = {
     "instruction": SettlementInstruction,
     "reports": Page[TradeReport],
     "rejects": Page[RejectedTrade],
+    "allocations": Page[Allocation],
+    "allocation_acks": Page[AllocationAck],
+    "confirmations": Page[Confirmation],
+    "affirmation_exceptions": Page[AffirmationException],
     "instruments": Page[Instrument],
     "accounts": Page[Account],
     "counterparties": Page[Counterparty],
@@ -144,7 +152,8 @@ def create_app(
     app = FastAPI(
         title="tradeflux query API",
         version="1",
-        summary="Positions, P&L, risk alerts, bars, settlement obligations and rejects, live.",
+        summary="Positions, P&L, risk alerts, bars, settlement obligations, allocations, "
+        "confirmations and rejects, live.",
         description=__doc__,
         lifespan=lifespan,
         docs_url=None,  # FastAPI's /docs and /redoc load their scripts from a CDN: none here
@@ -331,6 +340,58 @@ def create_app(
         """How many records were rejected per reason code since the service started."""
         return _json(model.reject_counts())
 
+    @app.get("/v1/allocations", tags=["post-trade"], responses=_documented("allocations"))
+    def allocations(
+        status: Annotated[str | None, Query(description="ACCEPTED or CANCELLED.")] = None,
+        order_id: Annotated[str | None, Query(description="The block's order (ClOrdID).")] = None,
+        account: Annotated[
+            str | None, Query(description="The house account or an allocated account.")
+        ] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """Block allocations of record: children, quantities, average price; latest first."""
+        return _json(post_trade.list_allocations(model, status, order_id, account, limit, offset))
+
+    @app.get("/v1/allocations/acks", tags=["post-trade"], responses=_documented("allocation_acks"))
+    def allocation_acks(
+        alloc_id: str | None = None,
+        status: Annotated[str | None, Query(description="PENDING, ACCEPTED or REJECTED.")] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """Answers to allocation instructions (what FIX 35=P carries), newest first."""
+        return _json(post_trade.list_allocation_acks(model, alloc_id, status, limit, offset))
+
+    @app.get("/v1/confirmations", tags=["post-trade"], responses=_documented("confirmations"))
+    def confirmations(
+        status: Annotated[
+            str | None,
+            Query(description="PENDING, CONFIRMED, AFFIRMED, REJECTED or CANCELLED."),
+        ] = None,
+        account: str | None = None,
+        block_id: str | None = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """List the confirmations of allocated children (what FIX 35=AK carries), by deadline."""
+        return _json(post_trade.list_confirmations(model, status, account, block_id, limit, offset))
+
+    @app.get(
+        "/v1/affirmation-exceptions",
+        tags=["post-trade"],
+        responses=_documented("affirmation_exceptions"),
+    )
+    def affirmation_exceptions(
+        open_only: Annotated[
+            bool, Query(description="Only children still unaffirmed past their deadline.")
+        ] = False,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Response:
+        """Children unaffirmed at their deadline, and their clearing; newest first."""
+        return _json(post_trade.list_affirmation_exceptions(model, open_only, limit, offset))
+
     @app.get("/v1/refdata/instruments", tags=["refdata"], responses=_documented("instruments"))
     def instruments(limit: Limit = 100, offset: Offset = 0) -> Response:
         """Instruments in id order."""
@@ -388,7 +449,8 @@ def create_app(
             Query(
                 description="Comma-separated kinds to receive (default all): position, pnl, "
                 "alert, bar, reject, obligation, instrument, account, counterparty, final, "
-                "adjustment, instruction, report."
+                "adjustment, instruction, report, allocation, allocation_ack, confirmation, "
+                "affirmation_exception."
             ),
         ] = None,
     ) -> StreamingResponse:

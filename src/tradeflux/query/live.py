@@ -23,7 +23,18 @@ from tradeflux.query.readmodel import Change
 
 #: Kinds whose events replace earlier ones of the same key.
 _KEYED = frozenset(
-    {"position", "pnl", "bar", "obligation", "instrument", "account", "counterparty", "final"}
+    {
+        "position",
+        "pnl",
+        "bar",
+        "obligation",
+        "instrument",
+        "account",
+        "counterparty",
+        "final",
+        "allocation",
+        "confirmation",
+    }
 )
 _KEEPALIVE_S = 15.0
 

@@ -19,6 +19,8 @@ What each topic becomes (ARCHITECTURE.md section 3):
 - ``settlement.statements``, ``settlement.instructions``, ``regulatory.reports``: the FINAL
   obligations, their adjustments, the sese.023 instructions and the transaction reports,
   decoded into their domain structs (query/posttrade.py).
+- ``allocations.status``, ``allocations.acks``, ``confirmations`` and
+  ``confirmations.exceptions``: their structs (``allocation_views``).
 
 Logs (alerts, rejects) and bars are bounded: the oldest entries go first.
 """
@@ -42,8 +44,9 @@ from tradeflux.domain.schemas import (
     Instrument,
     Position,
 )
-from tradeflux.query.pages import Page
-from tradeflux.query.pages import page as _page
+from tradeflux.query import allocation_views
+from tradeflux.query.allocation_views import AllocationViews
+from tradeflux.query.pages import Page, page
 from tradeflux.query.posttrade import (
     INSTRUCTIONS,
     POSTTRADE_TOPICS,
@@ -82,6 +85,7 @@ TOPICS: tuple[str, ...] = (
     STATEMENTS,
     INSTRUCTIONS,
     REPORTS,
+    *allocation_views.TOPICS,
 )
 
 _VALUE_TEXT_MAX = 4096
@@ -162,7 +166,11 @@ _KIND_BY_TOPIC = {
     STATEMENTS: "final",  # or "adjustment": the tables say which
     INSTRUCTIONS: "instruction",
     REPORTS: "report",
+    **allocation_views.KINDS,
 }
+
+
+_POST_TRADE_KINDS = frozenset(allocation_views.KINDS.values())
 
 
 def _text(value: Any) -> str | None:
@@ -220,6 +228,7 @@ class ReadModel:
         self.reject_reasons: collections.Counter[str] = collections.Counter()
         self.bad_records: collections.Counter[str] = collections.Counter()  # undecodable
         self.posttrade = PostTradeTables(self.lock, max_log_entries)
+        self.allocations = AllocationViews(max_log_entries)
         self._seq = itertools.count()
         self._decoders: dict[str, Callable[[bytes], Any]] = {
             POSITIONS: msgspec.json.Decoder(Position).decode,
@@ -286,6 +295,13 @@ class ReadModel:
                 self.bad_records[topic] += 1
                 return None
             return None if changed is None else Change(*changed)
+        if kind in _POST_TRADE_KINDS:
+            try:
+                applied, item = self.allocations.apply(topic, key, value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.bad_records[topic] += 1
+                return None
+            return Change(kind, key, item) if applied else None
         if topic == REJECTS:
             reject = self._apply_reject(
                 key_bytes, key, value, headers, timestamp_ms, partition, offset
@@ -398,7 +414,7 @@ class ReadModel:
                 and (instrument is None or p.instrument == instrument)
                 and (not open_only or p.quantity != 0)
             )
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def list_pnl(
         self, account: str | None = None, limit: int = 100, offset: int = 0
@@ -406,7 +422,7 @@ class ReadModel:
         """P&L per account, in account order."""
         with self.lock:
             matches = (p for p in self.pnl.values() if account is None or p.account == account)
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def list_alerts(
         self, account: str | None = None, limit: int = 100, offset: int = 0
@@ -418,7 +434,7 @@ class ReadModel:
                 for e in reversed(self.alerts)
                 if account is None or e.fields.get("account") == account
             )
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def list_bars(
         self, instrument: str | None = None, limit: int = 100, offset: int = 0
@@ -431,7 +447,7 @@ class ReadModel:
                 if instrument is None or e.fields.get("instrument") == instrument
             ]
         entries.sort(key=lambda e: (e.order, e.seq), reverse=True)
-        return _page((e.value for e in entries), limit, offset)
+        return page((e.value for e in entries), limit, offset)
 
     def list_obligations(
         self,
@@ -457,7 +473,7 @@ class ReadModel:
                 for e in self.obligations.values()
                 if all(e.fields.get(k) == v for k, v in wanted.items())
             )
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def list_rejects(
         self,
@@ -476,7 +492,7 @@ class ReadModel:
                 and (stage is None or r.stage == stage)
                 and (trade_id is None or r.trade_id == trade_id)
             )
-            return _page(matches, limit, offset)
+            return page(matches, limit, offset)
 
     def reject_counts(self) -> dict[str, int]:
         """Dead letters seen since the start, per reason code, most frequent first."""
@@ -491,7 +507,7 @@ class ReadModel:
     def list_refdata(self, topic: str, limit: int = 100, offset: int = 0) -> Page[Any]:
         """Return the reference data of ``topic`` (``refdata.instruments``, ...) in id order."""
         with self.lock:
-            return _page(self._tables[topic].values(), limit, offset)
+            return page(self._tables[topic].values(), limit, offset)
 
     def get(self, topic: str, key: str) -> Any:
         """Return the value of ``key`` in a keyed table (refdata, positions, pnl), or None."""
@@ -514,6 +530,7 @@ class ReadModel:
                 "accounts": len(self.accounts),
                 "counterparties": len(self.counterparties),
                 **self.posttrade.counts(),
+                **self.allocations.counts(),
             }
 
 

@@ -11,6 +11,9 @@ SHIPPED = (
     "settlement-ticker",
     "reporting",
     "sessions",
+    "allocation-feed",
+    "allocations",
+    "confirmations",
 )
 """The shipped services, in pipeline order; ``tradeflux run NAME`` runs ``<NAME>:SERVICE``.
 

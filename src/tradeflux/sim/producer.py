@@ -2,7 +2,10 @@
 
 Trades go to ``trades.raw`` keyed by trade id, as the bytes the generator made
 (duplicates are the same bytes again); quotes go to ``marketdata.prices`` (key:
-instrument id) and ``marketdata.fx`` (key: pair) every ``quote_interval_s``. The
+instrument id) and ``marketdata.fx`` (key: pair) every ``quote_interval_s``. With a
+block rate, blocks (``sim.blocks``) arrive too: their fills on ``trades.raw``, their
+allocation instructions on ``allocations.in`` and the affirmations on
+``confirmations.in``, each at its scheduled time. The
 producer is idempotent with ``acks=all`` and the Java client's partitioner
 (murmur2_random), so records land where a Kafka Streams peer would put them.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import heapq
 import secrets
 import signal
 import threading
@@ -34,6 +38,7 @@ from rich.table import Table
 
 from tradeflux import topics
 from tradeflux.config import Settings
+from tradeflux.sim.blocks import ALLOCATIONS_IN, CONFIRMATIONS_IN, BlockFlow, Scheduled
 from tradeflux.sim.market import MarketModel
 from tradeflux.sim.refdata import SimRefData, SimulationError, load_refdata
 from tradeflux.sim.trades import RecordKind, TradeGenerator, TradeMix, epoch_ms, utc_now
@@ -130,6 +135,7 @@ class SimulationPlan:
     topic_prefix: str = ""
     id_prefix: str = "T"
     quote_interval_s: float = 1.0
+    block_rate_per_s: float = 0.0  # blocks to allocate per second (0: none)
 
 
 @dataclass
@@ -153,9 +159,15 @@ class SimulationReport:
         return sum(self.counts[kind] for kind in RecordKind)
 
     @property
+    def post_trade(self) -> int:
+        """Return the block records sent: fills, instructions, affirmations."""
+        return sum(n for kind, n in self.counts.items() if kind.startswith("block:"))
+
+    @property
     def unacknowledged(self) -> int:
         """Return how many records were sent but not acknowledged (yet)."""
-        return self.trades + self.prices + self.fx_rates - self.delivered - self.failed
+        sent = self.trades + self.post_trade + self.prices + self.fx_rates
+        return sent - self.delivered - self.failed
 
 
 def run_simulation(
@@ -193,6 +205,14 @@ def run_simulation(
     )
     report = SimulationReport(seed=plan.seed, counts=generator.counts)
     encoder = msgspec.json.Encoder(decimal_format="string")
+    blocks: BlockFlow | None = None
+    scheduled: list[Scheduled] = []
+    if plan.block_rate_per_s > 0:
+        blocks = BlockFlow(
+            refdata.instruments, refdata.accounts,
+            [c.counterparty_id for c in refdata.counterparties if c.active], market,
+            seed=plan.seed, id_prefix=plan.id_prefix + "B",
+        )  # fmt: skip
 
     def send_quotes() -> None:
         now = clock()
@@ -215,6 +235,7 @@ def run_simulation(
     end_s = plan.duration_s if plan.duration_s else None
     started = monotonic()
     next_arrival_s = generator.next_gap_s(plan.rate_per_s)
+    next_block_s = blocks.next_gap_s(plan.block_rate_per_s) if blocks is not None else float("inf")
     next_quote_s = 0.0
     next_progress_s = 0.0
     while not stop.is_set():
@@ -230,11 +251,23 @@ def run_simulation(
             sink.send(prefix + TRADES_TOPIC, record.key, record.value, record.timestamp_ms)
             next_arrival_s += generator.next_gap_s(plan.rate_per_s)
             burst += 1
+        if blocks is not None:
+            while next_block_s <= elapsed_s:
+                for item in blocks.block(clock()):
+                    heapq.heappush(scheduled, item)
+                next_block_s += blocks.next_gap_s(plan.block_rate_per_s)
+            now = clock()
+            while scheduled and scheduled[0].due <= now:
+                item = heapq.heappop(scheduled)
+                sink.send(prefix + item.topic, item.key, item.value, epoch_ms(item.due))
+                report.counts[f"block:{item.kind}"] += 1
         sink.poll()
         if on_progress is not None and elapsed_s >= next_progress_s:
             on_progress(snapshot())
             next_progress_s = elapsed_s + 0.2
-        due_s = min(next_arrival_s, next_quote_s)
+        due_s = min(
+            next_arrival_s, next_quote_s, next_block_s, elapsed_s + 0.05 if scheduled else 1e18
+        )
         if end_s is not None:
             due_s = min(due_s, end_s)
         wait_s = due_s - (monotonic() - started)
@@ -280,6 +313,7 @@ def _progress_line(report: SimulationReport, plan: SimulationPlan) -> str:
         f"amends {c[RecordKind.AMEND] + c[RecordKind.AMEND_ACCOUNT]:,}  "
         f"cancels {c[RecordKind.CANCEL]:,}  duplicates {c[RecordKind.DUPLICATE]:,}  "
         f"malformed {c[RecordKind.MALFORMED]:,}  quotes {report.prices + report.fx_rates:,}  "
+        f"blocks {c['block:allocation'] + c['block:rejected_allocation']:,}  "
         f"unacked {report.unacknowledged:,}"
     )
 
@@ -295,6 +329,9 @@ def summary_table(report: SimulationReport) -> Table:
     for name, n in malformed:
         table.add_row(f"  {name}", f"{n:,}")
     table.add_row("trades.raw total", f"{report.trades:,}")
+    for name, n in sorted(report.counts.items()):
+        if name.startswith("block:"):
+            table.add_row(f"blocks: {name.removeprefix('block:')}", f"{n:,}")
     table.add_row("marketdata.prices", f"{report.prices:,}")
     table.add_row("marketdata.fx", f"{report.fx_rates:,}")
     table.add_row("acknowledged", f"{report.delivered:,}")
@@ -313,6 +350,7 @@ def simulate_to_kafka(
     seed: int | None,
     mix: TradeMix,
     console: Console,
+    block_rate_per_s: float = 0.0,
 ) -> SimulationReport:
     """Run ``tradeflux simulate``: check the cluster, send with a progress line, summarize.
 
@@ -328,10 +366,14 @@ def simulate_to_kafka(
         mix=mix,
         topic_prefix=settings.topic_prefix,
         id_prefix=f"SIM{dt.datetime.now(dt.UTC):%y%m%d%H%M%S}-",
+        block_rate_per_s=block_rate_per_s,
     )
     sink = KafkaSink(settings)
     prefix = settings.topic_prefix
-    sink.check_topics([prefix + TRADES_TOPIC, prefix + PRICES_TOPIC, prefix + FX_TOPIC])
+    wanted = [TRADES_TOPIC, PRICES_TOPIC, FX_TOPIC]
+    if block_rate_per_s > 0:
+        wanted += [ALLOCATIONS_IN, CONFIRMATIONS_IN]
+    sink.check_topics([prefix + t for t in wanted])
     console.print(
         f"simulating {rate_per_s:g} trades/s "
         f"{f'for {duration_s:g} s' if duration_s else 'until Ctrl-C'} to {settings.bootstrap} "

@@ -282,6 +282,19 @@ class GroupConsumer:
             return None
         return None if not got or got[1] < 0 else int(got[1])
 
+    def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Commit ``offsets`` (the next offset to read) for the group, synchronously.
+
+        For consumers outside transactions (at-least-once followers); a service's offsets
+        go with its transaction instead.
+        """
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=_tps(offsets, offsets), asynchronous=False)
+        except KafkaException as exc:
+            _raise(exc, "commit offsets")
+
     def group_metadata(self) -> Any:
         """Return the group metadata to send with a transaction's offsets."""
         return self._consumer.consumer_group_metadata()
@@ -634,6 +647,7 @@ class IdempotentWriter:
         timestamp_ms: int | None = None,
         headers: Any = None,
         give_up: Callable[[], bool] | None = None,
+        partition: int | None = None,
     ) -> None:
         """Queue one record; while the queue is full, serve deliveries and retry.
 
@@ -653,6 +667,7 @@ class IdempotentWriter:
                     topic,
                     value,
                     key,
+                    partition=-1 if partition is None else partition,
                     on_delivery=callback,
                     timestamp=timestamp_ms or 0,
                     headers=headers,
@@ -674,6 +689,10 @@ class IdempotentWriter:
     def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for every queued record; return how many are left."""
         return int(self._producer.flush(timeout_s))
+
+    def partitions_of(self, topic: str, timeout_s: float = 10.0) -> int | None:
+        """Return the partition count of ``topic``, or None if the cluster has no such topic."""
+        return _partition_count(self._producer, topic, timeout_s)
 
     def topics(self, timeout_s: float = 10.0) -> set[str]:
         """Return the names of the cluster's topics (raises if nobody answers)."""

@@ -51,15 +51,20 @@ import quickfix.fix44.ExecutionReport;
 import quickfix.fix44.TradeCaptureReport;
 
 /**
- * Sends the ExecutionReports and TradeCaptureReports of a plan (CSV, one message a row,
- * column msg_type 8 or AE) over a FIX 4.4 session, at a steady rate.
+ * Sends the ExecutionReports, TradeCaptureReports and AllocationInstructions of a plan (CSV,
+ * one message a row, column msg_type 8, AE or J) over a FIX 4.4 session, at a steady rate.
+ * Columns a plan may leave out (older plans) read as empty.
  *
  * <p>The session survives the acceptor going away: messages sent while it is down are
  * stored (QuickFIX/J persists every outgoing application message) and delivered by the
  * resend the acceptor asks for after the next Logon. Prints one line per event to stdout
  * (LOGON, LOGOUT, SENT n, ALL_SENT n, RESEND_REQUEST from to, POSSDUP_SENT seq,
- * SESSION_REJECT / BUSINESS_REJECT of a message the acceptor refused) and runs
- * until stdin says {@code stop} or closes, then logs out.
+ * SESSION_REJECT / BUSINESS_REJECT of a message the acceptor refused, ALLOC_ACK alloc_id
+ * status rej_code text of each AllocationInstructionAck, CONFIRMATION confirm_id trans_type
+ * status account qty avg_px ref of each Confirmation) and, once all is sent, reads commands
+ * from stdin: {@code AU confirm_id affirm_status trade_date} sends a ConfirmationAck (1
+ * received, 2 rejected, 3 affirmed; printed AU_SENT confirm_id), {@code stop} (or the end
+ * of stdin) logs out.
  *
  * <p>Usage: {@code java -jar fix-initiator.jar HOST PORT SENDER TARGET PLAN.csv RATE WORKDIR}
  */
@@ -130,8 +135,11 @@ public final class DropCopySender implements Application {
             }
             // Returns false while the acceptor is down; the message is stored all the same
             // and goes out in the resend after the next Logon.
-            Message message = "AE".equals(row.get("msg_type"))
-                ? tradeCaptureReport(row) : executionReport(row);
+            Message message = switch (row.get("msg_type")) {
+                case "AE" -> tradeCaptureReport(row);
+                case "J" -> allocationInstruction(row);
+                default -> executionReport(row);
+            };
             Session.sendToTarget(message, sessionId);
             sent++;
             if (sent % 100 == 0) {
@@ -142,7 +150,11 @@ public final class DropCopySender implements Application {
         BufferedReader stdin = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         String line;
         while ((line = stdin.readLine()) != null && !line.trim().equals("stop")) {
-            // wait for the test to say stop
+            String[] words = line.trim().split(" ");
+            if (words.length == 4 && words[0].equals("AU")) {
+                Session.sendToTarget(confirmationAck(words[1], words[2], words[3]), sessionId);
+                say("AU_SENT " + words[1]);
+            }
         }
         say("STOPPING possdup_sent=" + possDupSent.get());
         initiator.stop();
@@ -161,6 +173,10 @@ public final class DropCopySender implements Application {
             Map<String, String> row = new HashMap<>();
             for (int i = 0; i < header.length; i++) {
                 row.put(header[i], cells[i]);
+            }
+            for (String optional : new String[] {"cl_ord_id", "alloc_trans_type", "ref_alloc_id",
+                    "allocs", "exec_ids", "trade_date", "text"}) {
+                row.putIfAbsent(optional, "");
             }
             rows.add(row);
         }
@@ -197,6 +213,9 @@ public final class DropCopySender implements Application {
         er.setString(quickfix.field.TransactTime.FIELD, row.get("transact_time"));
         if (!row.get("exec_ref_id").isEmpty()) {
             er.setString(quickfix.field.ExecRefID.FIELD, row.get("exec_ref_id"));
+        }
+        if (!row.get("cl_ord_id").isEmpty()) {
+            er.setString(quickfix.field.ClOrdID.FIELD, row.get("cl_ord_id"));
         }
         ExecutionReport.NoPartyIDs contra = new ExecutionReport.NoPartyIDs();
         contra.set(new PartyID(row.get("contra")));
@@ -245,6 +264,77 @@ public final class DropCopySender implements Application {
         side.setString(quickfix.field.Currency.FIELD, row.get("currency"));
         tcr.addGroup(side);
         return tcr;
+    }
+
+    /**
+     * An AllocationInstruction of the block of order cl_ord_id: alloc_trans_type 0 new, 1
+     * replace, 2 cancel (of ref_alloc_id); allocs "ACCOUNT:QTY;..."; exec_ids "E1;E2" or empty;
+     * quantity qty, average price px, trade_date YYYYMMDD.
+     */
+    private static quickfix.fix44.AllocationInstruction allocationInstruction(Map<String, String> row) {
+        quickfix.fix44.AllocationInstruction j = new quickfix.fix44.AllocationInstruction();
+        j.setString(quickfix.field.AllocID.FIELD, row.get("exec_id"));
+        j.setString(quickfix.field.AllocTransType.FIELD,
+            row.get("alloc_trans_type").isEmpty() ? "0" : row.get("alloc_trans_type"));
+        if (!row.get("ref_alloc_id").isEmpty()) {
+            j.setString(quickfix.field.RefAllocID.FIELD, row.get("ref_alloc_id"));
+        }
+        j.setString(quickfix.field.AllocType.FIELD, "1"); // calculated
+        j.setString(quickfix.field.AllocNoOrdersType.FIELD, "1"); // explicit list
+        quickfix.fix44.AllocationInstruction.NoOrders order =
+            new quickfix.fix44.AllocationInstruction.NoOrders();
+        order.setString(quickfix.field.ClOrdID.FIELD, row.get("cl_ord_id"));
+        j.addGroup(order);
+        for (String execId : row.get("exec_ids").split(";")) {
+            if (!execId.isEmpty()) {
+                quickfix.fix44.AllocationInstruction.NoExecs exec =
+                    new quickfix.fix44.AllocationInstruction.NoExecs();
+                exec.setString(quickfix.field.ExecID.FIELD, execId);
+                j.addGroup(exec);
+            }
+        }
+        j.setString(Side.FIELD, row.get("side"));
+        j.setString(quickfix.field.Symbol.FIELD, row.get("symbol"));
+        if (!row.get("security_id").isEmpty()) {
+            j.setString(quickfix.field.SecurityID.FIELD, row.get("security_id"));
+            j.setString(quickfix.field.SecurityIDSource.FIELD, "8"); // exchange symbol
+        }
+        j.setString(quickfix.field.Quantity.FIELD, row.get("qty"));
+        j.setString(AvgPx.FIELD, row.get("px"));
+        j.setString(TradeDate.FIELD, row.get("trade_date"));
+        j.setString(quickfix.field.TransactTime.FIELD, row.get("transact_time"));
+        if (!row.get("text").isEmpty()) {
+            j.setString(Text.FIELD, row.get("text"));
+        }
+        for (String alloc : row.get("allocs").split(";")) {
+            if (!alloc.isEmpty()) {
+                String[] parts = alloc.split(":");
+                quickfix.fix44.AllocationInstruction.NoAllocs entry =
+                    new quickfix.fix44.AllocationInstruction.NoAllocs();
+                entry.setString(quickfix.field.AllocAccount.FIELD, parts[0]);
+                entry.setString(quickfix.field.AllocQty.FIELD, parts[1]);
+                j.addGroup(entry);
+            }
+        }
+        return j;
+    }
+
+    /** A ConfirmationAck of a confirmation: affirm status 1 received, 2 rejected, 3 affirmed. */
+    private static quickfix.fix44.ConfirmationAck confirmationAck(String confirmId, String status,
+                                                                  String tradeDate) {
+        quickfix.fix44.ConfirmationAck au = new quickfix.fix44.ConfirmationAck();
+        au.setString(quickfix.field.ConfirmID.FIELD, confirmId);
+        au.setString(TradeDate.FIELD, tradeDate);
+        au.set(new quickfix.field.TransactTime());
+        au.setString(quickfix.field.AffirmStatus.FIELD, status);
+        if (status.equals("2")) {
+            au.setString(Text.FIELD, "does not match our booking");
+        }
+        return au;
+    }
+
+    private static String optional(Message message, int tag) throws FieldNotFound {
+        return message.isSetField(tag) ? message.getString(tag) : "-";
     }
 
     private static void say(String line) {
@@ -301,7 +391,23 @@ public final class DropCopySender implements Application {
 
     @Override
     public void fromApp(Message message, SessionID sessionId) throws FieldNotFound {
-        if (message.getHeader().getString(MsgType.FIELD).equals(MsgType.BUSINESS_MESSAGE_REJECT)) {
+        String type = message.getHeader().getString(MsgType.FIELD);
+        if (type.equals(MsgType.ALLOCATION_INSTRUCTION_ACK)) {
+            say("ALLOC_ACK " + message.getString(quickfix.field.AllocID.FIELD) + " "
+                + message.getString(quickfix.field.AllocStatus.FIELD) + " "
+                + optional(message, quickfix.field.AllocRejCode.FIELD) + " "
+                + optional(message, Text.FIELD).replace(' ', '_'));
+        } else if (type.equals(MsgType.CONFIRMATION)) {
+            say("CONFIRMATION " + message.getString(quickfix.field.ConfirmID.FIELD) + " "
+                + message.getString(quickfix.field.ConfirmTransType.FIELD) + " "
+                + message.getString(quickfix.field.ConfirmStatus.FIELD) + " "
+                + message.getString(quickfix.field.AllocAccount.FIELD) + " "
+                + message.getString(quickfix.field.AllocQty.FIELD) + " "
+                + message.getString(AvgPx.FIELD) + " "
+                + optional(message, quickfix.field.ConfirmRefID.FIELD) + " "
+                + message.getString(TradeDate.FIELD));
+        }
+        if (type.equals(MsgType.BUSINESS_MESSAGE_REJECT)) {
             say("BUSINESS_REJECT ref_seq=" + message.getInt(RefSeqNum.FIELD)
                 + " reason=" + message.getInt(BusinessRejectReason.FIELD)
                 + " text=" + (message.isSetField(Text.FIELD) ? message.getString(Text.FIELD) : ""));
