@@ -75,6 +75,8 @@ class Settings:
     entity_leis: str = ""  # "Legal entity=LEI;..." over the sample entities' LEIs
     settlement_cutoffs: str = ""  # "CCY=MIC@HH:MM,..." over domain/cutoffs.py's defaults
     settlement_retention_days: int = 7  # obligations kept after their settlement date
+    allocation_wait_seconds: int = 60  # an allocation instruction waits this for its fills
+    affirm_deadlines: str = ""  # "MIC=HH:MM,*=+90s,..." over the SEC 15c6-2 defaults
     max_notional: str = ""  # per-currency notional bounds, "JPY=1E+16,*=1E+14" (domain/bounds.py)
     risk_limits_check_ms: int = 200  # how soon a change of refdata.limits is re-evaluated
 
@@ -130,6 +132,8 @@ _ENV_FIELDS: dict[str, str] = {
             "entity_leis",
             "settlement_cutoffs",
             "settlement_retention_days",
+            "allocation_wait_seconds",
+            "affirm_deadlines",
             "max_notional",
             "risk_limits_check_ms",
         )
@@ -153,6 +157,7 @@ _WHOLE_NUMBERS = {  # name: smallest value
     "tick_ms": 10,
     "report_deadline_seconds": 0,
     "settlement_retention_days": 0,
+    "allocation_wait_seconds": 1,
     "risk_limits_check_ms": 10,
 }
 _CHOICES = {"group_protocol": ("classic", "consumer")}

@@ -16,12 +16,12 @@ Rules: docs/domain-rules.md, "Block allocation".
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 import msgspec
 
 from tradeflux import topics
+from tradeflux.config import Settings
 from tradeflux.domain.allocation_book import OrderBook
 from tradeflux.domain.allocation_checks import RefView
 from tradeflux.domain.allocation_clock import ClockTick
@@ -31,7 +31,6 @@ from tradeflux.domain.allocation_events import (
     allocation_key,
 )
 from tradeflux.domain.allocation_state import OrderState
-from tradeflux.errors import ConfigError
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
@@ -47,18 +46,9 @@ CLOCK = "clock"  # the one key of the clock store
 log = logging.getLogger("tradeflux.services.allocations")
 
 
-def wait_seconds_from_env() -> int:
-    """Return ``TRADEFLUX_ALLOCATION_WAIT_SECONDS`` (default 60): how long an instruction waits."""
-    raw = os.environ.get("TRADEFLUX_ALLOCATION_WAIT_SECONDS", "60")
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(
-            f"TRADEFLUX_ALLOCATION_WAIT_SECONDS={raw!r}: give a whole number of seconds, at least 1"
-        )
-    return int(raw)
-
-
-WAIT_MS = wait_seconds_from_env() * 1000
-log.info("setting allocation_wait_seconds=%d", WAIT_MS // 1000)
+def wait_ms(settings: Settings) -> int:
+    """Return how long an instruction waits for its fills (``allocation_wait_seconds``), ms."""
+    return settings.allocation_wait_seconds * 1000
 
 
 class AllocationClock(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,7 +58,7 @@ class AllocationClock(msgspec.Struct, frozen=True, kw_only=True):
     due: tuple[tuple[int, str], ...] = ()  # (timeout ms, order id), sorted
 
 
-def allocate(ctx: Context, records: Sequence[Record]) -> None:
+def allocate(ctx: Context, records: Sequence[Record], wait: int) -> None:
     """Apply each record to its order in offset order; time moves first, then the record."""
     orders = ctx.store("orders")
     clocks = ctx.store("clock")
@@ -79,11 +69,9 @@ def allocate(ctx: Context, records: Sequence[Record]) -> None:
         clock = msgspec.structs.replace(clock, stream_time_ms=now_ms)
         while clock.due and clock.due[0][0] <= now_ms:
             order_id = clock.due[0][1]
-            book = OrderBook(
-                orders.get(order_id) or OrderState(order_id=order_id), refdata, WAIT_MS
-            )
+            book = OrderBook(orders.get(order_id) or OrderState(order_id=order_id), refdata, wait)
             book.drain(now_ms)
-            clock = _finish(ctx, orders, clock, book)
+            clock = _finish(ctx, orders, clock, book, wait)
         value = record.value
         if isinstance(value, ClockTick):
             ctx.count("ticks")
@@ -96,19 +84,19 @@ def allocate(ctx: Context, records: Sequence[Record]) -> None:
         else:
             assert isinstance(value, AllocationInstruction)  # noqa: S101 - the topic's union
             order_id = value.order_id
-        book = OrderBook(orders.get(order_id) or OrderState(order_id=order_id), refdata, WAIT_MS)
+        book = OrderBook(orders.get(order_id) or OrderState(order_id=order_id), refdata, wait)
         if isinstance(value, BlockExecution):
             book.apply_execution(value.trade)
         else:
             book.receive(value, now_ms)
             ctx.count("instructions")
         book.drain(now_ms)
-        clock = _finish(ctx, orders, clock, book)
+        clock = _finish(ctx, orders, clock, book, wait)
     clocks.put(CLOCK, clock)
 
 
 def _finish(
-    ctx: Context, orders: StorePartition, clock: AllocationClock, book: OrderBook
+    ctx: Context, orders: StorePartition, clock: AllocationClock, book: OrderBook, wait: int
 ) -> AllocationClock:
     """Send what the book decided, keep its state and the timeout of what still waits."""
     effects = book.effects
@@ -127,27 +115,38 @@ def _finish(
     due = tuple(d for d in clock.due if d[1] != state.order_id)
     since = book.waiting_since()
     if since is not None:
-        due = tuple(sorted((*due, (since + WAIT_MS, state.order_id))))
+        due = tuple(sorted((*due, (since + wait, state.order_id))))
     return msgspec.structs.replace(clock, due=due)
 
 
-SERVICE = Service(
-    name="allocations",
-    inputs=[topics.ALLOCATIONS_IN.topic()],
-    outputs=[
-        topics.RAW.topic(),
-        topics.CONFIRMATIONS_IN.topic(),
-        topics.ALLOCATIONS.topic(),
-        topics.ALLOCATION_ACKS.topic(),
-    ],
-    stores=[
-        StoreSpec("orders", MsgpackCodec(OrderState)),
-        StoreSpec("clock", MsgpackCodec(AllocationClock)),
-    ],
-    global_tables=[
-        topics.INSTRUMENTS.table("instruments"),
-        topics.ACCOUNTS.table("accounts"),
-    ],
-    process=allocate,
-    dead_letter_topic=topics.REJECTED.name,
-)
+def build(settings: Settings | None = None) -> Service:
+    """Return the allocations service; instructions wait ``allocation_wait_seconds``."""
+    wait = wait_ms(settings or Settings())
+
+    def process(ctx: Context, records: Sequence[Record]) -> None:
+        allocate(ctx, records, wait)
+
+    return Service(
+        name="allocations",
+        inputs=[topics.ALLOCATIONS_IN.topic()],
+        outputs=[
+            topics.RAW.topic(),
+            topics.CONFIRMATIONS_IN.topic(),
+            topics.ALLOCATIONS.topic(),
+            topics.ALLOCATION_ACKS.topic(),
+        ],
+        stores=[
+            StoreSpec("orders", MsgpackCodec(OrderState)),
+            StoreSpec("clock", MsgpackCodec(AllocationClock)),
+        ],
+        global_tables=[
+            topics.INSTRUMENTS.table("instruments"),
+            topics.ACCOUNTS.table("accounts"),
+        ],
+        process=process,
+        dead_letter_topic=topics.REJECTED.name,
+    )
+
+
+SERVICE = build()  # the defaults; `tradeflux run allocations` builds from Settings
+WAIT_MS = wait_ms(Settings())

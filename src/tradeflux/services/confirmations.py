@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 from collections.abc import Sequence
 
 import msgspec
 
 from tradeflux import topics
+from tradeflux.config import Settings
 from tradeflux.domain.allocation_clock import ClockTick
 from tradeflux.domain.confirmation_book import AckRefused, ChildState, ConfirmationBook
 from tradeflux.domain.confirmation_deadlines import AffirmationRules, parse_rules
@@ -32,6 +32,7 @@ from tradeflux.domain.confirmation_events import (
     ConfirmationAck,
     parse_confirm_id,
 )
+from tradeflux.errors import ConfigError
 from tradeflux.stream.codecs import MsgpackCodec
 from tradeflux.stream.context import Context
 from tradeflux.stream.records import Record
@@ -44,14 +45,13 @@ CLOCK = "clock"  # the one key of the clock store
 
 log = logging.getLogger("tradeflux.services.confirmations")
 
-RULES: AffirmationRules = parse_rules(os.environ.get("TRADEFLUX_AFFIRM_DEADLINES", ""))
-log.info(
-    "setting affirm_deadlines=%s",
-    ",".join(
-        [f"{mic}={rule.describe()}" for mic, rule in sorted(RULES.by_mic.items())]
-        + [f"*={RULES.default.describe()}"]
-    ),
-)
+
+def affirmation_rules(settings: Settings) -> AffirmationRules:
+    """Return the affirmation deadlines of ``settings`` (``affirm_deadlines`` over the rules)."""
+    try:
+        return parse_rules(settings.affirm_deadlines)
+    except ValueError as exc:
+        raise ConfigError(f"affirm_deadlines: {exc}") from None
 
 
 class ConfirmationClock(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,7 +61,7 @@ class ConfirmationClock(msgspec.Struct, frozen=True, kw_only=True):
     due: tuple[int, ...] = ()  # sorted, distinct
 
 
-def confirm(ctx: Context, records: Sequence[Record], rules: AffirmationRules = RULES) -> None:
+def confirm(ctx: Context, records: Sequence[Record], rules: AffirmationRules) -> None:
     """Apply each record to its child in offset order; deadlines pass first, then the record."""
     children = ctx.store("children")
     clocks = ctx.store("clock")
@@ -138,14 +138,25 @@ def _send(ctx: Context, book: ConfirmationBook) -> None:
     book.effects = type(effects)()
 
 
-SERVICE = Service(
-    name="confirmations",
-    inputs=[topics.CONFIRMATIONS_IN.topic()],
-    outputs=[topics.CONFIRMATIONS.topic(), topics.AFFIRMATION_EXCEPTIONS.topic()],
-    stores=[
-        StoreSpec("children", MsgpackCodec(ChildState)),
-        StoreSpec("clock", MsgpackCodec(ConfirmationClock)),
-    ],
-    process=confirm,
-    dead_letter_topic=topics.REJECTED.name,
-)
+def build(settings: Settings | None = None) -> Service:
+    """Return the confirmations service with the affirmation deadlines of ``settings``."""
+    rules = affirmation_rules(settings or Settings())
+
+    def process(ctx: Context, records: Sequence[Record]) -> None:
+        confirm(ctx, records, rules)
+
+    return Service(
+        name="confirmations",
+        inputs=[topics.CONFIRMATIONS_IN.topic()],
+        outputs=[topics.CONFIRMATIONS.topic(), topics.AFFIRMATION_EXCEPTIONS.topic()],
+        stores=[
+            StoreSpec("children", MsgpackCodec(ChildState)),
+            StoreSpec("clock", MsgpackCodec(ConfirmationClock)),
+        ],
+        process=process,
+        dead_letter_topic=topics.REJECTED.name,
+    )
+
+
+SERVICE = build()  # the defaults; `tradeflux run confirmations` builds from Settings
+RULES = affirmation_rules(Settings())
