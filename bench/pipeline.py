@@ -28,7 +28,8 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
@@ -98,10 +99,12 @@ class PositionWatcher(threading.Thread):
         self.consumer.close()
 
 
-def _start(settings: Settings, prefix: str, tmp: Path) -> list[ServiceProcess]:
+def _start(
+    settings: Settings, prefix: str, tmp: Path, extra: Sequence[str] = ()
+) -> list[ServiceProcess]:
     return [
         ServiceProcess(settings, name, prefix, f"{name}-bench", tmp, "--metrics-port",
-                       str(METRICS_PORTS[name]))
+                       str(METRICS_PORTS[name]), *extra)
         for name, _ in SERVICES
     ]  # fmt: skip
 
@@ -112,9 +115,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def throughput(
-    settings: Settings, trades: int, tmp: Path
-) -> tuple[float, dict[str, float], dict[str, float]]:
+@dataclass
+class Capacity:
+    """One throughput run: its rate, and the CPU seconds of each service process."""
+
+    trades: int
+    rate: float  # trades / (last service caught up - first position output), per second
+    cpu_s: dict[str, float]  # user + system, start-up included
+    cpu_after_first_s: dict[str, float]  # from the first position output to caught up
+    events: dict[str, float]  # the positions service's business-event counters
+
+
+def throughput(settings: Settings, trades: int, tmp: Path, extra: Sequence[str] = ()) -> Capacity:
+    """Run the pipeline over ``trades`` pre-loaded trades; ``extra``: more `tradeflux run` flags."""
     prefix = f"bp-{uuid.uuid4().hex[:6]}-"
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
     session = _prepare(settings, prefix, trades, rate=trades / 50, start=start)
@@ -129,9 +142,16 @@ def throughput(
     prod.flush(60)
     watcher = PositionWatcher(settings, f"{prefix}positions")
     watcher.start()
-    procs = _start(settings, prefix, tmp)
+    procs = _start(settings, prefix, tmp, extra)
+
+    def cpu() -> dict[str, float]:
+        return {name: cpu_seconds(p.proc.pid) for (name, _), p in zip(SERVICES, procs, strict=True)}
+
     try:
         deadline = time.time() + 900
+        while not watcher.first and time.time() < deadline:
+            time.sleep(0.01)
+        at_first = cpu()
         while time.time() < deadline:
             if watcher.first and all(
                 caught_up(settings, f"{prefix}{name}", f"{prefix}{topic}")
@@ -140,13 +160,14 @@ def throughput(
                 break
             time.sleep(0.2)
         done = time.time()
-        cpu = {name: cpu_seconds(p.proc.pid) for (name, _), p in zip(SERVICES, procs, strict=True)}
+        at_done = cpu()
         events = scrape_events(METRICS_PORTS["positions"])
     finally:
         for p in procs:
             p.terminate()
         watcher.stop = True
-    return trades / (done - watcher.first), cpu, events
+    after_first = {name: at_done[name] - at_first[name] for name in at_done}
+    return Capacity(trades, trades / (done - watcher.first), at_done, after_first, events)
 
 
 def latency(settings: Settings, rate: int, seconds: int, tmp: Path) -> tuple[float, float, int]:
@@ -197,7 +218,7 @@ def main() -> None:
         settings = replace(settings, bootstrap=local.start_cluster(own, port=19192).bootstrap)
     try:
         console.print(f"throughput over {args.trades:,} trades ...")
-        tps, cpu, events = throughput(settings, args.trades, tmp)
+        cap = throughput(settings, args.trades, tmp)
         console.print(f"latency at {args.rate:,} trades/s for {args.seconds}s ...")
         p50, p99, n = latency(settings, args.rate, args.seconds, tmp)
     finally:
@@ -206,15 +227,15 @@ def main() -> None:
     table = Table(title="tradeflux core pipeline: validator → positions → P&L, exactly-once")
     for col in ("measure", "value"):
         table.add_column(col)
-    table.add_row("trades/s (pre-loaded input)", f"{tps:,.0f}")
+    table.add_row("trades/s (pre-loaded input)", f"{cap.rate:,.0f}")
     table.add_row(f"p50 ingest → position, ms (at {args.rate:,}/s)", f"{p50:.1f}")
     table.add_row(f"p99 ingest → position, ms (at {args.rate:,}/s)", f"{p99:.1f}")
     table.add_row("latency samples", f"{n:,}")
-    for name, seconds in cpu.items():  # where the 2 cores went in the throughput run
+    for name, seconds in cap.cpu_s.items():  # where the 2 cores went in the throughput run
         table.add_row(f"CPU s of {name} (throughput run, incl. start-up)", f"{seconds:.1f}")
     for path in ("append", "tail", "cached", "full", "unchanged"):  # how positions folded
         table.add_row(
-            f"positions events folded by path {path}", f"{events.get('fold_' + path, 0):,.0f}"
+            f"positions events folded by path {path}", f"{cap.events.get('fold_' + path, 0):,.0f}"
         )
     console.print(table)
     console.print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
