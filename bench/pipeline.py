@@ -57,6 +57,7 @@ from tradeflux.sim.trades import SimSession  # noqa: E402
 
 console = Console()
 SERVICES = (("validator", "trades.raw"), ("positions", "trades.enriched"), ("pnl", "positions"))
+OUTPUTS = {"validator": "trades.enriched", "positions": "positions", "pnl": "pnl"}
 METRICS_PORTS = {"validator": 19301, "positions": 19302, "pnl": 19303}
 
 
@@ -99,6 +100,25 @@ class PositionWatcher(threading.Thread):
         self.consumer.close()
 
 
+class FirstOutput(threading.Thread):
+    """Notes when the first record of a topic became readable (read_committed), then ends."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(settings.client_config(**{
+            "group.id": f"first-{uuid.uuid4().hex}", "isolation.level": "read_committed",
+            "enable.auto.commit": False, "fetch.wait.max.ms": 5}))  # fmt: skip
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
+        self.first = 0.0
+        self.stop = False
+
+    def run(self) -> None:
+        while not self.stop and not self.first:
+            if any(m.error() is None for m in self.consumer.consume(100, 0.05)):
+                self.first = time.time()
+        self.consumer.close()
+
+
 def _start(
     settings: Settings, prefix: str, tmp: Path, extra: Sequence[str] = ()
 ) -> list[ServiceProcess]:
@@ -122,7 +142,7 @@ class Capacity:
     trades: int
     rate: float  # trades / (last service caught up - first position output), per second
     cpu_s: dict[str, float]  # user + system, start-up included
-    cpu_after_first_s: dict[str, float]  # from the first position output to caught up
+    cpu_after_first_s: dict[str, float]  # from the service's own first output to caught up
     events: dict[str, float]  # the positions service's business-event counters
 
 
@@ -142,6 +162,9 @@ def throughput(settings: Settings, trades: int, tmp: Path, extra: Sequence[str] 
     prod.flush(60)
     watcher = PositionWatcher(settings, f"{prefix}positions")
     watcher.start()
+    firsts = {name: FirstOutput(settings, f"{prefix}{OUTPUTS[name]}") for name, _ in SERVICES}
+    for first in firsts.values():
+        first.start()
     procs = _start(settings, prefix, tmp, extra)
 
     def cpu() -> dict[str, float]:
@@ -149,9 +172,13 @@ def throughput(settings: Settings, trades: int, tmp: Path, extra: Sequence[str] 
 
     try:
         deadline = time.time() + 900
-        while not watcher.first and time.time() < deadline:
+        at_first: dict[str, float] = {}  # each service's CPU at its own first output
+        while len(at_first) < len(firsts) and time.time() < deadline:
+            now_cpu = cpu()
+            at_first.update(
+                (n, now_cpu[n]) for n, f in firsts.items() if f.first and n not in at_first
+            )
             time.sleep(0.01)
-        at_first = cpu()
         while time.time() < deadline:
             if watcher.first and all(
                 caught_up(settings, f"{prefix}{name}", f"{prefix}{topic}")
@@ -166,7 +193,9 @@ def throughput(settings: Settings, trades: int, tmp: Path, extra: Sequence[str] 
         for p in procs:
             p.terminate()
         watcher.stop = True
-    after_first = {name: at_done[name] - at_first[name] for name in at_done}
+        for first in firsts.values():
+            first.stop = True
+    after_first = {name: at_done[name] - at_first.get(name, 0.0) for name in at_done}
     return Capacity(trades, trades / (done - watcher.first), at_done, after_first, events)
 
 
