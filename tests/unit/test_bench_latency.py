@@ -232,3 +232,56 @@ def test_shift_moves_the_schedule_and_kafka_timestamp_but_not_the_trade_time() -
     assert moved.record.timestamp_ms == int((first.due + 10.0) * 1000)
     assert moved.record.value == first.record.value  # the trade time is inside
     assert load.position_counts() == {first.key: 1}
+
+
+# -- completion and the breakdown of what the reader saw ---------------------------------
+
+
+def test_the_output_is_complete_once_every_position_and_account_reached_its_final_count() -> None:
+    from bench.visibility import Expectation, _Completion
+
+    done = _Completion(Expectation(2, {"A|X": 2}, AggregateCounts()))
+    records: dict[str, list[Seen]] = {
+        "enriched": [seen(0, 0, "A", enriched("t1", "A", "X"), 1.0),
+                     seen(0, 1, "A", enriched("t2", "A", "X"), 1.0)],
+        "positions": [seen(0, 0, "A|X", position_of("A", "X", 1), 2.0)],
+        "pnl": [seen(0, 0, "A", aggregate(1, 1), 3.0)],
+    }  # fmt: skip
+    assert not done.complete(records)
+    records["positions"].append(seen(0, 1, "A|X", position_of("A", "X", 2), 4.0))
+    assert not done.complete(records)  # the aggregate still holds one trade
+    records["pnl"].append(seen(0, 1, "A", aggregate(1, 2), 5.0))
+    assert done.complete(records)
+    assert done.final_pnl == {"A": (1, 2)}
+
+
+def test_breakdown_of_positions_starts_at_the_scheduled_send_of_the_trade_it_names() -> None:
+    from bench.latency import _breakdowns
+    from bench.trade_load import SentTrade
+    from bench.visibility import Observed
+
+    load = TradeLoad(7, T)
+    trade = load.trade(T.timestamp() + 1)
+    measured = [SentTrade(trade.record, "t1", "A|X", 1000.0)]
+    pos = _encode(
+        Position(
+            account="A",
+            instrument="X",
+            currency="USD",
+            quantity=D(1),
+            avg_cost=D(1),
+            realized_pnl=D(0),
+            trade_count=1,
+            last_trade_id="t1",
+        )
+    )
+    headers = [("tf.hop", stamp("positions", 4, 1_000_001_000, 1_000_002_000, 1_000_003_000,
+                                1_000_003_000))]  # fmt: skip
+    observed = Observed()
+    observed.records["positions"] = [(0, 0, b"A|X", pos, headers, 1000.010),
+                                     (0, 1, b"A|X", pos, None, 1000.020)]  # fmt: skip
+    bd = _breakdowns(observed, measured, {})
+    assert list(bd) == ["positions"]
+    rows = {(h, n): v for h, n, v in bd["positions"].rows()}
+    assert rows[("positions", "fetch")] == [1.0]
+    assert rows[("reader", "commit+fetch")] == [7.0]
