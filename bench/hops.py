@@ -3,10 +3,10 @@
 The format (a proposal to the runtime, issue 12; :func:`parse_hop` and
 :func:`parse_commit_line` are the only places that know it):
 
-- Every output record carries one ``tf.hop`` header per hop of its lineage, oldest
-  first: a hop copies the ``tf.hop`` headers of the input record an output derives from
-  (for an output that coalesces several inputs, the last of them; a timer's output
-  none) and appends its own. The value is ASCII,
+- Every output record carries a ``tf.hop`` header of the hop that produced it, and may
+  carry those of the hops before, oldest first (copied from the input record it derives
+  from). Without the copies the benchmark joins hops by the trade a record names (a
+  Position its last trade, found on ``trades.enriched``). The value is ASCII,
   ``service;instance;batch;polled_us;started_us;processed_us;produced_us``: the batch's
   number in that instance, and wall-clock microseconds since the Unix epoch of when the
   record was polled, when its batch started processing, when the batch's processing

@@ -360,15 +360,18 @@ def _breakdowns(
     """Return the per-hop breakdown of each output topic whose records carry tf.hop headers.
 
     A record's origin is the scheduled send of the trade it names (enriched: its trade,
-    positions: its last trade); P&L names none. Records of the measured window only.
+    positions: its last trade); P&L names none. A Position that carries only its own hop's
+    stamp gets the validator's from its trade's enriched record: hops are joined by the
+    trade, so the runtime need not copy the input's headers. Measured window only.
     """
     if not measured:
         return {}
     due = {t.trade_id: t.due for t in measured}
+    enriched_stamps: dict[str, list[hops.HopStamp]] = {}
     out_: dict[str, hops.Breakdown] = {}
-    for role, records in observed.records.items():
+    for role in ("enriched", "positions", "pnl"):
         rows = []
-        for _, _, _, value, headers, t in records:
+        for _, _, _, value, headers, t in observed.records[role]:
             stamps = hops.hop_stamps(headers) if headers else []
             if not stamps:
                 continue
@@ -382,6 +385,10 @@ def _breakdowns(
                 if named not in due:
                     continue
                 origin = due[named]
+                if role == "enriched":
+                    enriched_stamps[named] = stamps
+                elif len(stamps) == 1 and named in enriched_stamps:
+                    stamps = enriched_stamps[named] + stamps
             rows.append((stamps, origin, t))
         if rows:
             out_[role] = hops.breakdown(rows, commits)

@@ -285,3 +285,42 @@ def test_breakdown_of_positions_starts_at_the_scheduled_send_of_the_trade_it_nam
     rows = {(h, n): v for h, n, v in bd["positions"].rows()}
     assert rows[("positions", "fetch")] == [1.0]
     assert rows[("reader", "commit+fetch")] == [7.0]
+
+
+def test_a_position_with_only_its_own_stamp_gets_the_validators_from_its_trades_enrichment() -> (
+    None
+):
+    from bench.latency import _breakdowns
+    from bench.trade_load import SentTrade
+    from bench.visibility import Observed
+
+    load = TradeLoad(7, T)
+    trade = load.trade(T.timestamp() + 1)
+    measured = [SentTrade(trade.record, "t1", "A|X", 1000.0)]
+    pos = _encode(
+        Position(
+            account="A",
+            instrument="X",
+            currency="USD",
+            quantity=D(1),
+            avg_cost=D(1),
+            realized_pnl=D(0),
+            trade_count=1,
+            last_trade_id="t1",
+        )
+    )
+    validator = [
+        (
+            "tf.hop",
+            stamp("validator", 2, 1_000_000_500, 1_000_000_600, 1_000_000_700, 1_000_000_800),
+        )
+    ]
+    positions = [("tf.hop", stamp("positions", 4, 1_000_001_000, 1_000_002_000, 1_000_003_000,
+                                  1_000_003_000))]  # fmt: skip
+    observed = Observed()
+    observed.records["enriched"] = [(0, 0, b"A", enriched("t1", "A", "X"), validator, 1000.001)]
+    observed.records["positions"] = [(0, 0, b"A|X", pos, positions, 1000.010)]
+    rows = {(h, n): v for h, n, v in _breakdowns(observed, measured, {})["positions"].rows()}
+    assert rows[("validator", "fetch")] == [0.5]
+    assert rows[("positions", "commit+fetch")] == [0.2]
+    assert rows[("reader", "commit+fetch")] == [7.0]
