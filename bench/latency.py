@@ -481,6 +481,7 @@ def main(argv: list[str] | None = None) -> None:
             out.console.print(f"capacity over {args.capacity:,} pre-loaded trades ...")
             cap = capacity(b)
     finally:
+        del b  # its admin client, before the broker goes: no reconnect noise
         if own is not None:
             local.stop_cluster(own)
             shutil.rmtree(workdir / "runtime", ignore_errors=True)
