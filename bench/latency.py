@@ -416,6 +416,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "tradeflux's run, or not at all")  # fmt: skip
     p.add_argument("--ks-commit-ms", type=int, default=10,
                    help="Kafka Streams' commit.interval.ms of its latency-tuned row")  # fmt: skip
+    p.add_argument("--ks-setting", action="append", default=[],
+                   help="one more Kafka Streams setting KEY=VALUE for both its rows (repeat), "
+                        "e.g. num.stream.threads=3")  # fmt: skip
     p.add_argument("--tradeflux-arg", action="append", default=[],
                    help="one more flag for every `tradeflux run` (repeat), e.g. "
                         "--tradeflux-arg=--batch-max-wait-ms=20")  # fmt: skip
@@ -453,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     workdir = Path(tempfile.mkdtemp(prefix="tradeflux-latency-"))
-    cs = chain_contenders(args.ks_commit_ms, args.sse)
+    cs = chain_contenders(args.ks_commit_ms, args.sse, tuple(args.ks_setting))
     if args.only:
         cs = [c for c in cs if c.key in args.only.split(",")]
     rates = [int(r) for r in args.rates.split(",") if r]

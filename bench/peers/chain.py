@@ -48,8 +48,13 @@ KS_LATENCY_SETTINGS = ("producer.retry.backoff.ms=5", "producer.linger.ms=1",
                        "consumer.fetch.max.wait.ms=10")  # fmt: skip
 
 
-def chain_contenders(ks_commit_ms: int, sse: str) -> list[ChainContender]:
-    """Return tradeflux (with SSE: ``same`` run, a ``separate`` one, or ``off``) and KS twice."""
+def chain_contenders(
+    ks_commit_ms: int, sse: str, ks_settings: tuple[str, ...] = ()
+) -> list[ChainContender]:
+    """Return tradeflux (with SSE: ``same`` run, a ``separate`` one, or ``off``) and KS twice.
+
+    ``ks_settings`` (KEY=VALUE) go to both Kafka Streams rows, e.g. num.stream.threads=3.
+    """
     ks_default_ms = 100  # StreamsConfig: commit.interval.ms is 100 under exactly_once_v2
     out = [ChainContender("tradeflux", "tradeflux (3 services)", "tradeflux", sse=sse == "same")]
     if sse == "separate":
@@ -58,10 +63,11 @@ def chain_contenders(ks_commit_ms: int, sse: str) -> list[ChainContender]:
                            sse=True)
         )  # fmt: skip
     out += [
-        ChainContender("ks", f"Kafka Streams, commit {ks_default_ms} ms (default)", "kstreams"),
+        ChainContender("ks", f"Kafka Streams, commit {ks_default_ms} ms (default)", "kstreams",
+                       settings=ks_settings),
         ChainContender("ks-tuned", f"Kafka Streams, commit {ks_commit_ms} ms, clients as "
                        "tradeflux's (for latency)", "kstreams", str(ks_commit_ms),
-                       settings=KS_LATENCY_SETTINGS),
+                       settings=KS_LATENCY_SETTINGS + ks_settings),
     ]  # fmt: skip
     return out
 
