@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -77,7 +76,7 @@ from bench.trade_load import (  # noqa: E402
     check_tradeflux,
     schedule,
 )
-from bench.visibility import Expectation, Observed, ReaderSpec, read_outputs, read_sse  # noqa: E402
+from bench.visibility import Expectation, Observed, OutputReader, ReaderSpec, SseClient  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from tests.support import pipeline as support  # noqa: E402
@@ -86,8 +85,6 @@ from tradeflux.broker import local  # noqa: E402
 from tradeflux.broker.topics import TopicSet, create_topics  # noqa: E402
 from tradeflux.config import Settings, load_settings  # noqa: E402
 from tradeflux.gateway.refdata import load_files  # noqa: E402
-
-SPAWN = mp.get_context("spawn")
 
 
 @dataclass
@@ -135,53 +132,6 @@ def _send(prod: Producer, topic: str, key: bytes, value: bytes, timestamp_ms: in
             prod.poll(0.05)
 
 
-class _Reader:
-    """The reader process of bench/visibility.py, and the events it sets."""
-
-    def __init__(self, spec: ReaderSpec) -> None:
-        self.ready, self.answered = SPAWN.Event(), SPAWN.Event()
-        self.done, self.stop_event = SPAWN.Event(), SPAWN.Event()
-        self.control: Any = SPAWN.Queue()
-        self.finals: Any = SPAWN.Queue()
-        self.results: Any = SPAWN.Queue()
-        self.proc = SPAWN.Process(
-            target=read_outputs,
-            args=(spec, self.ready, self.answered, self.done, self.stop_event, self.control,
-                  self.finals, self.results),
-            daemon=True,
-        )  # fmt: skip
-        self.proc.start()
-        if not self.ready.wait(60):
-            raise SystemExit("the output reader did not start")
-
-    def finish(self) -> Observed:
-        self.stop_event.set()
-        observed: Observed = self.results.get(timeout=300)
-        self.proc.join(30)
-        return observed
-
-
-class _SseClient:
-    """The SSE client process of bench/visibility.py."""
-
-    def __init__(self, url: str) -> None:
-        self.ready, self.done, self.stop_event = SPAWN.Event(), SPAWN.Event(), SPAWN.Event()
-        self.control: Any = SPAWN.Queue()
-        self.results: Any = SPAWN.Queue()
-        self.proc = SPAWN.Process(
-            target=read_sse,
-            args=(url, self.ready, self.done, self.stop_event, self.control, self.results),
-            daemon=True,
-        )
-        self.proc.start()
-
-    def finish(self) -> tuple[list[tuple[float, str, bytes]], str | None]:
-        self.stop_event.set()
-        result: tuple[list[tuple[float, str, bytes]], str | None] = self.results.get(timeout=120)
-        self.proc.join(30)
-        return result
-
-
 def _wait(condition: Any, timeout_s: float, running: Running, what: str) -> str | None:
     """Wait for ``condition()``; return why not (a process ended, or the timeout)."""
     deadline = time.monotonic() + timeout_s
@@ -223,10 +173,10 @@ def latency_run(b: Bench, c: ChainContender, rate: int) -> LatencyRun:
     else:
         create_plain_topics(b.admin, list(names.values()), args.partitions)
         model = AggregateCounts()
-    reader = _Reader(ReaderSpec(bootstrap, {r: names[r] for r in ("enriched", "positions", "pnl")},
-                                args.partitions))  # fmt: skip
+    outputs = {role: names[role] for role in ("enriched", "positions", "pnl")}
+    reader = OutputReader(ReaderSpec(bootstrap, outputs, args.partitions))
     running = Running()
-    sse: _SseClient | None = None
+    sse: SseClient | None = None
     query_port = free_port(28000) if c.sse else None
     prod = _producer(bootstrap)
     total = rate * (args.warmup + args.seconds)
@@ -240,7 +190,7 @@ def latency_run(b: Bench, c: ChainContender, rate: int) -> LatencyRun:
         if query_port is not None:
             why = _wait(lambda: _query_up(query_port), 120, running, "query service")
             if why is None:
-                sse = _SseClient(f"http://127.0.0.1:{query_port}/v1/stream?events=pnl")
+                sse = SseClient(f"http://127.0.0.1:{query_port}/v1/stream?events=pnl")
                 why = _wait(sse.ready.is_set, 60, running, "SSE hello")
             if why is not None:
                 result.failure = why

@@ -10,6 +10,7 @@ as soon as everything arrived.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import threading
 import time
@@ -203,3 +204,53 @@ def read_sse(url: str, ready: Event, done: Event, stop: Event, control: Any, res
         if all(last.get(account) == value for account, value in final.items()):
             done.set()
     results.put((list(events), failure[0] if failure else None))
+
+
+SPAWN = mp.get_context("spawn")
+
+
+class OutputReader:
+    """A process running :func:`read_outputs`, and the events it sets."""
+
+    def __init__(self, spec: ReaderSpec) -> None:
+        self.ready, self.answered = SPAWN.Event(), SPAWN.Event()
+        self.done, self.stop_event = SPAWN.Event(), SPAWN.Event()
+        self.control: Any = SPAWN.Queue()
+        self.finals: Any = SPAWN.Queue()
+        self.results: Any = SPAWN.Queue()
+        self.proc = SPAWN.Process(
+            target=read_outputs,
+            args=(spec, self.ready, self.answered, self.done, self.stop_event, self.control,
+                  self.finals, self.results),
+            daemon=True,
+        )  # fmt: skip
+        self.proc.start()
+        if not self.ready.wait(60):
+            raise SystemExit("the output reader did not start")
+
+    def finish(self) -> Observed:
+        self.stop_event.set()
+        observed: Observed = self.results.get(timeout=300)
+        self.proc.join(30)
+        return observed
+
+
+class SseClient:
+    """A process running :func:`read_sse`."""
+
+    def __init__(self, url: str) -> None:
+        self.ready, self.done, self.stop_event = SPAWN.Event(), SPAWN.Event(), SPAWN.Event()
+        self.control: Any = SPAWN.Queue()
+        self.results: Any = SPAWN.Queue()
+        self.proc = SPAWN.Process(
+            target=read_sse,
+            args=(url, self.ready, self.done, self.stop_event, self.control, self.results),
+            daemon=True,
+        )
+        self.proc.start()
+
+    def finish(self) -> tuple[list[tuple[float, str, bytes]], str | None]:
+        self.stop_event.set()
+        result: tuple[list[tuple[float, str, bytes]], str | None] = self.results.get(timeout=120)
+        self.proc.join(30)
+        return result
