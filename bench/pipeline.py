@@ -28,7 +28,8 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
@@ -56,6 +57,7 @@ from tradeflux.sim.trades import SimSession  # noqa: E402
 
 console = Console()
 SERVICES = (("validator", "trades.raw"), ("positions", "trades.enriched"), ("pnl", "positions"))
+OUTPUTS = {"validator": "trades.enriched", "positions": "positions", "pnl": "pnl"}
 METRICS_PORTS = {"validator": 19301, "positions": 19302, "pnl": 19303}
 
 
@@ -98,10 +100,31 @@ class PositionWatcher(threading.Thread):
         self.consumer.close()
 
 
-def _start(settings: Settings, prefix: str, tmp: Path) -> list[ServiceProcess]:
+class FirstOutput(threading.Thread):
+    """Notes when the first record of a topic became readable (read_committed), then ends."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(settings.client_config(**{
+            "group.id": f"first-{uuid.uuid4().hex}", "isolation.level": "read_committed",
+            "enable.auto.commit": False, "fetch.wait.max.ms": 5}))  # fmt: skip
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
+        self.first = 0.0
+        self.stop = False
+
+    def run(self) -> None:
+        while not self.stop and not self.first:
+            if any(m.error() is None for m in self.consumer.consume(100, 0.05)):
+                self.first = time.time()
+        self.consumer.close()
+
+
+def _start(
+    settings: Settings, prefix: str, tmp: Path, extra: Sequence[str] = ()
+) -> list[ServiceProcess]:
     return [
         ServiceProcess(settings, name, prefix, f"{name}-bench", tmp, "--metrics-port",
-                       str(METRICS_PORTS[name]))
+                       str(METRICS_PORTS[name]), *extra)
         for name, _ in SERVICES
     ]  # fmt: skip
 
@@ -112,9 +135,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def throughput(
-    settings: Settings, trades: int, tmp: Path
-) -> tuple[float, dict[str, float], dict[str, float]]:
+@dataclass
+class Capacity:
+    """One throughput run: its rate, and the CPU seconds of each service process."""
+
+    trades: int
+    rate: float  # trades / (last service caught up - first position output), per second
+    cpu_s: dict[str, float]  # user + system, start-up included
+    cpu_after_first_s: dict[str, float]  # from the service's own first output to caught up
+    events: dict[str, float]  # the positions service's business-event counters
+
+
+def throughput(settings: Settings, trades: int, tmp: Path, extra: Sequence[str] = ()) -> Capacity:
+    """Run the pipeline over ``trades`` pre-loaded trades; ``extra``: more `tradeflux run` flags."""
     prefix = f"bp-{uuid.uuid4().hex[:6]}-"
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
     session = _prepare(settings, prefix, trades, rate=trades / 50, start=start)
@@ -129,9 +162,23 @@ def throughput(
     prod.flush(60)
     watcher = PositionWatcher(settings, f"{prefix}positions")
     watcher.start()
-    procs = _start(settings, prefix, tmp)
+    firsts = {name: FirstOutput(settings, f"{prefix}{OUTPUTS[name]}") for name, _ in SERVICES}
+    for first in firsts.values():
+        first.start()
+    procs = _start(settings, prefix, tmp, extra)
+
+    def cpu() -> dict[str, float]:
+        return {name: cpu_seconds(p.proc.pid) for (name, _), p in zip(SERVICES, procs, strict=True)}
+
     try:
         deadline = time.time() + 900
+        at_first: dict[str, float] = {}  # each service's CPU at its own first output
+        while len(at_first) < len(firsts) and time.time() < deadline:
+            now_cpu = cpu()
+            at_first.update(
+                (n, now_cpu[n]) for n, f in firsts.items() if f.first and n not in at_first
+            )
+            time.sleep(0.01)
         while time.time() < deadline:
             if watcher.first and all(
                 caught_up(settings, f"{prefix}{name}", f"{prefix}{topic}")
@@ -140,13 +187,16 @@ def throughput(
                 break
             time.sleep(0.2)
         done = time.time()
-        cpu = {name: cpu_seconds(p.proc.pid) for (name, _), p in zip(SERVICES, procs, strict=True)}
+        at_done = cpu()
         events = scrape_events(METRICS_PORTS["positions"])
     finally:
         for p in procs:
             p.terminate()
         watcher.stop = True
-    return trades / (done - watcher.first), cpu, events
+        for first in firsts.values():
+            first.stop = True
+    after_first = {name: at_done[name] - at_first.get(name, 0.0) for name in at_done}
+    return Capacity(trades, trades / (done - watcher.first), at_done, after_first, events)
 
 
 def latency(settings: Settings, rate: int, seconds: int, tmp: Path) -> tuple[float, float, int]:
@@ -197,7 +247,7 @@ def main() -> None:
         settings = replace(settings, bootstrap=local.start_cluster(own, port=19192).bootstrap)
     try:
         console.print(f"throughput over {args.trades:,} trades ...")
-        tps, cpu, events = throughput(settings, args.trades, tmp)
+        cap = throughput(settings, args.trades, tmp)
         console.print(f"latency at {args.rate:,} trades/s for {args.seconds}s ...")
         p50, p99, n = latency(settings, args.rate, args.seconds, tmp)
     finally:
@@ -206,15 +256,15 @@ def main() -> None:
     table = Table(title="tradeflux core pipeline: validator → positions → P&L, exactly-once")
     for col in ("measure", "value"):
         table.add_column(col)
-    table.add_row("trades/s (pre-loaded input)", f"{tps:,.0f}")
+    table.add_row("trades/s (pre-loaded input)", f"{cap.rate:,.0f}")
     table.add_row(f"p50 ingest → position, ms (at {args.rate:,}/s)", f"{p50:.1f}")
     table.add_row(f"p99 ingest → position, ms (at {args.rate:,}/s)", f"{p99:.1f}")
     table.add_row("latency samples", f"{n:,}")
-    for name, seconds in cpu.items():  # where the 2 cores went in the throughput run
+    for name, seconds in cap.cpu_s.items():  # where the 2 cores went in the throughput run
         table.add_row(f"CPU s of {name} (throughput run, incl. start-up)", f"{seconds:.1f}")
     for path in ("append", "tail", "cached", "full", "unchanged"):  # how positions folded
         table.add_row(
-            f"positions events folded by path {path}", f"{events.get('fold_' + path, 0):,.0f}"
+            f"positions events folded by path {path}", f"{cap.events.get('fold_' + path, 0):,.0f}"
         )
     console.print(table)
     console.print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "

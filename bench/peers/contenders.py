@@ -134,12 +134,17 @@ def java() -> str:
     return find_java()
 
 
-def build(log: Path, rebuild: bool = False) -> None:
-    """Build every peer: the Kafka Streams jar (Maven) and the Quix and Faust venvs (pip)."""
+def build_kafka_streams(log: Path, rebuild: bool = False) -> None:
+    """Build the Kafka Streams jar (Maven) if a source is newer than it, or if asked."""
     sources = [KS_DIR / "pom.xml", *(KS_DIR / "src").rglob("*.java")]
     stale = not KS_JAR.exists() or any(p.stat().st_mtime > KS_JAR.stat().st_mtime for p in sources)
     if rebuild or stale:
         _run(["mvn", "-q", "-B", "package"], KS_DIR, log, "Maven build of the Kafka Streams peer")
+
+
+def build(log: Path, rebuild: bool = False) -> None:
+    """Build every peer: the Kafka Streams jar (Maven) and the Quix and Faust venvs (pip)."""
+    build_kafka_streams(log, rebuild)
     for name, venv in VENVS.items():
         if not (venv / "bin" / "python").exists():
             _run([sys.executable, "-m", "venv", str(venv)], PEERS, log, f"venv for {name}")

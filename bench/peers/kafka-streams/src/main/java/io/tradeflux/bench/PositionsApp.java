@@ -62,7 +62,8 @@ public final class PositionsApp {
     @JsonProperty("quantity") public BigDecimal quantity;
     @JsonProperty("price") public BigDecimal price;
     @JsonProperty("currency") public String currency;
-    @JsonProperty("multiplier") public BigDecimal multiplier;
+    // A raw TradeEvent has no multiplier (refdata adds it): 1, as every sample instrument's.
+    @JsonProperty("multiplier") public BigDecimal multiplier = BigDecimal.ONE;
     @JsonProperty("trade_time") public String tradeTime;
   }
 
