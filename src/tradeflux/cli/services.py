@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from tradeflux.cli.app import (
     refdata_app,
 )
 from tradeflux.cli.broker import _environ, broker_start, topics_create
+from tradeflux.config import Settings
 from tradeflux.errors import TradefluxError
 from tradeflux.services import SHIPPED
 
@@ -114,6 +115,7 @@ def run(
         raise TradefluxError(
             f"{exc}; name a shipped service ({', '.join(SHIPPED)}) or a Service as module:attribute"
         ) from None
+    hooks = _metrics_hook(settings, metrics_port)
     config = RuntimeConfig(
         client=settings.client_config(),
         instance_id=instance_id or socket.gethostname(),
@@ -123,12 +125,37 @@ def run(
         session_timeout_ms=session_timeout_ms,
         static_membership=static_membership,
         metrics_port=metrics_port,
+        **hooks,
     )
     for name, value in settings.describe().items():
         logging.getLogger("tradeflux").info("setting %s=%s", name, value)
     code = run_service(service, config)
     if code:
         raise typer.Exit(code)
+
+
+def _metrics_hook(settings: Settings, metrics_port: int | None) -> dict[str, Any]:
+    """Return the RuntimeConfig argument that makes /metrics need the ``metrics`` scope.
+
+    The runtime takes the hook as ``RuntimeConfig.metrics_authorize`` (passed on to
+    ``HealthServer(authorize=...)``); a runtime without that field serves /metrics to
+    anyone on loopback, and this says so at start.
+    """
+    import dataclasses
+
+    from tradeflux.security.policy import metrics_authorize
+    from tradeflux.stream.app import RuntimeConfig
+
+    authorize = metrics_authorize(settings)
+    if authorize is None or metrics_port is None:
+        return {}
+    if "metrics_authorize" in {f.name for f in dataclasses.fields(RuntimeConfig)}:
+        return {"metrics_authorize": authorize}
+    logging.getLogger("tradeflux.security").warning(
+        "metrics auth not enforced: this runtime has no RuntimeConfig.metrics_authorize; "
+        "/metrics answers anyone on 127.0.0.1"
+    )
+    return {}
 
 
 @app.command("demo")
@@ -261,7 +288,10 @@ def gateway(
     Runs until SIGTERM or Ctrl-C.
     """
     from tradeflux.gateway.fix import FixSettings
+    from tradeflux.gateway.http import SCOPE_RULES
     from tradeflux.gateway.runner import GatewayConfig, run_gateway
+    from tradeflux.security.policy import check_bind, edge_policy, uvicorn_tls
+    from tradeflux.security.tokens import SCOPE_TRADES_WRITE
     from tradeflux.stream.runner import configure_logging
 
     if fix_settings is not None and not fix_settings.is_file():
@@ -270,6 +300,9 @@ def gateway(
     configure_logging(logging.DEBUG if _state.debug else logging.INFO)
     for name, value in settings.describe().items():
         logging.getLogger("tradeflux").info("setting %s=%s", name, value)
+    check_bind(settings, host)
+    policy = edge_policy(settings, SCOPE_RULES, SCOPE_TRADES_WRITE)
+    http_tls = uvicorn_tls(settings)
     fix = None
     if not no_fix:
         fix = FixSettings(
@@ -286,6 +319,8 @@ def gateway(
         http_port=http_port,
         max_body_bytes=max_body_bytes,
         fix=fix,
+        http_policy=policy,
+        http_tls=http_tls,
     )
     code = run_gateway(config)
     if code:
@@ -327,6 +362,7 @@ def query(
     """
     from tradeflux.query.server import QueryService, serve
     from tradeflux.query.service_metrics import parse_targets
+    from tradeflux.security.policy import check_bind
     from tradeflux.stream.runner import configure_logging
 
     targets = parse_targets(metrics_urls)
@@ -338,6 +374,8 @@ def query(
         logger.info("setting %s=%s", name, value)
     for target in targets:
         logger.info("setting metrics_url %s=%s", target.name, target.url)
+    check_bind(settings, host)
     service = QueryService(settings, targets, instance_id=instance_id)
-    logger.info("query service listening url=http://%s:%d/", host, port)
+    scheme = "https" if service.tls else "http"
+    logger.info("query service listening url=%s://%s:%d/", scheme, host, port)
     serve(service, host, port)

@@ -1,13 +1,19 @@
 """HTTP trade capture: ``POST /v1/trades`` into ``trades.raw``, plus ``/healthz`` and ``/metrics``.
 
-``POST /v1/trades`` takes one TradeEvent object or a JSON list of them (the body is
-read as JSON whatever its Content-Type says). All or nothing per request: if any
-record is invalid, none is written. Answers, each a JSON object:
+``POST /v1/trades`` takes one TradeEvent object or a JSON list of them, sent as
+``Content-Type: application/json``. All or nothing per request: if any record is
+invalid, none is written. The app runs behind ``tradeflux.security.http`` (allowed Host,
+no cross-origin caller, a bearer token with the ``trades:write`` scope; ``metrics`` for
+/metrics; see ``docs/security.md``). Answers, each a JSON object:
 
 - 202 ``{"accepted": n}``: all n records are in Kafka (acknowledged by all in-sync
   replicas) — only then;
 - 400 ``{"error": "malformed JSON", "detail": "<parser message>"}``;
+- 401 / 403 ``{"error": "unauthorized" | "forbidden", "detail": ...}``: no valid token, or
+  one without the scope (and 400 for a Host, 403 for an Origin that is not allowed);
 - 413 ``{"error": "request body too large", "limit_bytes": <limit>}`` (default 1 MiB);
+- 415 ``{"error": "unsupported media type", "detail": ...}``: not ``application/json``
+  (what a cross-site HTML form or ``text/plain`` fetch sends); the body is not read;
 - 422 ``{"error": "invalid trade events; none was written", "error_count": k,
   "errors": [{"index": i, "field": f, "message": m}, ...]}``: every problem of every
   record (the first 100), in record order; ``index`` is the record's position (0 for a
@@ -32,6 +38,7 @@ import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -39,9 +46,13 @@ from starlette.routing import Route
 from tradeflux.domain.schemas import TradeEvent
 from tradeflux.gateway.ingest import MalformedJson, decode_body, parse_trade_events
 from tradeflux.gateway.writer import DeliveryError
+from tradeflux.security.http import EdgePolicy, Rule, SecurityMiddleware
+from tradeflux.security.tokens import SCOPE_METRICS, SCOPE_TRADES_WRITE
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 MAX_ERRORS_LISTED = 100
+SCOPE_RULES = (Rule("/v1/trades", SCOPE_TRADES_WRITE), Rule("/metrics", SCOPE_METRICS))
+"""What each path of the gateway needs; any other path needs ``trades:write`` too."""
 
 log = logging.getLogger("tradeflux.gateway.http")
 _encoder = msgspec.json.Encoder(decimal_format="string")
@@ -76,8 +87,13 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     health: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], Iterator[CounterMetricFamily]] | None = None,
+    policy: EdgePolicy | None = None,
 ) -> Starlette:
-    """Build the ASGI app; ``health`` adds to /healthz, ``metrics`` to /metrics."""
+    """Build the ASGI app; ``health`` adds to /healthz, ``metrics`` to /metrics.
+
+    ``policy``: the security middleware's (see ``tradeflux.security.policy.edge_policy``
+    with ``SCOPE_RULES``); None serves the bare app (in-process tests of the handlers).
+    """
     counters = HttpCounters()
 
     async def post_trades(request: Request) -> Response:
@@ -87,6 +103,10 @@ def create_app(
 
     async def _post_trades(request: Request) -> tuple[Response, int]:
         received_at = dt.datetime.now(dt.UTC)
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            detail = f"send Content-Type: application/json, not {media_type or 'none'}"
+            return _json(415, {"error": "unsupported media type", "detail": detail}), 0
         too_large = {"error": "request body too large", "limit_bytes": max_body_bytes}
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_body_bytes:
@@ -149,5 +169,6 @@ def create_app(
             Route("/v1/trades", post_trades, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-        ]
+        ],
+        middleware=[] if policy is None else [Middleware(SecurityMiddleware, policy=policy)],
     )

@@ -13,7 +13,7 @@ import logging
 import signal
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -24,6 +24,7 @@ from tradeflux.errors import TradefluxError
 from tradeflux.gateway.fix import FixAcceptor, FixSettings
 from tradeflux.gateway.http import DEFAULT_MAX_BODY_BYTES, create_app
 from tradeflux.gateway.writer import TradeWriter
+from tradeflux.security.http import EdgePolicy
 
 log = logging.getLogger("tradeflux.gateway")
 
@@ -42,6 +43,8 @@ class GatewayConfig:
     http_port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     fix: FixSettings | None = None
+    http_policy: EdgePolicy | None = None  # None: no auth, no Host/Origin checks (tests only)
+    http_tls: dict[str, Any] = field(default_factory=dict)  # uvicorn ssl_* settings
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -82,10 +85,16 @@ class Gateway:
             self.fix = FixAcceptor(self.config.fix, self.writer)
             self.fix.start()
         app = create_app(
-            self.writer, self.config.max_body_bytes, health=self._health, metrics=self._metrics
+            self.writer,
+            self.config.max_body_bytes,
+            health=self._health,
+            metrics=self._metrics,
+            policy=self.config.http_policy,
         )
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+            uvicorn.Config(
+                app, log_level="warning", lifespan="off", access_log=False, **self.config.http_tls
+            )
         )
         self._http_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
