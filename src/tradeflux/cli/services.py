@@ -244,16 +244,42 @@ def gateway(
     fix_port: Annotated[
         int, typer.Option(min=1, max=65535, help="FIX 4.4 acceptor port (drop-copy sessions).")
     ] = 9878,
+    fix_host: Annotated[
+        str, typer.Option(help="Interface FIX listens on (0.0.0.0: every one).")
+    ] = "127.0.0.1",
+    fix_tls_cert: Annotated[
+        Path | None, typer.Option(help="FIX over TLS: the certificate (PEM).")
+    ] = None,
+    fix_tls_key: Annotated[Path | None, typer.Option(help="FIX over TLS: its key (PEM).")] = None,
+    fix_tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="Require a FIX client certificate from this CA whose CN (or a DNS name) is "
+            "the session's SenderCompID."
+        ),
+    ] = None,
+    fix_max_message_bytes: Annotated[
+        int, typer.Option(min=256, help="Largest FIX BodyLength; a larger one closes the link.")
+    ] = 64 * 1024,
+    fix_logon_timeout_s: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a FIX connection has to log on (TLS included).")
+    ] = 10.0,
+    fix_max_connections: Annotated[
+        int, typer.Option(min=1, help="Most FIX connections at once, logged on or not.")
+    ] = 32,
+    fix_engine_port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="The QuickFIX engine's own loopback port (0: any free one)."
+        ),
+    ] = 0,
     http_port: Annotated[
         int, typer.Option(min=0, max=65535, help="HTTP port of POST /v1/trades (0: any port).")
     ] = 8080,
     no_fix: Annotated[bool, typer.Option("--no-fix", help="Run HTTP ingest only.")] = False,
     host: Annotated[
         str,
-        typer.Option(
-            help="Interface HTTP listens on (0.0.0.0: every one); FIX listens on every "
-            "interface (QuickFIX has no bind address)."
-        ),
+        typer.Option(help="Interface HTTP listens on (0.0.0.0: every one); FIX: --fix-host."),
     ] = "127.0.0.1",
     fix_sender_comp_id: Annotated[
         str, typer.Option(help="Our SenderCompID in the FIX sessions.")
@@ -288,9 +314,15 @@ def gateway(
     Runs until SIGTERM or Ctrl-C.
     """
     from tradeflux.gateway.fix import FixSettings
+    from tradeflux.gateway.fix_door import FixDoorSettings, free_loopback_port
     from tradeflux.gateway.http import SCOPE_RULES
     from tradeflux.gateway.runner import GatewayConfig, run_gateway
-    from tradeflux.security.policy import check_bind, edge_policy, uvicorn_tls
+    from tradeflux.security.policy import (
+        check_bind,
+        check_plaintext_fix,
+        edge_policy,
+        uvicorn_tls,
+    )
     from tradeflux.security.tokens import SCOPE_TRADES_WRITE
     from tradeflux.stream.runner import configure_logging
 
@@ -303,15 +335,24 @@ def gateway(
     check_bind(settings, host)
     policy = edge_policy(settings, SCOPE_RULES, SCOPE_TRADES_WRITE)
     http_tls = uvicorn_tls(settings)
-    fix = None
+    fix = door = None
     if not no_fix:
+        senders = tuple(fix_target_comp_id or ("DROPCOPY",))
         fix = FixSettings(
             folder=settings.runtime_dir / "gateway" / "fix",
-            port=fix_port,
+            port=fix_engine_port or free_loopback_port(),
             sender_comp_id=fix_sender_comp_id,
-            target_comp_ids=tuple(fix_target_comp_id or ("DROPCOPY",)),
+            target_comp_ids=senders,
             settings_file=fix_settings,
         )
+        door = FixDoorSettings(
+            host=fix_host, port=fix_port, tls_cert=fix_tls_cert, tls_key=fix_tls_key,
+            tls_client_ca=fix_tls_client_ca, max_message_bytes=fix_max_message_bytes,
+            logon_timeout_s=fix_logon_timeout_s, max_connections=fix_max_connections,
+            our_comp_id=fix_sender_comp_id, sender_comp_ids=frozenset(senders),
+        )  # fmt: skip
+        if fix_tls_cert is None:
+            check_plaintext_fix(settings, fix_host)
     config = GatewayConfig(
         client=settings.client_config(),
         topic_prefix=settings.topic_prefix,
@@ -319,6 +360,7 @@ def gateway(
         http_port=http_port,
         max_body_bytes=max_body_bytes,
         fix=fix,
+        fix_door=door,
         http_policy=policy,
         http_tls=http_tls,
     )

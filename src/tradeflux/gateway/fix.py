@@ -20,6 +20,11 @@ FIX ones (and then the message is not acknowledged either).
 
 A valid FIX message that is no valid trade (no Account on a fill, say) is answered with
 a BusinessMessageReject (a missing field) or a Reject (a bad value), and logged.
+
+The engine listens on a loopback port of its own: callers come in through the front door
+(``gateway.fix_door``: TLS, bind address, framing, logon timeout, connection cap). Its
+sessions accept Logons from 127.0.0.1 only (``AllowedRemoteAddresses``), and its listening
+socket drops packets from anywhere else (``fix_door.restrict_to_loopback``).
 """
 
 from __future__ import annotations
@@ -84,9 +89,10 @@ class FixSettings:
     One session per ``target_comp_ids`` entry, each ``FIX.4.4:sender_comp_id->target``.
     ``folder`` holds the file store (sequence numbers and sent messages, so a restarted
     gateway resumes the sessions) and the engine's message and event logs.
-    ``settings_file``: a complete QuickFIX settings file to use instead (SSL, schedules,
-    several ports); its stores and dictionaries are then the file's business.
-    The acceptor listens on every interface: QuickFIX (C++) has no bind-address setting.
+    ``settings_file``: a complete QuickFIX settings file to use instead (schedules, other
+    stores); its [DEFAULT] SocketAcceptPort is then the engine's port.
+    ``port`` is the engine's own port: QuickFIX (C++) binds every interface (it has no
+    bind-address setting), so only the front door, on loopback, connects to it.
     """
 
     folder: Path
@@ -94,6 +100,18 @@ class FixSettings:
     sender_comp_id: str = "TRADEFLUX"
     target_comp_ids: tuple[str, ...] = ("DROPCOPY",)
     settings_file: Path | None = None
+
+    def engine_port(self) -> int:
+        """Return the port the engine listens on (the settings file's, if one is given)."""
+        if self.settings_file is None:
+            return self.port
+        try:
+            defaults = fix.SessionSettings(str(self.settings_file)).get()
+            return int(defaults.getInt(fix.SOCKET_ACCEPT_PORT))
+        except (fix.ConfigError, fix.RuntimeError) as exc:
+            raise FixGatewayError(
+                f"FIX acceptor settings {self.settings_file}: no [DEFAULT] SocketAcceptPort ({exc})"
+            ) from None
 
     def render(self) -> str:
         """Return the QuickFIX settings text for these settings."""
@@ -111,6 +129,7 @@ class FixSettings:
             "ResetOnLogout=N",
             "ResetOnDisconnect=N",
             "PersistMessages=Y",
+            "AllowedRemoteAddresses=127.0.0.1",  # the front door; see gateway.fix_door
         ]
         for target in self.target_comp_ids:
             lines += [
@@ -369,16 +388,27 @@ class FixAcceptor:
 
     def start(self) -> None:
         """Listen for sessions (returns at once; sessions run on the engine's threads)."""
+        from tradeflux.gateway.fix_door import restrict_to_loopback
+
+        port = self.settings.engine_port()
         try:
             self._acceptor.start()
         except (fix.ConfigError, fix.RuntimeError) as exc:
             raise FixGatewayError(
-                f"the FIX acceptor cannot start on port {self.settings.port}: {exc}; "
-                "choose another --fix-port"
+                f"the FIX engine cannot start on port {port}: {exc}; "
+                "choose another --fix-engine-port"
             ) from None
+        filtered = restrict_to_loopback(port)
+        if not filtered:
+            log.warning(
+                "fix engine port %d: no loopback-only socket filter; firewall it "
+                "(sessions still take Logons from 127.0.0.1 only)",
+                port,
+            )
         log.info(
-            "fix acceptor listening port=%d sessions=%s folder=%s",
-            self.settings.port,
+            "fix engine listening port=%d loopback_filter=%s sessions=%s folder=%s",
+            port,
+            "on" if filtered else "off",
             ",".join(f"{self.settings.sender_comp_id}->{t}" for t in self.settings.target_comp_ids),
             self.settings.folder,
         )

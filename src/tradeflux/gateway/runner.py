@@ -13,7 +13,7 @@ import logging
 import signal
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from tradeflux.errors import TradefluxError
 from tradeflux.gateway.fix import FixAcceptor, FixSettings
+from tradeflux.gateway.fix_door import FixDoorSettings, FixFrontDoor
 from tradeflux.gateway.http import DEFAULT_MAX_BODY_BYTES, create_app
 from tradeflux.gateway.writer import TradeWriter
 from tradeflux.security.http import EdgePolicy
@@ -43,6 +44,7 @@ class GatewayConfig:
     http_port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     fix: FixSettings | None = None
+    fix_door: FixDoorSettings | None = None  # how callers reach the engine (needed with fix)
     http_policy: EdgePolicy | None = None  # None: no auth, no Host/Origin checks (tests only)
     http_tls: dict[str, Any] = field(default_factory=dict)  # uvicorn ssl_* settings
 
@@ -69,6 +71,7 @@ class Gateway:
         self.config = config
         self.writer = TradeWriter(config.client, config.topic_prefix)
         self.fix: FixAcceptor | None = None
+        self.fix_door: FixFrontDoor | None = None
         self._http_thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
         self.http_port = config.http_port
@@ -82,8 +85,12 @@ class Gateway:
         sock = _bind(self.config.host, self.config.http_port)
         self.http_port = sock.getsockname()[1]
         if self.config.fix is not None:
+            door = self.config.fix_door or FixDoorSettings()
+            door = replace(door, engine_port=self.config.fix.engine_port())
+            self.fix_door = FixFrontDoor(door)  # TLS files checked before the engine starts
             self.fix = FixAcceptor(self.config.fix, self.writer)
             self.fix.start()
+            self.fix_door.start()
         app = create_app(
             self.writer,
             self.config.max_body_bytes,
@@ -101,10 +108,10 @@ class Gateway:
         )
         self._http_thread.start()
         log.info(
-            "gateway ready http=%s:%d fix_port=%s topic=%s",
+            "gateway ready http=%s:%d fix=%s topic=%s",
             self.config.host,
             self.http_port,
-            self.config.fix.port if self.config.fix else "off",
+            f"{self.fix_door.settings.host}:{self.fix_door.port}" if self.fix_door else "off",
             self.writer.topic,
         )
 
@@ -116,8 +123,11 @@ class Gateway:
         if self.fix is None:
             return {"fix": None}
         counters = self.fix.application.counters
+        door = self.fix_door.counters if self.fix_door else None
         return {
             "fix": {
+                "connections_open": door.open if door else 0,
+                "connections_closed": dict(door.closed) if door else {},
                 "sessions": dict(counters.sessions),
                 "received": counters.received,
                 "trades": counters.trades,
@@ -147,12 +157,28 @@ class Gateway:
         for name, state in sorted(counters.sessions.items()):
             sessions.add_metric([name], 1 if state == "logged_on" else 0)
         yield sessions
+        if self.fix_door is not None:
+            door = self.fix_door.counters
+            yield GaugeMetricFamily(
+                "tradeflux_gateway_fix_connections_open", "FIX connections open at the door",
+                value=door.open,
+            )  # fmt: skip
+            closed = CounterMetricFamily(
+                "tradeflux_gateway_fix_connections_refused",
+                "FIX connections the door closed, by reason",
+                labels=["reason"],
+            )
+            for reason, count in sorted(door.closed.items()):
+                closed.add_metric([reason], count)
+            yield closed
 
     def stop(self) -> None:
         """Stop HTTP, then FIX, then flush the producer."""
         if self._server is not None and self._http_thread is not None:
             self._server.should_exit = True
             self._http_thread.join(timeout=30)
+        if self.fix_door is not None:
+            self.fix_door.stop()
         if self.fix is not None:
             self.fix.stop()
         remaining = self.writer.close()

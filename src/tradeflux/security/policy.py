@@ -83,6 +83,19 @@ def check_bind(settings: Settings, host: str, what: str = "HTTP") -> None:
     )
 
 
+def check_plaintext_fix(settings: Settings, host: str) -> None:
+    """Refuse FIX without TLS on a non-loopback address unless ``--allow-insecure-bind``."""
+    if is_loopback(host):
+        return
+    if settings.allow_insecure_bind:
+        log.warning("plaintext FIX on %s (--allow-insecure-bind): trades cross it in clear", host)
+        return
+    raise SecurityConfigError(
+        f"FIX without TLS on {host} would carry trades in clear; give --fix-tls-cert and "
+        "--fix-tls-key, bind --fix-host 127.0.0.1, or pass --allow-insecure-bind"
+    )
+
+
 def edge_policy(
     settings: Settings,
     rules: Sequence[Rule],
