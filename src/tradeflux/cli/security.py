@@ -46,3 +46,73 @@ def token_create(
     entries.append(StaticToken(name, token_digest(token), frozenset(scope), once))
     write_tokens_file(tokens_file, entries)
     console.print(token, markup=False)
+
+
+acls_app = typer.Typer(
+    help="Least-privilege Kafka ACLs per tradeflux process, from the topic registry and the "
+    "services' declared topics, stores, tables, groups and transactional ids."
+)
+app.add_typer(acls_app, name="acls", no_args_is_help=True)
+
+PrefixOption = Annotated[
+    str | None, typer.Option(help="Topic name prefix [env: TRADEFLUX_TOPIC_PREFIX]")
+]
+TemplateOption = Annotated[
+    str,
+    typer.Option(
+        help="How a component's principal is named, e.g. 'User:CN=tradeflux-{name},O=Bank'."
+    ),
+]
+ComponentOption = Annotated[
+    list[str] | None,
+    typer.Option("--component", help="Only these components (repeatable) [default: all]."),
+]
+
+
+@acls_app.command("plan")
+def acls_plan(
+    prefix: PrefixOption = None,
+    principal_template: TemplateOption = "User:{name}",
+    component: ComponentOption = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="kafka-acls (commands an admin runs) or table.")
+    ] = "kafka-acls",
+) -> None:
+    """Print every ACL the components need: kafka-acls.sh lines an admin can run, or a table."""
+    from tradeflux.cli.app import _state
+    from tradeflux.security.acls import kafka_acls_commands, plan
+
+    settings = _state.settings(topic_prefix=prefix)
+    acls = plan(settings.topic_prefix, principal_template, component)
+    if output_format == "table":
+        for acl in acls:
+            console.print(
+                f"{acl.principal}\t{acl.operation}\t{acl.resource_type}\t{acl.pattern}\t"
+                f"{acl.resource_name}",
+                markup=False,
+            )
+    elif output_format == "kafka-acls":
+        for line in kafka_acls_commands(acls, settings.bootstrap):
+            console.print(line, markup=False, soft_wrap=True)
+    else:
+        raise TradefluxError(f"--format {output_format}: use kafka-acls or table")
+
+
+@acls_app.command("apply")
+def acls_apply(
+    prefix: PrefixOption = None,
+    principal_template: TemplateOption = "User:{name}",
+    component: ComponentOption = None,
+) -> None:
+    """Create the ACLs of ``plan`` on the cluster (run as its admin; existing ones stay)."""
+    from tradeflux.broker.acl_admin import create_acls
+    from tradeflux.cli.app import _state
+    from tradeflux.security.acls import plan
+
+    settings = _state.settings(topic_prefix=prefix)
+    acls = plan(settings.topic_prefix, principal_template, component)
+    count = create_acls(settings, acls)
+    principals = sorted({a.principal for a in acls})
+    console.print(
+        f"{count} ACLs in place for {len(principals)} principals: {', '.join(principals)}"
+    )

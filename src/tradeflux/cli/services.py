@@ -146,8 +146,10 @@ def _metrics_hook(settings: Settings, metrics_port: int | None) -> dict[str, Any
     from tradeflux.security.policy import metrics_authorize
     from tradeflux.stream.app import RuntimeConfig
 
+    if metrics_port is None:
+        return {}
     authorize = metrics_authorize(settings)
-    if authorize is None or metrics_port is None:
+    if authorize is None:
         return {}
     if "metrics_authorize" in {f.name for f in dataclasses.fields(RuntimeConfig)}:
         return {"metrics_authorize": authorize}
