@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,11 +24,12 @@ import pytest
 from tests.conftest import free_port_block, unique
 from tests.support.auth import Tokens, bearer, tokens_file
 from tests.support.kafka_tools import REPO, create_topics, read_all, wait_for
+from tests.support.tls import make_pki
 from tradeflux.config import Settings
 from tradeflux.domain.schemas import TradeEvent
 from tradeflux.gateway.http import SCOPE_RULES
 from tradeflux.gateway.runner import Gateway, GatewayConfig
-from tradeflux.security.policy import edge_policy
+from tradeflux.security.policy import edge_policy, uvicorn_tls
 from tradeflux.security.tokens import SCOPE_TRADES_WRITE
 
 pytestmark = pytest.mark.integration
@@ -373,3 +375,45 @@ def test_gateway_command_refuses_auth_none_on_every_interface(kafka: Settings) -
             "tradeflux: error: --auth none with HTTP on 0.0.0.0 would let anyone on that network in"
         )
     )
+
+
+def test_with_mtls_a_client_without_a_certificate_cannot_connect(
+    kafka: Settings, tokens: Tokens, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    prefix = unique("gwmtls") + "."
+    create_topics(kafka, {prefix + "trades.raw": 1})
+    secured = dataclasses.replace(
+        kafka, tokens_file=tokens.path, tls_cert=pki.server_cert, tls_key=pki.server_key,
+        tls_client_ca=pki.ca,
+    )  # fmt: skip
+    gateway = Gateway(
+        GatewayConfig(
+            kafka.client_config(), prefix, http_port=0,
+            http_policy=edge_policy(secured, SCOPE_RULES, SCOPE_TRADES_WRITE),
+            http_tls=uvicorn_tls(secured),
+        )
+    )  # fmt: skip
+    url = f"https://127.0.0.1:{gateway.http_port}"
+    body = msgspec.json.encode(trade("M-1"))
+    headers = {"Content-Type": "application/json", **bearer(tokens.writer)}
+    try:
+        no_cert = ssl.create_default_context(cafile=str(pki.ca))
+        with pytest.raises(httpx.TransportError):  # the handshake (or the first read) fails
+            httpx.post(
+                f"{url}/v1/trades", content=body, headers=headers, verify=no_cert, timeout=10
+            )
+        with_cert = ssl.create_default_context(cafile=str(pki.ca))
+        with_cert.load_cert_chain(pki.client_cert, pki.client_key)
+        anonymous = httpx.post(
+            f"{url}/v1/trades", content=body, headers={"Content-Type": "application/json"},
+            verify=with_cert, timeout=10,
+        )  # fmt: skip
+        assert anonymous.status_code == 401  # the certificate opens the door, the token decides
+        response = httpx.post(f"{url}/v1/trades", content=body, headers=headers,
+                              verify=with_cert, timeout=10)  # fmt: skip
+        assert (response.status_code, response.json()) == (202, {"accepted": 1})
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
+    finally:
+        gateway.stop()
+    assert [m.key() for m in read_all(kafka, prefix + "trades.raw")] == [b"M-1"]

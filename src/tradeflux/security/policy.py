@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tradeflux.config import Settings
-from tradeflux.security import SecurityConfigError
+from tradeflux.security import SecurityConfigError, SecurityError
 from tradeflux.security.http import EdgePolicy, Rule, SessionStore
 from tradeflux.security.tokens import (
     SCOPE_METRICS,
@@ -52,6 +52,10 @@ def authenticator(settings: Settings) -> Authenticator | None:
         jwt_verifier = JwtVerifier(
             settings.jwt_issuer, settings.jwt_audience, settings.jwks_file, settings.jwks_url
         )
+        try:
+            jwt_verifier.prefetch()  # a wrong URL shows at start, not on the first request
+        except SecurityError as exc:
+            log.warning("jwks not fetched at start (verification fetches again): %s", exc)
     elif settings.jwt_issuer or settings.jwt_audience:
         raise SecurityConfigError("--jwt-issuer/--jwt-audience need --jwks-file or --jwks-url")
     static = StaticTokens.from_file(settings.tokens_file) if settings.tokens_file else None
