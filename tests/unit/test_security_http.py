@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,14 @@ def test_auth_none_is_refused_off_loopback_unless_meant() -> None:
 def test_auth_on_without_a_verifier_is_a_one_line_config_error() -> None:
     with pytest.raises(SecurityConfigError, match="nothing verifies tokens"):
         edge_policy(load_settings(env={}), SCOPE_RULES, SCOPE_TRADES_WRITE)
+
+
+def test_the_dashboard_has_no_inline_script_style_or_handler_for_the_csp_to_refuse() -> None:
+    web = Path(__file__).resolve().parents[2] / "web"
+    html = (web / "index.html").read_text()
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+    assert "<style" not in html and " style=" not in html
+    assert re.search(r"\son[a-z]+=", html) is None  # onclick=... is inline script
+    # the chart library injects a <style> for its logo unless told not to
+    sources = " ".join(p.read_text() for p in (web / "src").glob("*.ts"))
+    assert "attributionLogo: true" not in sources
