@@ -234,6 +234,8 @@ class FixFrontDoor:
     def stop(self) -> None:
         """Stop listening and close every connection."""
         if self._server is None:
+            if not self._thread.is_alive() and not self._loop.is_closed():
+                self._loop.close()  # never started
             return
 
         async def close() -> None:
@@ -247,6 +249,8 @@ class FixFrontDoor:
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
         self._server = None
 
     def _refuse(self, reason: str, peer: str, detail: str) -> None:

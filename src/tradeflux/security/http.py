@@ -190,7 +190,8 @@ class SecurityMiddleware:
             return
         policy = self.policy
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if policy.sessions is not None and path == "/" and "token" in query:
+        login = scope.get("method") in ("GET", "HEAD") and path == "/" and "token" in query
+        if policy.sessions is not None and login:
             await self._login(query["token"][0], send)
             return
         needed = policy.scope_for(path)
