@@ -8,6 +8,7 @@ gateway's threads and memory (read from /proc) stay where they were.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import re
 import socket
@@ -48,10 +49,8 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def logon(sender: str = "DROPCOPY") -> bytes:
-    body = (
-        f"35=A\x0149={sender}\x0156=TRADEFLUX\x0134=1\x0152=20261124-09:00:00.000\x01"
-        "98=0\x01108=30\x01"
-    )
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H:%M:%S.%f")[:-3]  # the engine checks it
+    body = f"35=A\x0149={sender}\x0156=TRADEFLUX\x0134=1\x0152={now}\x0198=0\x01108=30\x01"
     head = f"8=FIX.4.4\x019={len(body)}\x01{body}".encode()
     return head + f"10={checksum(head):03d}\x01".encode()
 
@@ -59,7 +58,9 @@ def logon(sender: str = "DROPCOPY") -> bytes:
 class Door:
     """A gateway process with FIX over TLS (client certificates required), auth off on loopback."""
 
-    def __init__(self, kafka: Settings, folder: Path, pki: Pki) -> None:
+    def __init__(
+        self, kafka: Settings, folder: Path, pki: Pki, logon_timeout_s: float = LOGON_TIMEOUT_S
+    ) -> None:
         self.prefix = unique("gwtls") + "."
         create_topics(kafka, {self.prefix + "trades.raw": 2})
         base = free_port_block(3)
@@ -68,7 +69,7 @@ class Door:
             kafka, self.prefix, self.fix_port, http_port, folder,
             "--fix-tls-cert", str(pki.server_cert), "--fix-tls-key", str(pki.server_key),
             "--fix-tls-client-ca", str(pki.ca),
-            "--fix-logon-timeout-s", str(LOGON_TIMEOUT_S),
+            "--fix-logon-timeout-s", str(logon_timeout_s),
             "--fix-max-connections", str(MAX_CONNECTIONS),
         )  # fmt: skip
         self.pki = pki
@@ -110,10 +111,11 @@ def closed_within(sock: socket.socket | ssl.SSLSocket, limit_s: float) -> float:
 @pytest.mark.slow  # builds and starts the Java initiator
 def test_a_tls_session_with_a_client_certificate_delivers_trades(
     kafka: Settings,
-    door: Door,
     initiator_jar: Path,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
 ) -> None:
+    # a JVM's first TLS handshake on a loaded machine can take seconds: a roomy logon timeout
+    door = Door(kafka, tmp_path, make_pki(tmp_path / "pki"), logon_timeout_s=30)
     rng = random.Random(11)
     plan = [fill(rng, f"TLS-{i}") for i in range(20)]
     initiator = InitiatorProcess(
@@ -123,14 +125,17 @@ def test_a_tls_session_with_a_client_certificate_delivers_trades(
     )  # fmt: skip
     try:
         wait_for(lambda: door.gateway.fix()["trades"] == 20, 90, "20 trades over TLS")
+        closed = door.closed()
         assert initiator.stop() == 0
     finally:
         initiator.kill()
+        if door.gateway.proc.poll() is None:
+            door.gateway.kill()
     assert sorted(e.trade_id for e in raw_events(kafka, door.prefix + "trades.raw")) == sorted(
         row.exec_id for row in plan
     )
     assert any(line.startswith("LOGON ") for line in initiator.lines())
-    assert door.closed() == {}
+    assert closed == {}, door.gateway.log()[-3000:]
 
 
 def test_plaintext_idle_capped_and_oversized_callers_are_closed_in_bounds(door: Door) -> None:
@@ -214,14 +219,29 @@ def non_loopback_address() -> str | None:
     return None if address.startswith("127.") or address == "0.0.0.0" else address  # noqa: S104
 
 
-def test_the_engine_port_takes_no_connection_from_off_loopback(door: Door) -> None:
-    address = non_loopback_address()
-    if address is None:
-        pytest.skip("this host has no non-loopback address to connect from")
+def test_the_engine_port_takes_no_connection_from_off_loopback_nor_a_logon_past_the_door(
+    door: Door,
+) -> None:
     found = re.search(r"fix engine listening port=(\d+) loopback_filter=on", door.gateway.log())
     assert found, door.gateway.log()[-2000:]
     engine_port = int(found.group(1))
+    # from loopback the socket connects, but a Logon that skipped the door (no door secret
+    # as its Password) is refused by the engine: a Logout, and the link closed
+    with socket.create_connection(("127.0.0.1", engine_port), timeout=10) as direct:
+        direct.sendall(logon())
+        answer = b""
+        direct.settimeout(10)
+        try:
+            while chunk := direct.recv(4096):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert b"\x0135=5\x01" in answer and b"\x0135=A\x01" not in answer, answer
+    wait_for(lambda: "fix logon refused: not through the front door" in door.gateway.log(), 10,
+             "the refusal logged")  # fmt: skip
+    assert door.gateway.fix()["sessions"] == {"FIX.4.4:TRADEFLUX->DROPCOPY": "logged_out"}
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback address to connect from")
     with pytest.raises(TimeoutError):  # the SYN is dropped: no answer at all
         socket.create_connection((address, engine_port), timeout=2, source_address=(address, 0))
-    with socket.create_connection(("127.0.0.1", engine_port), timeout=2):
-        pass  # loopback (the door) is let in

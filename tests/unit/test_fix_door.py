@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tradeflux.gateway.fix_door import FixFramer, FramingError, checksum, fields
+from tradeflux.gateway.fix_door import FixFramer, FramingError, checksum, fields, with_field
 
 
 def message(body: str) -> bytes:
@@ -53,3 +53,16 @@ def test_a_partial_message_waits_for_the_rest() -> None:
     framer = FixFramer(1024)
     assert framer.feed(LOGON[:-1]) == []
     assert framer.feed(LOGON[-1:]) == [LOGON]
+
+
+def test_the_door_sets_its_password_in_a_logon_and_the_message_stays_valid() -> None:
+    theirs = message("35=A|49=DROPCOPY|56=TRADEFLUX|34=1|52=20261124-09:00:00.000|98=0|"
+                     "108=5|554=their-own|")  # fmt: skip
+    for logon in (LOGON, theirs):
+        stamped = with_field(logon, 554, b"s3cret")
+        assert FixFramer(1024).feed(stamped) == [stamped]  # BodyLength and CheckSum right
+        tags = fields(stamped)
+        assert tags[554] == b"s3cret" and stamped.count(b"\x01554=") == 1
+        assert {k: v for k, v in tags.items() if k not in (9, 10, 554)} == {
+            k: v for k, v in fields(logon).items() if k not in (9, 10, 554)
+        }

@@ -30,6 +30,7 @@ socket drops packets from anywhere else (``fix_door.restrict_to_loopback``).
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 import os
 import signal
@@ -63,6 +64,7 @@ _ORIG_SENDING_TIME = 122
 _BEGIN_SEQ_NO = 7
 _END_SEQ_NO = 16
 _NO_PARTY_IDS = 453
+_PASSWORD = 554
 _NO_SIDES = 552
 _PARTY_ID = 448
 _PARTY_ROLE = 452
@@ -211,9 +213,13 @@ def fix_fields(message: Any) -> FixFields:
 class DropCopyApplication(fix.Application):  # type: ignore[misc]
     """The QuickFIX application: trades from ``fromApp`` into Kafka before acknowledging."""
 
-    def __init__(self, writer: TradeWriter, retry_backoff_s: float = 1.0) -> None:
+    def __init__(
+        self, writer: TradeWriter, retry_backoff_s: float = 1.0, logon_secret: bytes | None = None
+    ) -> None:
+        """``logon_secret``: the Password (554) the front door puts in every Logon it passes."""
         super().__init__()
         self.writer = writer
+        self._logon_secret = logon_secret
         self.counters = FixCounters()
         self.stopping = threading.Event()
         self._retry_backoff_s = retry_backoff_s
@@ -253,7 +259,15 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
             )
 
     def fromAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802
-        """Accept every admin message the engine accepted."""
+        """Refuse a Logon that did not come through the front door; accept the rest."""
+        if self._logon_secret is None:
+            return
+        if str(message.getHeader().getField(_MSG_TYPE)) != "A":
+            return
+        given = (_field(message, _PASSWORD) or "").encode()
+        if not hmac.compare_digest(given, self._logon_secret):
+            log.warning("fix logon refused: not through the front door session=%s", session_id)
+            raise fix.RejectLogon("logon through the gateway's FIX address only")
 
     def toApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
         """Send nothing of our own (a drop copy only receives)."""
@@ -367,10 +381,13 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
 class FixAcceptor:
     """The QuickFIX socket acceptor (a thread per session) around a DropCopyApplication."""
 
-    def __init__(self, settings: FixSettings, writer: TradeWriter) -> None:
+    def __init__(
+        self, settings: FixSettings, writer: TradeWriter, logon_secret: bytes | None = None
+    ) -> None:
         self.settings = settings
-        self.application = DropCopyApplication(writer)
+        self.application = DropCopyApplication(writer, logon_secret=logon_secret)
         settings.folder.mkdir(parents=True, exist_ok=True)
+        settings.folder.chmod(0o700)  # its message log holds the front door's Logon secret
         path = settings.settings_file
         if path is None:
             path = settings.folder / "acceptor.cfg"

@@ -19,9 +19,12 @@ server, on the address and port the operator chose:
 
 What stops a caller from skipping the door and reaching the engine's own port: the
 engine's listening socket gets a kernel socket filter (``SO_ATTACH_FILTER``, locked)
-that drops every packet whose source is not 127.0.0.0/8, and every session allows
-Logons only from 127.0.0.1 (QuickFIX's ``AllowedRemoteAddresses``). What remains is a
-local user of the gateway's host: run the gateway on a host, VM or pod of its own.
+that drops every packet whose source is not 127.0.0.0/8; every session allows Logons
+only from 127.0.0.1 (QuickFIX's ``AllowedRemoteAddresses``); and the door writes a
+secret of this process (random at each start) into each Logon it passes on, as its
+Password (554), which the application checks (``DropCopyApplication.fromAdmin``), so a
+Logon straight to the engine port, even from loopback, is refused. The engine's message
+log records that Password; its folder is the owner's only (0700).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ _READ_BYTES = 64 * 1024
 _SO_ATTACH_FILTER = 26  # Linux asm-generic/socket.h; the socket module does not export it
 _SO_LOCK_FILTER = 44
 _SKF_NET_OFF = -0x100000
+_PASSWORD = 554
 
 
 class FramingError(ValueError):
@@ -125,6 +129,19 @@ class FixFramer:
         return message
 
 
+def with_field(message: bytes, tag: int, value: bytes) -> bytes:
+    """Return ``message`` with ``tag`` set to ``value`` (replaced, or added before CheckSum).
+
+    BodyLength and CheckSum are computed anew; the message must be one ``FixFramer`` passed.
+    """
+    parts = message.split(SOH)[:-1]  # the message ends with SOH
+    body = [p for p in parts[2:-1] if not p.startswith(b"%d=" % tag)]
+    body.append(b"%d=%s" % (tag, value))
+    payload = SOH.join(body) + SOH
+    head = parts[0] + SOH + b"9=%d" % len(payload) + SOH + payload
+    return head + b"10=%03d" % checksum(head) + SOH
+
+
 def fields(message: bytes) -> dict[int, bytes]:
     """Return the tag -> value map of a framed message (the first value of a repeated tag)."""
     out: dict[int, bytes] = {}
@@ -150,6 +167,7 @@ class FixDoorSettings:
     max_connections: int = 32
     our_comp_id: str = "TRADEFLUX"
     sender_comp_ids: frozenset[str] = frozenset({"DROPCOPY"})
+    logon_secret: bytes | None = None  # set by the gateway: the engine checks it (554)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Return the server TLS context, or None for plaintext (loopback or insecure bind)."""
@@ -310,6 +328,8 @@ class FixFrontDoor:
             self._refuse("engine_unreachable", peer, str(exc))
             return
         self.counters.logged_on += 1
+        if settings.logon_secret is not None:
+            logon = with_field(logon, _PASSWORD, settings.logon_secret)
         try:
             for message in (logon, *after_logon):
                 up_writer.write(message)

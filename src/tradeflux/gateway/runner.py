@@ -10,6 +10,7 @@ logged out; a message still waiting for Kafka ends the process unacknowledged, s
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import socket
 import threading
@@ -85,10 +86,11 @@ class Gateway:
         sock = _bind(self.config.host, self.config.http_port)
         self.http_port = sock.getsockname()[1]
         if self.config.fix is not None:
+            secret = secrets.token_hex(24).encode()  # proves a Logon came through the door
             door = self.config.fix_door or FixDoorSettings()
-            door = replace(door, engine_port=self.config.fix.engine_port())
+            door = replace(door, engine_port=self.config.fix.engine_port(), logon_secret=secret)
             self.fix_door = FixFrontDoor(door)  # TLS files checked before the engine starts
-            self.fix = FixAcceptor(self.config.fix, self.writer)
+            self.fix = FixAcceptor(self.config.fix, self.writer, logon_secret=secret)
             self.fix.start()
             self.fix_door.start()
         app = create_app(
