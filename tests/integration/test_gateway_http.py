@@ -125,7 +125,9 @@ def test_a_cross_site_text_plain_post_is_refused_and_nothing_reaches_trades_raw(
     cross = gateway.post(
         body, Content_Type="text/plain", Authorization="", Origin="https://evil.example"
     )
-    assert cross.status_code == 403
+    assert (cross.status_code, cross.json()["error"]) == (415, "unsupported media type")
+    as_json = gateway.post(body, Origin="https://evil.example")  # a token, but another origin
+    assert (as_json.status_code, as_json.json()["error"]) == (403, "cross-origin request refused")
     assert gateway.records() == []
 
 
@@ -298,7 +300,8 @@ def test_gateway_command_serves_http_and_stops_cleanly_on_sigterm(
         wait_for(healthy, 30, "the gateway's /healthz")
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "fix": None}
         body = msgspec.json.encode([trade("C-1")])
-        assert httpx.post(f"{url}/v1/trades", content=body).status_code == 401
+        json_only = {"Content-Type": "application/json"}
+        assert httpx.post(f"{url}/v1/trades", content=body, headers=json_only).status_code == 401
         response = httpx.post(
             f"{url}/v1/trades", content=body,
             headers={"Content-Type": "application/json", **bearer(tokens.writer)},

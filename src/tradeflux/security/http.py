@@ -6,12 +6,15 @@ reaches the application):
 1. ``/healthz`` and ``/readyz`` pass (probes carry no credentials; they reveal no trade data).
 2. ``Host`` must be one of the allowed host names (loopback names by default): 400
    otherwise, so a DNS-rebound name cannot read the API from a browser.
-3. An ``Origin`` (or ``Sec-Fetch-Site: cross-site``) other than the edge's own origin or a
+3. A ``POST``, ``PUT`` or ``PATCH`` must be ``application/json``: 415 otherwise, before any
+   of the body is read (what a cross-site form or ``text/plain`` fetch sends, which needs
+   no CORS preflight).
+4. An ``Origin`` (or ``Sec-Fetch-Site: cross-site``) other than the edge's own origin or a
    configured one: 403. There is no CORS: no other site's page may call these edges.
-4. The login link (``GET /?token=...``, where sessions are on): the token is verified and
+5. The login link (``GET /?token=...``, where sessions are on): the token is verified and
    exchanged for a session cookie (HttpOnly, SameSite=Strict, Secure under TLS), then a
    303 to ``/`` drops the token from the address bar.
-5. The scope the path needs: a bearer token (``Authorization: Bearer``) or, where sessions
+6. The scope the path needs: a bearer token (``Authorization: Bearer``) or, where sessions
    are on, the session cookie; none or invalid: 401 with ``WWW-Authenticate``; valid
    without the scope: 403.
 
@@ -216,6 +219,11 @@ class SecurityMiddleware:
         if not policy.host_allowed(host):
             detail = f"Host {host_name(host)!r} is not an allowed host name of this service"
             return lambda send: _reply(send, 400, "host not allowed", detail)
+        if scope.get("method") in ("POST", "PUT", "PATCH"):
+            media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+            if media_type != "application/json":
+                detail = f"send Content-Type: application/json, not {media_type or 'none'}"
+                return lambda send: _reply(send, 415, "unsupported media type", detail)
         origin = headers.get("origin")
         scheme = "https" if policy.tls else "http"
         own = f"{scheme}://{host.strip().lower()}"
