@@ -1,9 +1,9 @@
 """Kafka principals and ACLs on a broker of its own: SASL/SCRAM and the StandardAuthorizer.
 
-One SASL cluster for the module (1 node, 512 MB heap). The pipeline (gateway → validator
-→ positions → pnl, the refdata loader and the query reader) runs with one principal each
-and the ACLs of ``tradeflux acls apply``; a principal that steps outside them is denied,
-and the operator sees it as one line.
+One SASL cluster for the session (1 node, 512 MB heap), started only by these tests. The
+pipeline (gateway → validator → positions → pnl, the refdata loader and the query reader)
+runs with one principal each and the ACLs of ``tradeflux acls apply``; a principal that
+steps outside them is denied, and the operator sees it as one line.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class SaslCluster:
         return replace(self.admin, kafka=local.sasl_client_config(user, self.passwords[user]))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sasl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslCluster]:
     runtime = tmp_path_factory.mktemp("sasl-runtime")
     settings = load_settings(
