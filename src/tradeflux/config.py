@@ -79,6 +79,20 @@ class Settings:
     affirm_deadlines: str = ""  # "MIC=HH:MM,*=+90s,..." over the SEC 15c6-2 defaults
     max_notional: str = ""  # per-currency notional bounds, "JPY=1E+16,*=1E+14" (domain/bounds.py)
     risk_limits_check_ms: int = 200  # how soon a change of refdata.limits is re-evaluated
+    # HTTP edges (gateway, query API, every /metrics): see tradeflux.security
+    auth: str = "token"  # token: bearer JWTs and/or static tokens; none: off (loopback only)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    tokens_file: Path | None = None
+    allowed_hosts: str = "127.0.0.1,localhost,::1"  # Host header names; * turns the check off
+    allowed_origins: str = ""  # other origins that may call (scheme://host:port,...)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set: a client certificate from this CA is required
+    allow_insecure_bind: bool = False  # --auth none or plaintext FIX off loopback, knowingly
+    scrape_token_file: Path | None = None  # the bearer token this process sends to /metrics
 
     def client_config(self, **overrides: Any) -> dict[str, Any]:
         """Return a librdkafka configuration for this cluster, with ``overrides`` on top."""
@@ -138,6 +152,19 @@ _ENV_FIELDS: dict[str, str] = {
             "risk_limits_check_ms",
         )
     },  # fmt: skip
+    "TRADEFLUX_AUTH": "auth",
+    "TRADEFLUX_JWT_ISSUER": "jwt_issuer",
+    "TRADEFLUX_JWT_AUDIENCE": "jwt_audience",
+    "TRADEFLUX_JWKS_FILE": "jwks_file",
+    "TRADEFLUX_JWKS_URL": "jwks_url",
+    "TRADEFLUX_TOKENS_FILE": "tokens_file",
+    "TRADEFLUX_ALLOWED_HOSTS": "allowed_hosts",
+    "TRADEFLUX_ALLOWED_ORIGINS": "allowed_origins",
+    "TRADEFLUX_TLS_CERT": "tls_cert",
+    "TRADEFLUX_TLS_KEY": "tls_key",
+    "TRADEFLUX_TLS_CLIENT_CA": "tls_client_ca",
+    "TRADEFLUX_ALLOW_INSECURE_BIND": "allow_insecure_bind",
+    "TRADEFLUX_SCRAPE_TOKEN_FILE": "scrape_token_file",
 }
 _WHOLE_NUMBERS = {  # name: smallest value
     "partitions": 1,
@@ -161,6 +188,11 @@ _WHOLE_NUMBERS = {  # name: smallest value
     "risk_limits_check_ms": 10,
 }
 _CHOICES = {"group_protocol": ("classic", "consumer")}
+_PATH_FIELDS = frozenset(
+    {"runtime_dir", "cache_dir", "jwks_file", "tokens_file", "tls_cert", "tls_key",
+     "tls_client_ca", "scrape_token_file"}
+)  # fmt: skip
+AUTH_MODES = ("token", "none")
 
 
 def _coerce(name: str, raw: Any, origin: str) -> Any:
@@ -202,8 +234,23 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
                 f"{origin}: {name} must be one of {', '.join(_CHOICES[name])}, got {raw!r}"
             )
         return str(raw)
-    if name in ("runtime_dir", "cache_dir"):
+    if name in _PATH_FIELDS:
         return Path(str(raw)).expanduser()
+    if name == "allow_insecure_bind":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text not in ("1", "true", "yes", "0", "false", "no"):
+            raise ConfigError(f"{origin}: {name} must be true or false, got {raw!r}")
+        return text in ("1", "true", "yes")
+    if name == "auth":
+        text = str(raw).strip().lower()
+        if text not in AUTH_MODES:
+            raise ConfigError(
+                f"{origin}: auth must be one of {', '.join(AUTH_MODES)}, got {raw!r}; "
+                "token verifies bearer tokens, none turns authentication off (loopback only)"
+            )
+        return text
     if name == "bootstrap":
         text = str(raw).strip()
         if not text or not all(_is_host_port(part.strip()) for part in text.split(",")):

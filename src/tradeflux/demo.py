@@ -9,6 +9,12 @@ affirmations show within minutes; the real rules are the defaults of ``tradeflux
 Ctrl-C (or SIGTERM) stops every process it started, in reverse order, and waits for them.
 With ``--monitoring`` it also runs Debian's Prometheus on ``monitoring/`` (file-based
 discovery of every service's ``/metrics``, the alerting rules loaded).
+
+Auth stays on: at start the demo writes a tokens file of its own (under
+``<runtime dir>/demo/``, 0600): a token with ``read`` and ``metrics`` for itself, the
+query service's scraper and scripts (``api.token``), and a one-time login token whose
+link it prints, ``http://127.0.0.1:8000/?token=...``: one click sets the dashboard's
+session cookie. Every process it starts verifies against that file.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ from tradeflux.local_prometheus import (
     prepare_folder,
     prometheus_command,
     write_targets,
+)
+from tradeflux.security.tokens import (
+    SCOPE_METRICS,
+    SCOPE_READ,
+    StaticToken,
+    new_token,
+    token_digest,
+    write_tokens_file,
 )
 from tradeflux.services import SHIPPED
 
@@ -125,11 +139,51 @@ class Component:
             self.proc.wait(10)
 
 
-def scrape(port: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class DemoAuth:
+    """The demo's credentials: files the processes read, the token it sends, the login link's."""
+
+    env: dict[str, str]  # what every process it starts gets
+    headers: dict[str, str]  # what the demo itself sends to /metrics and /v1/status
+    login_token: str | None  # None: auth is off (tradeflux --auth none demo)
+    api_token_file: Path | None
+
+
+def demo_auth(settings: Settings, folder: Path) -> DemoAuth:
+    """Write fresh tokens (read+metrics, and a one-time login) unless auth is off."""
+    if settings.auth == "none":
+        return DemoAuth({"TRADEFLUX_AUTH": "none"}, {}, None, None)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    api, login = new_token(), new_token()
+    tokens = folder / "tokens.toml"
+    write_tokens_file(tokens, [
+        StaticToken("demo", token_digest(api), frozenset({SCOPE_READ, SCOPE_METRICS})),
+        StaticToken("dashboard-login", token_digest(login), frozenset({SCOPE_READ}), once=True),
+    ])  # fmt: skip
+    api_file = folder / "api.token"
+    api_file.touch(mode=0o600, exist_ok=True)
+    api_file.chmod(0o600)
+    api_file.write_text(api + "\n")
+    env = {
+        "TRADEFLUX_AUTH": "token",
+        "TRADEFLUX_TOKENS_FILE": str(tokens),
+        "TRADEFLUX_SCRAPE_TOKEN_FILE": str(api_file),
+    }
+    return DemoAuth(env, {"Authorization": f"Bearer {api}"}, login, api_file)
+
+
+def _get(url: str, headers: dict[str, str]) -> bytes:
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=0.5) as resp:  # noqa: S310 - loopback
+        body: bytes = resp.read()
+        return body
+
+
+def scrape(port: int, headers: dict[str, str] | None = None) -> dict[str, float]:
     """Return the tradeflux metrics of a service (summed over labels), or {} if unreachable."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=0.5) as resp:  # noqa: S310 - loopback
-            text = resp.read().decode()
+        text = _get(f"http://127.0.0.1:{port}/metrics", headers or {}).decode()
     except OSError:
         return {}
     out: dict[str, float] = {}
@@ -188,23 +242,26 @@ def components(settings: Settings, rate: int, query_port: int) -> list[Component
 
 
 def prometheus_component(
-    comps: list[Component], query_port: int, folder: Path, port: int
+    comps: list[Component],
+    query_port: int,
+    folder: Path,
+    port: int,
+    token_file: Path | None = None,
 ) -> Component:
     """Return Prometheus scraping ``comps`` (and the query service), its run folder prepared."""
     binary = find_prometheus()  # before anything starts: a missing one is a one-line error
-    prepare_folder(folder)
+    prepare_folder(folder, token_file=token_file)
     targets = [ScrapeTarget(c.name, f"127.0.0.1:{c.metrics_port}") for c in comps if c.metrics_port]
     write_targets(folder, [*targets, ScrapeTarget("query", f"127.0.0.1:{query_port}")])
     return Component("prometheus", [], command=prometheus_command(folder, port, binary))
 
 
-def read_model_counts(query_port: int) -> dict[str, int]:
+def read_model_counts(query_port: int, headers: dict[str, str] | None = None) -> dict[str, int]:
     """Return the query service's table sizes (``/v1/status``), or {} while it starts."""
     try:
-        url = f"http://127.0.0.1:{query_port}/v1/status"
-        with urllib.request.urlopen(url, timeout=0.5) as resp:  # noqa: S310 - loopback
-            counts: dict[str, int] = json.loads(resp.read()).get("counts", {})
-            return counts
+        body = _get(f"http://127.0.0.1:{query_port}/v1/status", headers or {})
+        counts: dict[str, int] = json.loads(body).get("counts", {})
+        return counts
     except (OSError, ValueError):
         return {}
 
@@ -227,9 +284,11 @@ def read_model_caption(counts: dict[str, int]) -> str:
     )
 
 
-def summary_table(comps: list[Component], query_port: int) -> Table:
+def summary_table(
+    comps: list[Component], query_port: int, headers: dict[str, str] | None = None
+) -> Table:
     """Build the live summary: each process, its throughput and lag, and what it produced."""
-    caption = read_model_caption(read_model_counts(query_port))
+    caption = read_model_caption(read_model_counts(query_port, headers))
     table = Table(
         title=f"tradeflux demo — dashboard http://127.0.0.1:{query_port}/ — Ctrl-C stops",
         caption=caption,
@@ -242,7 +301,7 @@ def summary_table(comps: list[Component], query_port: int) -> Table:
         if c.metrics_port is None:
             table.add_row(c.name, state, "", "", "", "")
             continue
-        m = scrape(c.metrics_port)
+        m = scrape(c.metrics_port, headers)
         records_in = m.get("tradeflux_records_in_total", 0.0)
         if now - c.last_at >= 1.0:
             c.rate = (records_in - c.last_in) / (now - c.last_at)
@@ -271,14 +330,19 @@ def run_demo(
     ``prometheus_port`` set: Prometheus runs too, at ``127.0.0.1:prometheus_port``.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TRADEFLUX_BOOTSTRAP": settings.bootstrap}
+    auth = demo_auth(settings, settings.runtime_dir / "demo")
+    env = {**os.environ, "TRADEFLUX_BOOTSTRAP": settings.bootstrap, **auth.env}
+    headers = auth.headers
     if not env.get("TRADEFLUX_SETTLEMENT_CUTOFFS"):
         env["TRADEFLUX_SETTLEMENT_CUTOFFS"] = demo_cutoffs(dt.datetime.now(dt.UTC))
         console.print(f"settlement cut-off for the demo: {env['TRADEFLUX_SETTLEMENT_CUTOFFS']}")
     comps = components(settings, rate, query_port)
     if prometheus_port is not None:
         folder = settings.runtime_dir / "demo-prometheus"
-        comps.insert(0, prometheus_component(comps, query_port, folder, prometheus_port))
+        comps.insert(
+            0,
+            prometheus_component(comps, query_port, folder, prometheus_port, auth.api_token_file),
+        )
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -292,22 +356,35 @@ def run_demo(
             console.print(
                 f"started {c.name} (pid {c.proc.pid if c.proc else '?'}, log {c.log_path})"
             )
-        console.print(f"dashboard: http://127.0.0.1:{query_port}/")
+        link = f"http://127.0.0.1:{query_port}/"
+        if auth.login_token is not None:
+            link += f"?token={auth.login_token}"
+        console.print(f"dashboard: {link}", markup=False, soft_wrap=True)
+        if auth.api_token_file is not None:
+            console.print(
+                f"the link logs one browser in once; scripts: a read+metrics bearer token is in "
+                f"{auth.api_token_file}",
+                markup=False,
+                soft_wrap=True,
+            )
         if prometheus_port is not None:
             console.print(f"prometheus: http://127.0.0.1:{prometheus_port}/alerts")
         # transient: on exit the live table goes, and the final one is printed once below
         with Live(
-            summary_table(comps, query_port), console=console, refresh_per_second=1, transient=True
+            summary_table(comps, query_port, headers),
+            console=console,
+            refresh_per_second=1,
+            transient=True,
         ) as live:
             while not stopping:
                 time.sleep(1.0)
-                live.update(summary_table(comps, query_port))
+                live.update(summary_table(comps, query_port, headers))
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         with contextlib.suppress(Exception, KeyboardInterrupt):
-            console.print(summary_table(comps, query_port))  # the state at Ctrl-C
+            console.print(summary_table(comps, query_port, headers))  # the state at Ctrl-C
         console.print("stopping ...")
         for c in reversed(comps):
             with contextlib.suppress(Exception):

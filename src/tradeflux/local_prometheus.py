@@ -58,8 +58,14 @@ def write_targets(folder: Path, targets: Iterable[ScrapeTarget]) -> Path:
     return path
 
 
-def prepare_folder(folder: Path, source: Path = MONITORING_DIR) -> Path:
-    """Copy the Prometheus config and rules of ``source`` into ``folder``; return the config."""
+def prepare_folder(
+    folder: Path, source: Path = MONITORING_DIR, token_file: Path | None = None
+) -> Path:
+    """Copy the Prometheus config and rules of ``source`` into ``folder``; return the config.
+
+    ``token_file`` (a bearer token with the ``metrics`` scope): Prometheus sends it with
+    every scrape, for services whose /metrics need it (docs/security.md).
+    """
     config = source / "prometheus.yml"
     if not config.is_file():
         raise MonitoringError(
@@ -67,7 +73,14 @@ def prepare_folder(folder: Path, source: Path = MONITORING_DIR) -> Path:
             "(the monitoring/ folder)"
         )
     (folder / "rules").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(config, folder / "prometheus.yml")
+    text = config.read_text()
+    if token_file is not None:
+        anchor = "    honor_labels: true\n"
+        if anchor not in text:
+            raise MonitoringError(f"{config}: no scrape job to give the metrics token to")
+        auth = f"    authorization:\n      type: Bearer\n      credentials_file: {token_file}\n"
+        text = text.replace(anchor, anchor + auth, 1)
+    (folder / "prometheus.yml").write_text(text)
     for rules in sorted((source / "rules").glob("*.rules.yml")):
         shutil.copyfile(rules, folder / "rules" / rules.name)
     return folder / "prometheus.yml"

@@ -228,7 +228,7 @@ BY_INSTRUMENT = TopicDef(
 BY_COUNTERPARTY = TopicDef(
     "trades.by_counterparty", "counterparty id", EnrichedTrade, _D, _ALL_SETS,
     "trades.enriched re-keyed by counterparty (repartition), for settlement; and clock "
-    "ticks (settlement-ticker) that move settlement's stream time in a quiet partition.",
+    "ticks (ticker-settlement) that move settlement's stream time in a quiet partition.",
     ticks=True,
 )  # fmt: skip
 BARS = TopicDef(

@@ -19,6 +19,7 @@ import pytest
 
 from tests.browser.feed import Feeder, bar
 from tests.conftest import unique
+from tests.support.auth import Tokens, tokens_file
 from tests.support.browser import OUTPUT, dashboard_page
 from tests.support.kafka_tools import create_query_topics
 from tradeflux.config import Settings
@@ -26,6 +27,8 @@ from tradeflux.domain.finality import ObligationStatement
 from tradeflux.domain.schemas import SettlementObligation
 from tradeflux.query.server import BackgroundServer, QueryService
 from tradeflux.query.service_metrics import ScrapeTarget
+from tradeflux.security.http import CONTENT_SECURITY_POLICY
+from tradeflux.security.policy import metrics_authorize
 from tradeflux.stream.metrics import HealthServer, StreamMetrics
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
@@ -60,10 +63,11 @@ SERVICES = ("validator", "positions", "pnl")
 class FakeServiceMetrics:
     """The /metrics of the three pipeline services, counting what the feeder writes."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.metrics = {name: StreamMetrics(name, f"{name}-1") for name in SERVICES}
+        authorize = metrics_authorize(settings)  # the metrics scope, as `tradeflux run` needs
         self.servers = [
-            HealthServer(m, 0, alive=lambda: True, ready=lambda: True)
+            HealthServer(m, 0, alive=lambda: True, ready=lambda: True, authorize=authorize)
             for m in self.metrics.values()
         ]
         for server in self.servers:
@@ -87,20 +91,28 @@ class FakeServiceMetrics:
 
 @pytest.fixture()
 def live_world(
-    chromium: Path, kafka: Settings
-) -> Iterator[tuple[Feeder, BackgroundServer, threading.Thread]]:
+    chromium: Path, kafka: Settings, tmp_path: Path
+) -> Iterator[tuple[Feeder, BackgroundServer, threading.Thread, Tokens]]:
+    """The query service with auth on (static tokens) over a fed prefix, and fake services."""
     prefix = unique("dash") + "."
     create_query_topics(kafka, prefix)
     feeder = Feeder(kafka, prefix)
     feeder.history(dt.datetime.now(dt.UTC))  # bars of the last minutes, before the page opens
-    fake = FakeServiceMetrics()
+    tokens = tokens_file(tmp_path / "tokens.toml")
+    scrape = tmp_path / "scrape.token"
+    scrape.write_text(tokens.scraper)
+    settings = dataclasses.replace(
+        kafka, topic_prefix=prefix, auth="token", tokens_file=tokens.path,
+        scrape_token_file=scrape,
+    )  # fmt: skip
+    fake = FakeServiceMetrics(settings)
     feeder.on_trade = fake.count
-    service = QueryService(dataclasses.replace(kafka, topic_prefix=prefix), fake.targets())
+    service = QueryService(settings, fake.targets())
     server = BackgroundServer(service).start()
     thread = threading.Thread(target=feeder.run, kwargs={"rate_per_s": 25.0}, daemon=True)
     try:
         assert service.follower.wait_ready(60), "the query service did not catch up"
-        yield feeder, server, thread
+        yield feeder, server, thread, tokens
     finally:
         feeder.stop_event.set()
         if thread.is_alive():
@@ -110,12 +122,14 @@ def live_world(
 
 
 def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
-    live_world: tuple[Feeder, BackgroundServer, threading.Thread],
+    live_world: tuple[Feeder, BackgroundServer, threading.Thread, Tokens],
 ) -> None:
-    feeder, server, thread = live_world
+    """Logged in by the one-time link (auth on), under the CSP: no console error at all."""
+    feeder, server, thread, tokens = live_world
     problems: list[str] = []
     OUTPUT.mkdir(exist_ok=True)
-    with dashboard_page(server.url + "/", problems) as page:
+    with dashboard_page(f"{server.url}/?token={tokens.login}", problems) as page:
+        assert page.url == server.url + "/"  # the token left the address bar
         page.wait_for_selector("#conn.pill-live", timeout=30_000)
         # nothing was produced yet: no position, no alert on the page
         assert page.locator("#pos-table tbody tr").count() == 0
@@ -132,8 +146,8 @@ def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
         page.wait_for_selector("#pnl-table tbody tr td.acct", timeout=30_000)
         page.wait_for_selector("#rej-reasons .reason", timeout=30_000)
         page.wait_for_selector("#bar-chart canvas", timeout=30_000)
-        page.wait_for_function(
-            "document.querySelectorAll('#alerts-feed li.alert').length >= 3"
+        page.wait_for_function(  # a function, not a string: the page's CSP forbids eval
+            "() => document.querySelectorAll('#alerts-feed li.alert').length >= 3"
             " && document.querySelectorAll('#svc-table .badge.up').length === 3",
             timeout=60_000,
         )
@@ -155,6 +169,14 @@ def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
             timeout=30_000,
         )
         page.screenshot(path=str(OUTPUT / "dashboard.png"))
+        # the dashboard's own response headers, as the browser got them (its session cookie)
+        answer = page.context.request.get(server.url + "/")
+        assert answer.status == 200
+        assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert page.context.request.get(server.url + "/?token=" + tokens.login).status == 401
         # a window whose trades were all cancelled (analytics' tombstone) leaves the chart
         start = dt.datetime.now(dt.UTC).replace(microsecond=0)
         key = f"ZZZ.XNAS|{start.isoformat().replace('+00:00', 'Z')}"

@@ -27,7 +27,8 @@ def test_dashboard_of_a_demo_run_shows_positions_and_an_alert(
     OUTPUT.mkdir(exist_ok=True)
     with running_demo(kafka, tmp_path) as demo:
         wait_for(lambda: answers(f"{demo.url}/healthz"), 60, "the query service to answer")
-        with dashboard_page(demo.url + "/", problems) as page:
+        link = wait_for(demo.login_link, 30, "the demo to print its dashboard link")
+        with dashboard_page(link, problems) as page:  # one click: the link logs the browser in
             page.wait_for_selector("#conn.pill-live", timeout=60_000)
             page.wait_for_selector("#pos-table tbody tr td.instr", timeout=60_000)
             page.wait_for_selector("#alerts-feed li.alert .badge", timeout=90_000)
@@ -37,12 +38,13 @@ def test_dashboard_of_a_demo_run_shows_positions_and_an_alert(
             assert "ACC-" in alert and ("BREACH" in alert or "CLEARED" in alert), alert
             page.wait_for_selector("#pnl-table tbody tr td.acct", timeout=30_000)
             page.wait_for_function(
-                f"document.querySelectorAll('#svc-table .badge.up').length === {len(SHIPPED)}",
+                "() => document.querySelectorAll('#svc-table .badge.up').length === "
+                f"{len(SHIPPED)}",  # a function, not a string: the page's CSP forbids eval
                 timeout=60_000,
             )
             page.wait_for_selector("#bar-chart canvas", timeout=30_000)  # analytics' bars
             page.wait_for_function(
-                "document.getElementById('bar-empty').offsetParent === null", timeout=60_000
+                "() => document.getElementById('bar-empty').offsetParent === null", timeout=60_000
             )
             tile = page.locator(".kpi", has_text="Open positions").locator(".value")
             assert tile.inner_text() not in ("", "0", "—")

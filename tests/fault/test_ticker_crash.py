@@ -105,7 +105,7 @@ def test_ticks_make_quiet_partitions_final_and_the_ticker_survives_sigkills(
         prod.produce(f"{prefix}trades.by_counterparty", _ENCODE(e), e.counterparty.encode())
     assert prod.flush(30) == 0
     settlement = ServiceProcess(kafka, "settlement", prefix, "s1", tmp_path)
-    ticker_args = (kafka, "settlement-ticker", prefix, "t1", tmp_path, "--static-membership")
+    ticker_args = (kafka, "ticker-settlement", prefix, "t1", tmp_path, "--static-membership")
     ticker: ServiceProcess | None = None
     try:
         wait_for(
@@ -144,7 +144,7 @@ def test_ticks_make_quiet_partitions_final_and_the_ticker_survives_sigkills(
         if header_map(m.headers()).get(TICK_HEADER) != "1":
             continue
         tick = _TICK.decode(m.value())
-        assert tick.source == f"settlement-ticker[{m.partition()}]"
+        assert tick.source == f"ticker-settlement[{m.partition()}]"
         assert tick.tick >= last.get(m.partition(), tick.tick)
         last[m.partition()] = tick.tick
     assert sorted(last) == list(range(PARTITIONS))

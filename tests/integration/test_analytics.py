@@ -40,7 +40,16 @@ def test_final_bars_equal_an_independent_fold_of_the_instrument_stream(
     port = free_port_block(1)
     procs = [
         ServiceProcess(kafka, "repartition", prefix, "r1", tmp_path),
-        ServiceProcess(kafka, "analytics", prefix, "a1", tmp_path, "--metrics-port", str(port)),
+        ServiceProcess(
+            kafka,
+            "analytics",
+            prefix,
+            "a1",
+            tmp_path,
+            "--metrics-port",
+            str(port),
+            env={"TRADEFLUX_AUTH": "none"},
+        ),  # /metrics read without a token
     ]
     try:
         # In real time, as trades come: a burst would reach an instrument's partition

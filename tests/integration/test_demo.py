@@ -23,13 +23,16 @@ def test_demo_shows_positions_within_a_minute_and_ctrl_c_stops_everything(
         expected = set(SHIPPED)
 
         def services_up() -> set[str]:
-            statuses = get_json(f"{demo.url}/v1/services") or []
+            statuses = demo.get_json("/v1/services") or []
             return {s["name"] for s in statuses if s["up"] and s["records_in_total"] > 0}
 
         assert wait_for(lambda: services_up() == expected, 30, f"{expected} up and counting")
         assert wait_for(lambda: demo.total("/v1/allocations"), 90, "allocations in the API") > 0
         assert wait_for(lambda: demo.total("/v1/confirmations"), 60, "confirmations") > 0
         assert our_processes(demo.prefix), "the demo's processes carry its topic prefix"
+        assert get_json(f"{demo.url}/v1/positions") is None  # 401 without the token
+        link = demo.login_link()
+        assert link is not None and link.startswith(f"{demo.url}/?token=tf_")
         assert demo.interrupt() == 0
     output = demo.output.read_text()
     assert "all demo processes stopped" in output

@@ -190,6 +190,7 @@ class GatewayProcess:
         fix_port: int,
         http_port: int,
         folder: Path,
+        *args: str,
         **env_extra: str,
     ) -> None:
         self.url = f"http://127.0.0.1:{http_port}"
@@ -201,9 +202,9 @@ class GatewayProcess:
             **env_extra,
         }
         cmd = [
-            sys.executable, "-m", "tradeflux.cli", "gateway", "--prefix", prefix,
+            sys.executable, "-m", "tradeflux.cli", "--auth", "none", "gateway", "--prefix", prefix,
             "--fix-port", str(fix_port), "--http-port", str(http_port),
-            "--runtime-dir", str(folder / "runtime"),
+            "--runtime-dir", str(folder / "runtime"), *args,
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -238,7 +239,10 @@ class GatewayProcess:
 class InitiatorProcess:
     """QuickFIX/J's DropCopySender sending a plan; ``stop`` logs it out."""
 
-    def __init__(self, jar: Path, fix_port: int, plan: Path, rate: float, folder: Path) -> None:
+    def __init__(
+        self, jar: Path, fix_port: int, plan: Path, rate: float, folder: Path, **env: str
+    ) -> None:
+        """``env``: FIX_TLS_TRUSTSTORE (and FIX_TLS_KEYSTORE) for a TLS session."""
         self.out_path = folder / "initiator.out"
         self.err_path = folder / "initiator.err"
         cmd = [
@@ -246,7 +250,9 @@ class InitiatorProcess:
             str(plan), str(rate), str(folder / "initiator"),
         ]  # fmt: skip
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err)
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, env={**os.environ, **env}
+            )
 
     def lines(self) -> list[str]:
         return self.out_path.read_text(errors="replace").splitlines()

@@ -1,29 +1,38 @@
 """HTTP trade capture against the real broker: POST /v1/trades, each answer exactly.
 
-The gateway runs in process (HTTP only, uvicorn on a free port, the real Kafka writer);
-the CLI tests run ``tradeflux gateway --no-fix`` as a process and stop it with SIGTERM.
+The gateway runs in process (HTTP only, uvicorn on a free port, the real Kafka writer,
+auth on with static tokens); the CLI tests run ``tradeflux gateway --no-fix`` as a process
+and stop it with SIGTERM.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 
 from tests.conftest import free_port_block, unique
+from tests.support.auth import Tokens, bearer, tokens_file
 from tests.support.kafka_tools import REPO, create_topics, read_all, wait_for
+from tests.support.tls import make_pki
 from tradeflux.config import Settings
 from tradeflux.domain.schemas import TradeEvent
+from tradeflux.gateway.http import SCOPE_RULES
 from tradeflux.gateway.runner import Gateway, GatewayConfig
 from tradeflux.gateway.writer import DeliveryError, TransactionalTradeWriter
+from tradeflux.security.policy import edge_policy, uvicorn_tls
+from tradeflux.security.tokens import SCOPE_TRADES_WRITE
 
 pytestmark = pytest.mark.integration
 
@@ -51,22 +60,29 @@ def trade(trade_id: str, **change: object) -> dict[str, object]:
 
 
 class HttpGateway:
-    """An in-process HTTP gateway writing to its own topic."""
+    """An in-process HTTP gateway writing to its own topic, auth on (static tokens)."""
 
-    def __init__(self, settings: Settings, max_body_bytes: int = 1 << 20) -> None:
+    def __init__(self, settings: Settings, tokens: Tokens, max_body_bytes: int = 1 << 20) -> None:
         prefix = unique("gwhttp") + "."
         self.topic = prefix + "trades.raw"
         self.settings = settings
+        self.tokens = tokens
         create_topics(settings, {self.topic: 3})
+        secured = dataclasses.replace(settings, tokens_file=tokens.path)
         self.gateway = Gateway(
             GatewayConfig(
-                settings.client_config(), prefix, http_port=0, max_body_bytes=max_body_bytes
+                settings.client_config(), prefix, http_port=0, max_body_bytes=max_body_bytes,
+                http_policy=edge_policy(secured, SCOPE_RULES, SCOPE_TRADES_WRITE),
             )
-        )
+        )  # fmt: skip
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.gateway.http_port}")
 
-    def post(self, body: object) -> httpx.Response:
-        return self.client.post("/v1/trades", content=body)  # type: ignore[arg-type]
+    def post(self, body: object, **headers: str) -> httpx.Response:
+        """POST as a trades:write client sends it (JSON, a token), unless ``headers`` change it."""
+        sent = {"Content-Type": "application/json", **bearer(self.tokens.writer)}
+        sent.update({k.replace("_", "-"): v for k, v in headers.items()})
+        sent = {k: v for k, v in sent.items() if v}
+        return self.client.post("/v1/trades", content=body, headers=sent)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.client.close()
@@ -80,10 +96,52 @@ class HttpGateway:
 
 
 @pytest.fixture
-def gateway(kafka: Settings) -> Iterator[HttpGateway]:
-    gw = HttpGateway(kafka)
+def tokens(tmp_path: Path) -> Tokens:
+    return tokens_file(tmp_path / "tokens.toml")
+
+
+@pytest.fixture
+def gateway(kafka: Settings, tokens: Tokens) -> Iterator[HttpGateway]:
+    gw = HttpGateway(kafka, tokens)
     yield gw
     gw.close()
+
+
+def test_no_token_is_401_a_reader_403_and_nothing_reaches_trades_raw(
+    gateway: HttpGateway,
+) -> None:
+    body = msgspec.json.encode([trade("A-1")])
+    anonymous = gateway.post(body, Authorization="")
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "unauthorized")
+    reader = gateway.post(body, Authorization=f"Bearer {gateway.tokens.reader}")
+    assert reader.status_code == 403
+    assert reader.json()["detail"] == "reader lacks the 'trades:write' scope"
+    assert gateway.records() == []
+    assert gateway.post(body).status_code == 202
+    assert [key for key, _ in gateway.records()] == [b"A-1"]
+
+
+def test_a_cross_site_text_plain_post_is_refused_and_nothing_reaches_trades_raw(
+    gateway: HttpGateway,
+) -> None:
+    """A foreign page can make the operator's browser send this (a "simple" request)."""
+    body = msgspec.json.encode([trade("X-1")])
+    plain = gateway.post(body, Content_Type="text/plain")  # even with a valid token
+    assert (plain.status_code, plain.json()["error"]) == (415, "unsupported media type")
+    cross = gateway.post(
+        body, Content_Type="text/plain", Authorization="", Origin="https://evil.example"
+    )
+    assert (cross.status_code, cross.json()["error"]) == (415, "unsupported media type")
+    as_json = gateway.post(body, Origin="https://evil.example")  # a token, but another origin
+    assert (as_json.status_code, as_json.json()["error"]) == (403, "cross-origin request refused")
+    assert gateway.records() == []
+
+
+def test_a_foreign_host_is_400(gateway: HttpGateway) -> None:
+    response = gateway.post(msgspec.json.encode([trade("H-1")]), Host="attacker.example")
+    assert response.status_code == 400
+    assert response.json()["error"] == "host not allowed"
+    assert gateway.records() == []
 
 
 def test_valid_batch_is_in_trades_raw_when_202_comes_back(gateway: HttpGateway) -> None:
@@ -170,8 +228,8 @@ def test_unknown_and_missing_fields_are_422(gateway: HttpGateway) -> None:
     assert gateway.records() == []
 
 
-def test_oversize_body_is_413_declared_or_streamed(kafka: Settings) -> None:
-    gw = HttpGateway(kafka, max_body_bytes=1000)
+def test_oversize_body_is_413_declared_or_streamed(kafka: Settings, tokens: Tokens) -> None:
+    gw = HttpGateway(kafka, tokens, max_body_bytes=1000)
     try:
         body = msgspec.json.encode([trade(f"T-{i}") for i in range(10)])
         assert len(body) > 1000
@@ -194,7 +252,10 @@ def test_unreachable_kafka_is_503() -> None:
     gateway = Gateway(GatewayConfig(client, http_port=0))
     try:
         url = f"http://127.0.0.1:{gateway.http_port}/v1/trades"
-        response = httpx.post(url, content=msgspec.json.encode(trade("T-1")), timeout=30)
+        response = httpx.post(
+            url, content=msgspec.json.encode(trade("T-1")), timeout=30,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
         assert response.status_code == 503
         body = response.json()
         assert body["error"] == "not written to Kafka"
@@ -212,12 +273,16 @@ def test_healthz(gateway: HttpGateway) -> None:
 # The command -----------------------------------------------------------------------------
 
 
-def gateway_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tradeflux.cli", "gateway", *args]
+def gateway_command(
+    *args: str, tokens_file: Path | None = None, auth: str | None = None
+) -> list[str]:
+    """``tradeflux [--tokens-file F | --auth A] gateway ARGS`` (auth none by default)."""
+    root = ["--tokens-file", str(tokens_file)] if tokens_file else ["--auth", auth or "none"]
+    return [sys.executable, "-m", "tradeflux.cli", *root, "gateway", *args]
 
 
 def test_gateway_command_serves_http_and_stops_cleanly_on_sigterm(
-    kafka: Settings, tmp_path
+    kafka: Settings, tmp_path: Path, tokens: Tokens
 ) -> None:
     prefix = unique("gwcli") + "."
     create_topics(kafka, {prefix + "trades.raw": 1})
@@ -227,7 +292,7 @@ def test_gateway_command_serves_http_and_stops_cleanly_on_sigterm(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             gateway_command("--no-fix", "--http-port", str(port), "--prefix", prefix,
-                            "--runtime-dir", str(tmp_path)),
+                            "--runtime-dir", str(tmp_path), tokens_file=tokens.path),
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:
@@ -241,10 +306,17 @@ def test_gateway_command_serves_http_and_stops_cleanly_on_sigterm(
 
         wait_for(healthy, 30, "the gateway's /healthz")
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "fix": None}
-        response = httpx.post(f"{url}/v1/trades", content=msgspec.json.encode([trade("C-1")]))
+        body = msgspec.json.encode([trade("C-1")])
+        json_only = {"Content-Type": "application/json"}
+        assert httpx.post(f"{url}/v1/trades", content=body, headers=json_only).status_code == 401
+        response = httpx.post(
+            f"{url}/v1/trades", content=body,
+            headers={"Content-Type": "application/json", **bearer(tokens.writer)},
+        )  # fmt: skip
         assert (response.status_code, response.json()) == (202, {"accepted": 1})
         assert [m.key() for m in read_all(kafka, prefix + "trades.raw")] == [b"C-1"]
-        metrics = httpx.get(f"{url}/metrics").text
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        metrics = httpx.get(f"{url}/metrics", headers=bearer(tokens.scraper)).text
         assert 'tradeflux_gateway_http_requests_total{status="202"} 1.0' in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -369,3 +441,61 @@ def test_out_of_bounds_fields_are_422_naming_field_and_bound(gateway: HttpGatewa
         (1, "version", "1 to 2**63-1"),
     ]
     assert gateway.records() == []
+
+
+def test_gateway_command_refuses_auth_none_on_every_interface(kafka: Settings) -> None:
+    done = subprocess.run(
+        gateway_command("--no-fix", "--host", "0.0.0.0", auth="none"),  # noqa: S104
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": kafka.bootstrap},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "tradeflux: error: --auth none with HTTP on 0.0.0.0 would let anyone on that network in"
+        )
+    )
+
+
+def test_with_mtls_a_client_without_a_certificate_cannot_connect(
+    kafka: Settings, tokens: Tokens, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    prefix = unique("gwmtls") + "."
+    create_topics(kafka, {prefix + "trades.raw": 1})
+    secured = dataclasses.replace(
+        kafka, tokens_file=tokens.path, tls_cert=pki.server_cert, tls_key=pki.server_key,
+        tls_client_ca=pki.ca,
+    )  # fmt: skip
+    gateway = Gateway(
+        GatewayConfig(
+            kafka.client_config(), prefix, http_port=0,
+            http_policy=edge_policy(secured, SCOPE_RULES, SCOPE_TRADES_WRITE),
+            http_tls=uvicorn_tls(secured),
+        )
+    )  # fmt: skip
+    url = f"https://127.0.0.1:{gateway.http_port}"
+    body = msgspec.json.encode(trade("M-1"))
+    headers = {"Content-Type": "application/json", **bearer(tokens.writer)}
+    try:
+        no_cert = ssl.create_default_context(cafile=str(pki.ca))
+        with pytest.raises(httpx.TransportError):  # the handshake (or the first read) fails
+            httpx.post(
+                f"{url}/v1/trades", content=body, headers=headers, verify=no_cert, timeout=10
+            )
+        with_cert = ssl.create_default_context(cafile=str(pki.ca))
+        with_cert.load_cert_chain(pki.client_cert, pki.client_key)
+        anonymous = httpx.post(
+            f"{url}/v1/trades", content=body, headers={"Content-Type": "application/json"},
+            verify=with_cert, timeout=10,
+        )  # fmt: skip
+        assert anonymous.status_code == 401  # the certificate opens the door, the token decides
+        response = httpx.post(f"{url}/v1/trades", content=body, headers=headers,
+                              verify=with_cert, timeout=10)  # fmt: skip
+        assert (response.status_code, response.json()) == (202, {"accepted": 1})
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
+    finally:
+        gateway.stop()
+    assert [m.key() for m in read_all(kafka, prefix + "trades.raw")] == [b"M-1"]

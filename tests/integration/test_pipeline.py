@@ -43,7 +43,8 @@ def _run_pipeline(kafka: Settings, tmp_path: Path, kills: int) -> None:
     port = free_port_block(1)
     procs = {
         "validator": ServiceProcess(kafka, "validator", prefix, "v1", tmp_path,
-                                    "--metrics-port", str(port)),
+                                    "--metrics-port", str(port),
+                                    env={"TRADEFLUX_AUTH": "none"}),  # /metrics read plainly
         "positions": ServiceProcess(kafka, "positions", prefix, "p1", tmp_path,
                                     "--static-membership"),
         "pnl": ServiceProcess(kafka, "pnl", prefix, "n1", tmp_path),

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +17,13 @@ import pytest
 from confluent_kafka import Producer
 
 from tests.conftest import unique
+from tests.support.auth import Tokens, bearer, tokens_file
 from tests.support.kafka_tools import create_query_topics, producer, wait_for
-from tradeflux.config import Settings
+from tradeflux.config import Settings, load_settings
 from tradeflux.domain.schemas import AccountPnL, Instrument, Position, position_key
 from tradeflux.query.server import BackgroundServer, QueryService
 from tradeflux.query.service_metrics import ScrapeTarget
+from tradeflux.security.policy import metrics_authorize
 from tradeflux.stream.metrics import HealthServer, StreamMetrics
 
 pytestmark = pytest.mark.integration
@@ -169,10 +172,27 @@ def seed(world: World) -> int:
 
 
 @pytest.fixture(scope="module")
-def scraped_metrics() -> Iterator[tuple[StreamMetrics, str]]:
-    """A real /metrics endpoint of a stream process, with counters the test sets."""
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> Secrets:
+    """A tokens file (auth is on) and the scraper's token file, for the whole module."""
+    folder = tmp_path_factory.mktemp("auth")
+    tokens = tokens_file(folder / "tokens.toml")
+    scrape = folder / "scrape.token"
+    scrape.write_text(tokens.scraper)
+    return Secrets(tokens, scrape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Secrets:
+    tokens: Tokens
+    scrape_token_file: Path
+
+
+@pytest.fixture(scope="module")
+def scraped_metrics(secrets: Secrets) -> Iterator[tuple[StreamMetrics, str]]:
+    """A real /metrics endpoint of a stream process (metrics scope required), counters set here."""
     metrics = StreamMetrics("validator", "v-1")
-    server = HealthServer(metrics, 0, alive=lambda: True, ready=lambda: True)
+    authorize = metrics_authorize(load_settings(env={}, tokens_file=secrets.tokens.path))
+    server = HealthServer(metrics, 0, alive=lambda: True, ready=lambda: True, authorize=authorize)
     server.start()
     try:
         yield metrics, f"http://127.0.0.1:{server.port}/metrics"
@@ -190,16 +210,23 @@ def world(kafka: Settings) -> World:
 
 
 @pytest.fixture(scope="module")
-def server(world: World, scraped_metrics: tuple[StreamMetrics, str]) -> Iterator[BackgroundServer]:
-    settings = dataclasses.replace(world.settings, topic_prefix=world.prefix)
+def server(
+    world: World, scraped_metrics: tuple[StreamMetrics, str], secrets: Secrets
+) -> Iterator[BackgroundServer]:
+    settings = dataclasses.replace(
+        world.settings, topic_prefix=world.prefix, tokens_file=secrets.tokens.path,
+        scrape_token_file=secrets.scrape_token_file,
+    )  # fmt: skip
     service = QueryService(settings, [ScrapeTarget("validator", scraped_metrics[1])])
     with BackgroundServer(service) as running:
         yield running
 
 
 @pytest.fixture()
-def http(server: BackgroundServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+def http(server: BackgroundServer, secrets: Secrets) -> Iterator[httpx.Client]:
+    """A client with a token of both read and metrics."""
+    headers = bearer(secrets.tokens.operator)
+    with httpx.Client(base_url=server.url, timeout=10, headers=headers) as client:
         wait_for(lambda: client.get("/readyz").status_code == 200, 60, "the query service ready")
         yield client
 
@@ -338,11 +365,14 @@ def _next_event(lines: Iterator[str], deadline: float) -> tuple[str, Any]:
 
 
 def test_stream_delivers_a_new_position_as_it_is_committed(
-    world: World, server: BackgroundServer
+    world: World, server: BackgroundServer, secrets: Secrets
 ) -> None:
     fresh = position("ACC-NEW", "FFF.XNAS", 7)
+    headers = bearer(secrets.tokens.reader)
     with (
-        httpx.Client(base_url=server.url, timeout=httpx.Timeout(10, read=20)) as client,
+        httpx.Client(
+            base_url=server.url, timeout=httpx.Timeout(10, read=20), headers=headers
+        ) as client,
         client.stream("GET", "/v1/stream", params={"events": "position,reject"}) as response,
     ):
         assert response.status_code == 200
@@ -359,7 +389,7 @@ def test_stream_delivers_a_new_position_as_it_is_committed(
                 break
         assert data["quantity"] == "700" and data["avg_cost"] == "7.125"
     # and the listing has it too
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, headers=headers) as client:
         got = client.get("/v1/positions", params={"account": "ACC-NEW"}).json()
         assert got["items"][0]["instrument"] == "FFF.XNAS"
 
@@ -403,7 +433,10 @@ def test_services_show_throughput_and_lag_from_their_metrics(
     assert faster["records_in_per_s"] > 0
 
 
-def test_openapi_and_own_metrics_are_published(http: httpx.Client) -> None:
+def test_openapi_and_own_metrics_are_published(
+    http: httpx.Client, scraped_metrics: tuple[StreamMetrics, str]
+) -> None:
+    url = scraped_metrics[1]
     doc = http.get("/openapi.json").json()
     for path in (
         "/v1/positions",
@@ -421,6 +454,7 @@ def test_openapi_and_own_metrics_are_published(http: httpx.Client) -> None:
     assert schemas["Position"]["properties"]["quantity"]["format"] == "decimal"
     ref = doc["paths"]["/v1/positions"]["get"]["responses"]["200"]["content"]["application/json"]
     assert ref["schema"]["$ref"].split("/")[-1] in schemas
+    assert httpx.get(f"{url}", timeout=5).status_code == 401  # the scraped service's /metrics
     text = http.get("/metrics").text
     assert 'tradeflux_records_in_total{instance="query",service="query"}' in text
     assert http.get("/").headers["content-type"].startswith("text/html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,10 +20,12 @@ from tests.support.kafka_tools import REPO
 from tradeflux.config import Settings
 
 
-def get_json(url: str) -> Any:
-    """Return the JSON body at ``url``, or None while it does not answer."""
+def get_json(url: str, token: str | None = None) -> Any:
+    """Return the JSON at ``url`` (bearer ``token`` if given), or None if it does not answer."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310 - loopback
             return json.loads(resp.read())
     except OSError:
         return None
@@ -35,6 +38,9 @@ def answers(url: str) -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+_LINK = re.compile(r"dashboard: (http://\S+)")
 
 
 def our_processes(marker: str) -> list[str]:
@@ -61,15 +67,30 @@ class DemoRun:
     prefix: str
     proc: subprocess.Popen[bytes]
     output: Path
+    runtime_dir: Path
 
     @property
     def url(self) -> str:
         """The dashboard's (and query API's) base URL."""
         return f"http://127.0.0.1:{self.port}"
 
+    def login_link(self) -> str | None:
+        """The one-click dashboard link the demo printed (with its one-time token), once printed."""
+        found = _LINK.search(self.output.read_text(errors="replace"))
+        return found.group(1) if found else None
+
+    def token(self) -> str | None:
+        """The read+metrics bearer token the demo wrote for scripts, once written."""
+        path = self.runtime_dir / "demo" / "api.token"
+        return path.read_text().strip() if path.exists() else None
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path`` of the query API as a script would, with the demo's API token."""
+        return get_json(f"{self.url}{path}", self.token())
+
     def total(self, path: str) -> int:
         """Return the ``total`` of a query API list (0 while it does not answer)."""
-        page = get_json(f"{self.url}{path}?limit=1")
+        page = self.get_json(f"{path}?limit=1")
         return int(page["total"]) if page else 0
 
     def interrupt(self, timeout_s: float = 60) -> int:
@@ -97,7 +118,7 @@ def running_demo(
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        yield DemoRun(port, prefix, proc, output)
+        yield DemoRun(port, prefix, proc, output, tmp_path)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

@@ -237,9 +237,14 @@ class ServiceProcess:
         instance_id: str,
         log_dir: Path,
         *extra: str,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """``env``: more environment (a SASL principal's TRADEFLUX_KAFKA_* settings, say)."""
         self.log_path = log_dir / f"{instance_id}-{time.monotonic_ns()}.log"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": settings.bootstrap}
+        env = {
+            **os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
+            **(env or {}),
+        }  # fmt: skip
         cmd = [
             sys.executable, "-m", "tradeflux.cli", "run", target,
             "--prefix", prefix, "--instance-id", instance_id, "--session-timeout-ms", "6000",

@@ -286,3 +286,19 @@ def test_describe_redacts_secrets_and_shows_everything_else() -> None:
     text = " ".join(described.values())
     for secret in ("hunter2", "keypass", "oauth-secret", "jaas-pass"):
         assert secret not in text
+
+
+def test_security_settings_follow_the_same_precedence_and_are_checked(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('auth = "none"\ntokens_file = "/etc/tf/tokens.toml"\n')
+    from_file = load_settings(config, env={})
+    assert (from_file.auth, from_file.tokens_file) == ("none", Path("/etc/tf/tokens.toml"))
+    from_env = load_settings(config, env={"TRADEFLUX_AUTH": "token",
+                                          "TRADEFLUX_ALLOW_INSECURE_BIND": "yes"})  # fmt: skip
+    assert (from_env.auth, from_env.allow_insecure_bind) == ("token", True)
+    assert load_settings(config, env={"TRADEFLUX_AUTH": "token"}, auth="none").auth == "none"
+    with pytest.raises(ConfigError, match="auth must be one of token, none"):
+        load_settings(env={"TRADEFLUX_AUTH": "basic"})
+    with pytest.raises(ConfigError, match="allow_insecure_bind must be true or false"):
+        load_settings(env={"TRADEFLUX_ALLOW_INSECURE_BIND": "maybe"})
+    assert load_settings(env={}).describe()["auth"] == "token"  # on unless said otherwise

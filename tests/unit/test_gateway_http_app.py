@@ -48,7 +48,8 @@ def writer() -> FakeWriter:
 
 @pytest.fixture
 def client(writer: FakeWriter) -> TestClient:
-    return TestClient(create_app(writer), raise_server_exceptions=False)
+    json_body = {"Content-Type": "application/json"}
+    return TestClient(create_app(writer), raise_server_exceptions=False, headers=json_body)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,8 @@ def test_a_notional_over_its_currencys_bound_is_422(client: TestClient) -> None:
 
 
 def test_kafka_refusing_the_request_is_503_saying_none_was_written() -> None:
-    client = TestClient(create_app(FakeWriter(refuse=True)))
+    json_body = {"Content-Type": "application/json"}
+    client = TestClient(create_app(FakeWriter(refuse=True)), headers=json_body)
     response = client.post("/v1/trades", content=msgspec.json.encode(trade()))
     assert response.status_code == 503
     assert response.json()["written"] == "none"

@@ -80,13 +80,13 @@ def test_the_read_model_holds_allocations_confirmations_and_open_exceptions() ->
 
 
 def test_the_api_lists_the_post_trade_tables_with_their_schemas() -> None:
-    service = QueryService(load_settings(env={}, bootstrap="127.0.0.1:1"))
+    service = QueryService(load_settings(env={}, bootstrap="127.0.0.1:1", auth="none"))
     model = fed()
     service.model.allocations = model.allocations
 
     async def call(path: str) -> httpx.Response:
         transport = httpx.ASGITransport(app=service.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://query") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
             return await c.get(path)
 
     page = asyncio.run(call("/v1/allocations?status=CANCELLED")).json()

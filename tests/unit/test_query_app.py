@@ -15,13 +15,14 @@ class Client:
     """Calls the ASGI app in-process; its lifespan (and so the Kafka reader) never starts."""
 
     def __init__(self) -> None:
-        self.service = QueryService(load_settings(env={}, bootstrap="127.0.0.1:1"))
+        self.service = QueryService(load_settings(env={}, bootstrap="127.0.0.1:1", auth="none"))
         self.app = self.service.app
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         async def call() -> httpx.Response:
             transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://query") as c:
+            base = "http://127.0.0.1:8000"
+            async with httpx.AsyncClient(transport=transport, base_url=base) as c:
                 return await c.get(path, **kwargs)
 
         return asyncio.run(call())

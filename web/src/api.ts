@@ -129,6 +129,11 @@ export interface ServiceStatus {
 
 export async function getJson<T>(path: string): Promise<T> {
   const response = await fetch(path, { headers: { Accept: "application/json" } });
+  if (response.status === 401) {
+    // The session cookie of the login link ended (or the query service restarted).
+    const label = document.querySelector("#conn .label");
+    if (label) label.textContent = "logged out: open a new login link";
+  }
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return (await response.json()) as T;
 }

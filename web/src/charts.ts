@@ -28,7 +28,10 @@ function baseOptions(el: HTMLElement) {
       textColor: TEXT,
       fontFamily: "'JetBrains Mono', 'SFMono-Regular', Menlo, Consolas, monospace",
       fontSize: 11,
-      attributionLogo: true,
+      // The logo is a <style> element the library injects, which the dashboard's
+      // Content-Security-Policy (no inline style) refuses; the attribution is a link in
+      // the page's header instead (index.html), as the library's licence allows.
+      attributionLogo: false,
     },
     grid: { vertLines: { color: GRID }, horzLines: { color: GRID } },
     rightPriceScale: { borderColor: "rgba(140,160,190,0.18)" },

@@ -7,6 +7,14 @@ Layout under the runtime folder (``--runtime-dir``, default ``~/.local/state/tra
 
 Node ``i`` (1-based) listens on ``port + 2*(i-1)`` for clients and the next port for the
 controller quorum. Nodes run in their own session, so Ctrl-C of the CLI does not kill them.
+
+``sasl=True``: clients and brokers authenticate with SASL/SCRAM-SHA-512, the controller
+quorum with SASL/PLAIN (SCRAM credentials live in the metadata the controllers serve, so
+they cannot authenticate the controllers themselves), and the KRaft StandardAuthorizer
+allows nothing without an ACL. ``admin`` (and the controllers' ``controller``) are super
+users; one SCRAM user per tradeflux process (:data:`SASL_USERS`) is created at start.
+Passwords are random, in ``broker/credentials.json`` (0600; the nodes' properties, which
+hold the admin's, are 0600 too).
 """
 
 from __future__ import annotations
@@ -26,13 +34,20 @@ from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from tradeflux.broker.acl_admin import upsert_scram_users
 from tradeflux.broker.admin import admin
 from tradeflux.broker.errors import BrokerError, PortInUseError
 from tradeflux.broker.jars import fetch_kafka, find_java, pinned_kafka_version
 from tradeflux.config import Settings
+from tradeflux.services import SHIPPED
 from tradeflux.stream.errors import KafkaClientError
 
 HOST = "127.0.0.1"
+SASL_MECHANISM = "SCRAM-SHA-512"
+SASL_USERS = (*SHIPPED, "gateway", "query", "simulator", "refdata", "ticker")
+"""The SCRAM users ``--sasl`` creates: each shipped service, the edges, the loaders."""
+ADMIN_USER = "admin"
+_CONTROLLER_USER = "controller"
 _VERSION_RE = re.compile(r"Kafka version: (\S+)")
 _COMMIT_RE = re.compile(r"Kafka commitId: (\S+)")
 
@@ -70,6 +85,7 @@ class LocalCluster:
     kafka_version: str
     heap: str
     nodes: tuple[Node, ...]
+    sasl: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -90,6 +106,51 @@ def load_cluster(settings: Settings) -> LocalCluster | None:
     data = json.loads(path.read_text())
     nodes = tuple(Node(**n) for n in data.pop("nodes"))
     return LocalCluster(nodes=nodes, **data)
+
+
+def credentials_file(settings: Settings) -> Path:
+    """Return the file of the SASL users' passwords of a ``--sasl`` cluster (0600)."""
+    return broker_dir(settings) / "credentials.json"
+
+
+def load_credentials(settings: Settings) -> dict[str, str]:
+    """Return ``user -> password`` of the local SASL cluster ({} if it has none)."""
+    path = credentials_file(settings)
+    if not path.exists():
+        return {}
+    data: dict[str, str] = json.loads(path.read_text())
+    return data
+
+
+def sasl_client_config(user: str, password: str) -> dict[str, str]:
+    """Return the librdkafka settings of a SASL/SCRAM user of the local cluster."""
+    return {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": SASL_MECHANISM,
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+
+
+def sasl_environment(user: str, password: str) -> dict[str, str]:
+    """Return the TRADEFLUX_KAFKA_* variables a process of ``user`` needs."""
+    return {
+        f"TRADEFLUX_KAFKA_{k.upper().replace('.', '_')}": v
+        for k, v in sasl_client_config(user, password).items()
+    }
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def _new_credentials() -> dict[str, str]:
+    import secrets
+
+    users = (ADMIN_USER, _CONTROLLER_USER, *SASL_USERS)
+    return {user: secrets.token_hex(16) for user in users}
 
 
 def _save_cluster(settings: Settings, cluster: LocalCluster) -> None:
@@ -145,7 +206,7 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
-def _properties(node: Node, cluster: LocalCluster) -> str:
+def _properties(node: Node, cluster: LocalCluster, credentials: dict[str, str]) -> str:
     count = len(cluster.nodes)
     rf = min(3, count)
     isr = 2 if count >= 3 else 1
@@ -175,7 +236,45 @@ def _properties(node: Node, cluster: LocalCluster) -> str:
         "unclean.leader.election.enable": "false",
         "log.retention.hours": 24,
     }
+    if cluster.sasl:
+        props.update(_sasl_properties(node, credentials))
     return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def _sasl_properties(node: Node, credentials: dict[str, str]) -> dict[str, object]:
+    """SCRAM for clients and brokers, PLAIN for the controllers, the StandardAuthorizer."""
+    admin, controller = credentials[ADMIN_USER], credentials[_CONTROLLER_USER]
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    return {
+        "listeners": f"CLIENT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"CLIENT://{HOST}:{node.port}",
+        "inter.broker.listener.name": "CLIENT",
+        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": SASL_MECHANISM,
+        "listener.name.client.sasl.enabled.mechanisms": SASL_MECHANISM,
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.client.scram-sha-512.sasl.jaas.config": (
+            f'{scram} required username="{ADMIN_USER}" password="{admin}";'
+        ),
+        "listener.name.controller.plain.sasl.jaas.config": (
+            f'{plain} required username="{_CONTROLLER_USER}" password="{controller}" '
+            f'user_{_CONTROLLER_USER}="{controller}";'
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN_USER};User:{_CONTROLLER_USER}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def admin_settings(settings: Settings, cluster: LocalCluster) -> Settings:
+    """Return settings that reach the local cluster as its admin (SASL) or plainly."""
+    kafka: dict[str, str] = {}
+    if cluster.sasl:
+        kafka = sasl_client_config(ADMIN_USER, load_credentials(settings)[ADMIN_USER])
+    return replace(settings, bootstrap=cluster.bootstrap, kafka=kafka)
 
 
 def _java_command(java: str, libs: Path, heap: str, log4j: Path, main: str) -> list[str]:
@@ -212,8 +311,12 @@ def start_cluster(
     fresh: bool = False,
     timeout_s: float = 90.0,
     on_artifact: Callable[[str], None] | None = None,
+    sasl: bool = False,
 ) -> LocalCluster:
     """Start (formatting on first use) a local cluster and return once every node answers.
+
+    ``sasl``: SASL/SCRAM with the StandardAuthorizer (see the module doc); the SCRAM users
+    of :data:`SASL_USERS` exist when this returns.
 
     Raises BrokerError subclasses with one-line messages: java missing, Maven failure,
     a port in use, a cluster already running, a node that died while starting.
@@ -234,10 +337,12 @@ def start_cluster(
     wanted_ports = [port + 2 * i for i in range(nodes)]
     if cluster is not None and not fresh:
         same = [n.port for n in cluster.nodes] == wanted_ports and cluster.kafka_version == version
+        same = same and cluster.sasl == sasl
         if not same:
             raise BrokerError(
                 f"the local cluster in {folder} has {len(cluster.nodes)} node(s) on port(s) "
-                f"{[n.port for n in cluster.nodes]} with Kafka {cluster.kafka_version}; start it "
+                f"{[n.port for n in cluster.nodes]} with Kafka {cluster.kafka_version}"
+                f"{' and SASL' if cluster.sasl else ''}; start it "
                 "with those options, or pass --fresh to wipe it and start anew"
             )
     for p in wanted_ports:
@@ -252,14 +357,21 @@ def start_cluster(
         layout = tuple(
             Node(i + 1, p, p + 1, str(folder / f"node-{i + 1}")) for i, p in enumerate(wanted_ports)
         )
-        cluster = LocalCluster(_new_cluster_id(), version, settings.broker_heap, layout)
+        cluster = LocalCluster(_new_cluster_id(), version, settings.broker_heap, layout, sasl)
+        credentials = _new_credentials() if sasl else {}
+        if sasl:
+            _write_secret(credentials_file(settings), json.dumps(credentials, indent=2) + "\n")
         for node in cluster.nodes:
             node.path.mkdir(parents=True)
             props = node.path / "server.properties"
-            props.write_text(_properties(node, cluster))
+            _write_secret(props, _properties(node, cluster, credentials))
             cmd = _java_command(java, libs, "256m", log4j, "kafka.tools.StorageTool")
+            scram = []
+            if sasl:  # the admin exists before the first start: the brokers log in as it
+                admin = credentials[ADMIN_USER]
+                scram = ["--add-scram", f"{SASL_MECHANISM}=[name={ADMIN_USER},password={admin}]"]
             fmt = subprocess.run(
-                [*cmd, "format", f"--cluster-id={cluster.cluster_id}", "-c", str(props)],
+                [*cmd, "format", f"--cluster-id={cluster.cluster_id}", "-c", str(props), *scram],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -284,6 +396,9 @@ def start_cluster(
             )
         node.pid_file.write_text(f"{proc.pid}\n")
     _wait_until_ready(settings, cluster, procs, timeout_s)
+    if cluster.sasl:
+        users = {u: p for u, p in load_credentials(settings).items() if u in SASL_USERS}
+        upsert_scram_users(admin_settings(settings, cluster), users)
     return cluster
 
 
@@ -300,7 +415,7 @@ def _wait_until_ready(
     and /proc: once in CI a node was reported "exited while starting" with an empty
     log, and the guess could not say how it ended.
     """
-    client = admin(replace(settings, bootstrap=cluster.bootstrap, kafka={}))
+    client = admin(admin_settings(settings, cluster))
     deadline = time.monotonic() + timeout_s
     while True:
         for node in cluster.nodes:

@@ -59,9 +59,10 @@ class _State:
     config: Path | None = None
     bootstrap: str | None = None
     debug: bool = False
+    security: dict[str, Any] = {}  # the root's --auth ... flags, set once
 
     def settings(self, **flags: Any) -> Settings:
-        return load_settings(self.config, bootstrap=self.bootstrap, **flags)
+        return load_settings(self.config, bootstrap=self.bootstrap, **{**self.security, **flags})
 
 
 _state = _State()
@@ -85,8 +86,94 @@ def _root(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show stack traces and debug logs.")
     ] = False,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            help="HTTP authentication of the gateway, the query API and every /metrics: "
+            "token (bearer JWTs and/or static API tokens) or none (loopback only) "
+            "[env: TRADEFLUX_AUTH] [default: token]"
+        ),
+    ] = None,
+    tokens_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Static API tokens (TOML, SHA-256 of each token; `tradeflux token create`) "
+            "[env: TRADEFLUX_TOKENS_FILE]"
+        ),
+    ] = None,
+    jwks_file: Annotated[
+        Path | None, typer.Option(help="JWT signing keys, a JWKS file [env: TRADEFLUX_JWKS_FILE]")
+    ] = None,
+    jwks_url: Annotated[
+        str | None,
+        typer.Option(help="JWT signing keys, the IdP's JWKS URL (https) [env: TRADEFLUX_JWKS_URL]"),
+    ] = None,
+    jwt_issuer: Annotated[
+        str | None, typer.Option(help="The iss every JWT must carry [env: TRADEFLUX_JWT_ISSUER]")
+    ] = None,
+    jwt_audience: Annotated[
+        str | None,
+        typer.Option(help="The aud every JWT must carry [env: TRADEFLUX_JWT_AUDIENCE]"),
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            help="Host header names the HTTP edges answer, comma separated; * any "
+            "[env: TRADEFLUX_ALLOWED_HOSTS] [default: 127.0.0.1,localhost,::1]"
+        ),
+    ] = None,
+    allowed_origins: Annotated[
+        str | None,
+        typer.Option(
+            help="Other origins (scheme://host:port) allowed to call [env: "
+            "TRADEFLUX_ALLOWED_ORIGINS] [default: none]"
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="HTTPS certificate (PEM) [env: TRADEFLUX_TLS_CERT]")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="HTTPS private key (PEM) [env: TRADEFLUX_TLS_KEY]")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="Require a client certificate signed by this CA (mTLS) [env: "
+            "TRADEFLUX_TLS_CLIENT_CA]"
+        ),
+    ] = None,
+    allow_insecure_bind: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure-bind",
+            help="Allow --auth none (HTTP) or plaintext FIX on a non-loopback address "
+            "[env: TRADEFLUX_ALLOW_INSECURE_BIND]",
+        ),
+    ] = False,
+    scrape_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File of the bearer token sent to the services' /metrics "
+            "[env: TRADEFLUX_SCRAPE_TOKEN_FILE]"
+        ),
+    ] = None,
 ) -> None:
     _state.bootstrap, _state.config, _state.debug = bootstrap, config, debug
+    _state.security = {
+        "auth": auth,
+        "tokens_file": tokens_file,
+        "jwks_file": jwks_file,
+        "jwks_url": jwks_url,
+        "jwt_issuer": jwt_issuer,
+        "jwt_audience": jwt_audience,
+        "allowed_hosts": allowed_hosts,
+        "allowed_origins": allowed_origins,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_client_ca": tls_client_ca,
+        "allow_insecure_bind": True if allow_insecure_bind else None,
+        "scrape_token_file": scrape_token_file,
+    }
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -66,6 +66,15 @@ def broker_start(
         int, typer.Option(help="Client port of node 1; node i uses port+2(i-1), controller +1.")
     ] = 9092,
     fresh: Annotated[bool, typer.Option(help="Wipe the local cluster's data first.")] = False,
+    sasl: Annotated[
+        bool,
+        typer.Option(
+            "--sasl",
+            help="SASL/SCRAM-SHA-512 and the StandardAuthorizer: one user per tradeflux "
+            "process, nothing allowed without an ACL (`tradeflux acls apply`). A new cluster "
+            "(or --fresh) only.",
+        ),
+    ] = False,
     runtime_dir: RuntimeDir = None,
 ) -> None:
     """Start a local KRaft cluster and wait until it answers a metadata request."""
@@ -76,13 +85,27 @@ def broker_start(
     _fetch_with_progress(settings)
     started = time.monotonic()
     with err_console.status(f"starting {nodes} Kafka node(s)"):
-        cluster = local.start_cluster(settings, nodes=nodes, port=port, fresh=fresh)
+        cluster = local.start_cluster(settings, nodes=nodes, port=port, fresh=fresh, sasl=sasl)
     console.print(
         f"Kafka {cluster.kafka_version} is up at {cluster.bootstrap} "
         f"({len(cluster.nodes)} node(s), cluster id {cluster.cluster_id}, "
         f"{time.monotonic() - started:.1f}s)"
     )
     console.print(f"use it: export TRADEFLUX_BOOTSTRAP={cluster.bootstrap}")
+    if cluster.sasl:
+        credentials = local.load_credentials(settings)
+        console.print(
+            f"SASL/SCRAM-SHA-512 with the StandardAuthorizer; passwords in "
+            f"{local.credentials_file(settings)} (0600). Each process's environment:",
+            markup=False,
+        )
+        for user in (local.ADMIN_USER, *local.SASL_USERS):
+            env = local.sasl_environment(user, credentials[user])
+            line = " ".join(f"{k}={v}" for k, v in env.items())
+            console.print(f"  {user}: export {line}", markup=False, soft_wrap=True)
+        console.print(
+            "then, as admin: tradeflux topics create && tradeflux acls apply", markup=False
+        )
 
 
 @broker_app.command("stop")
@@ -107,7 +130,9 @@ def broker_status(runtime_dir: RuntimeDir = None) -> None:
                 "no local broker is running; start one with `tradeflux broker start` "
                 "(or pass --bootstrap to ask another cluster)"
             )
-        settings = load_settings(_state.config, bootstrap=cluster.bootstrap)
+        settings = local.admin_settings(
+            load_settings(_state.config, runtime_dir=runtime_dir), cluster
+        )
     info = describe_cluster(settings)
     versions = {}
     if cluster is not None:

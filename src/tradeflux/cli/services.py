@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ from tradeflux.cli.app import (
     refdata_app,
 )
 from tradeflux.cli.broker import _environ, broker_start, topics_create
+from tradeflux.config import Settings
 from tradeflux.errors import TradefluxError
 from tradeflux.services import SHIPPED
 
@@ -179,6 +180,7 @@ def run(
         raise TradefluxError(
             f"{exc}; name a shipped service ({', '.join(SHIPPED)}) or a Service as module:attribute"
         ) from None
+    hooks = _metrics_hook(settings, metrics_port)
     config = RuntimeConfig(
         client=settings.client_config(),
         instance_id=instance_id or socket.gethostname(),
@@ -193,12 +195,23 @@ def run(
         metrics_port=metrics_port,
         metrics_host=settings.metrics_host,
         batch_trace=str(batch_trace) if batch_trace is not None else None,
+        **hooks,
     )
     for name, value in settings.describe().items():
         logging.getLogger("tradeflux").info("setting %s=%s", name, value)
     code = run_service(service, config)
     if code:
         raise typer.Exit(code)
+
+
+def _metrics_hook(settings: Settings, metrics_port: int | None) -> dict[str, Any]:
+    """Return the RuntimeConfig argument that makes /metrics need the ``metrics`` scope."""
+    from tradeflux.security.policy import metrics_authorize
+
+    if metrics_port is None:
+        return {}
+    authorize = metrics_authorize(settings)
+    return {} if authorize is None else {"metrics_authorize": authorize}
 
 
 @app.command("demo")
@@ -321,16 +334,42 @@ def gateway(
     fix_port: Annotated[
         int, typer.Option(min=1, max=65535, help="FIX 4.4 acceptor port (drop-copy sessions).")
     ] = 9878,
+    fix_host: Annotated[
+        str, typer.Option(help="Interface FIX listens on (0.0.0.0: every one).")
+    ] = "127.0.0.1",
+    fix_tls_cert: Annotated[
+        Path | None, typer.Option(help="FIX over TLS: the certificate (PEM).")
+    ] = None,
+    fix_tls_key: Annotated[Path | None, typer.Option(help="FIX over TLS: its key (PEM).")] = None,
+    fix_tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="Require a FIX client certificate from this CA whose CN (or a DNS name) is "
+            "the session's SenderCompID."
+        ),
+    ] = None,
+    fix_max_message_bytes: Annotated[
+        int, typer.Option(min=256, help="Largest FIX BodyLength; a larger one closes the link.")
+    ] = 64 * 1024,
+    fix_logon_timeout_s: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a FIX connection has to log on (TLS included).")
+    ] = 10.0,
+    fix_max_connections: Annotated[
+        int, typer.Option(min=1, help="Most FIX connections at once, logged on or not.")
+    ] = 32,
+    fix_engine_port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="The QuickFIX engine's own loopback port (0: any free one)."
+        ),
+    ] = 0,
     http_port: Annotated[
         int, typer.Option(min=0, max=65535, help="HTTP port of POST /v1/trades (0: any port).")
     ] = 8080,
     no_fix: Annotated[bool, typer.Option("--no-fix", help="Run HTTP ingest only.")] = False,
     host: Annotated[
         str,
-        typer.Option(
-            help="Interface HTTP listens on (0.0.0.0: every one); FIX listens on every "
-            "interface (QuickFIX has no bind address)."
-        ),
+        typer.Option(help="Interface HTTP listens on (0.0.0.0: every one); FIX: --fix-host."),
     ] = "127.0.0.1",
     fix_sender_comp_id: Annotated[
         str, typer.Option(help="Our SenderCompID in the FIX sessions.")
@@ -365,7 +404,16 @@ def gateway(
     Runs until SIGTERM or Ctrl-C.
     """
     from tradeflux.gateway.fix import FixSettings
+    from tradeflux.gateway.fix_door import FixDoorSettings, free_loopback_port
+    from tradeflux.gateway.http import SCOPE_RULES
     from tradeflux.gateway.runner import GatewayConfig, run_gateway
+    from tradeflux.security.policy import (
+        check_bind,
+        check_plaintext_fix,
+        edge_policy,
+        uvicorn_tls,
+    )
+    from tradeflux.security.tokens import SCOPE_TRADES_WRITE
     from tradeflux.stream.runner import configure_logging
 
     if fix_settings is not None and not fix_settings.is_file():
@@ -374,15 +422,27 @@ def gateway(
     configure_logging(logging.DEBUG if _state.debug else logging.INFO)
     for name, value in settings.describe().items():
         logging.getLogger("tradeflux").info("setting %s=%s", name, value)
-    fix = None
+    check_bind(settings, host)
+    policy = edge_policy(settings, SCOPE_RULES, SCOPE_TRADES_WRITE)
+    http_tls = uvicorn_tls(settings)
+    fix = door = None
     if not no_fix:
+        senders = tuple(fix_target_comp_id or ("DROPCOPY",))
         fix = FixSettings(
             folder=settings.runtime_dir / "gateway" / "fix",
-            port=fix_port,
+            port=fix_engine_port or free_loopback_port(),
             sender_comp_id=fix_sender_comp_id,
-            target_comp_ids=tuple(fix_target_comp_id or ("DROPCOPY",)),
+            target_comp_ids=senders,
             settings_file=fix_settings,
         )
+        door = FixDoorSettings(
+            host=fix_host, port=fix_port, tls_cert=fix_tls_cert, tls_key=fix_tls_key,
+            tls_client_ca=fix_tls_client_ca, max_message_bytes=fix_max_message_bytes,
+            logon_timeout_s=fix_logon_timeout_s, max_connections=fix_max_connections,
+            our_comp_id=fix_sender_comp_id, sender_comp_ids=frozenset(senders),
+        )  # fmt: skip
+        if fix_tls_cert is None:
+            check_plaintext_fix(settings, fix_host)
     from tradeflux.services.validator import notional_bounds
 
     config = GatewayConfig(
@@ -393,6 +453,9 @@ def gateway(
         max_body_bytes=max_body_bytes,
         fix=fix,
         notional_bounds=notional_bounds(settings),  # the validator's, from the same setting
+        fix_door=door,
+        http_policy=policy,
+        http_tls=http_tls,
     )
     code = run_gateway(config)
     if code:
@@ -474,6 +537,7 @@ def query(
     """
     from tradeflux.query.server import QueryService, serve
     from tradeflux.query.service_metrics import parse_targets
+    from tradeflux.security.policy import check_bind
     from tradeflux.stream.runner import configure_logging
 
     targets = parse_targets(metrics_urls)
@@ -485,6 +549,8 @@ def query(
         logger.info("setting %s=%s", name, value)
     for target in targets:
         logger.info("setting metrics_url %s=%s", target.name, target.url)
+    check_bind(settings, host)
     service = QueryService(settings, targets, instance_id=instance_id)
-    logger.info("query service listening url=http://%s:%d/", host, port)
+    scheme = "https" if service.tls else "http"
+    logger.info("query service listening url=%s://%s:%d/", scheme, host, port)
     serve(service, host, port)

@@ -27,11 +27,16 @@ terms (acknowledged only once in Kafka); a J is then answered at once with an
 AllocationInstructionAck (35=P) AllocStatus 3 "received". The decided 35=P and the
 Confirmations (35=AK) follow from the services' topics (``gateway.outbound``) through
 :meth:`DropCopyApplication.send`.
+The engine listens on a loopback port of its own: callers come in through the front door
+(``gateway.fix_door``: TLS, bind address, framing, logon timeout, connection cap). Its
+sessions accept Logons from 127.0.0.1 only (``AllowedRemoteAddresses``), and its listening
+socket drops packets from anywhere else (``fix_door.restrict_to_loopback``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 import os
 import signal
@@ -68,6 +73,7 @@ _ORIG_SENDING_TIME = 122
 _BEGIN_SEQ_NO = 7
 _END_SEQ_NO = 16
 _NO_PARTY_IDS = 453
+_PASSWORD = 554
 _NO_SIDES = 552
 _PARTY_ID = 448
 _PARTY_ROLE = 452
@@ -94,9 +100,10 @@ class FixSettings:
     One session per ``target_comp_ids`` entry, each ``FIX.4.4:sender_comp_id->target``.
     ``folder`` holds the file store (sequence numbers and sent messages, so a restarted
     gateway resumes the sessions) and the engine's message and event logs.
-    ``settings_file``: a complete QuickFIX settings file to use instead (SSL, schedules,
-    several ports); its stores and dictionaries are then the file's business.
-    The acceptor listens on every interface: QuickFIX (C++) has no bind-address setting.
+    ``settings_file``: a complete QuickFIX settings file to use instead (schedules, other
+    stores); its [DEFAULT] SocketAcceptPort is then the engine's port.
+    ``port`` is the engine's own port: QuickFIX (C++) binds every interface (it has no
+    bind-address setting), so only the front door, on loopback, connects to it.
     """
 
     folder: Path
@@ -104,6 +111,18 @@ class FixSettings:
     sender_comp_id: str = "TRADEFLUX"
     target_comp_ids: tuple[str, ...] = ("DROPCOPY",)
     settings_file: Path | None = None
+
+    def engine_port(self) -> int:
+        """Return the port the engine listens on (the settings file's, if one is given)."""
+        if self.settings_file is None:
+            return self.port
+        try:
+            defaults = fix.SessionSettings(str(self.settings_file)).get()
+            return int(defaults.getInt(fix.SOCKET_ACCEPT_PORT))
+        except (fix.ConfigError, fix.RuntimeError) as exc:
+            raise FixGatewayError(
+                f"FIX acceptor settings {self.settings_file}: no [DEFAULT] SocketAcceptPort ({exc})"
+            ) from None
 
     def render(self) -> str:
         """Return the QuickFIX settings text for these settings."""
@@ -121,6 +140,7 @@ class FixSettings:
             "ResetOnLogout=N",
             "ResetOnDisconnect=N",
             "PersistMessages=Y",
+            "AllowedRemoteAddresses=127.0.0.1",  # the front door; see gateway.fix_door
         ]
         for target in self.target_comp_ids:
             lines += [
@@ -205,9 +225,13 @@ def fix_fields(message: Any) -> FixFields:
 class DropCopyApplication(fix.Application):  # type: ignore[misc]
     """The QuickFIX application: trades from ``fromApp`` into Kafka before acknowledging."""
 
-    def __init__(self, writer: TradeWriter, retry_backoff_s: float = 1.0) -> None:
+    def __init__(
+        self, writer: TradeWriter, retry_backoff_s: float = 1.0, logon_secret: bytes | None = None
+    ) -> None:
+        """``logon_secret``: the Password (554) the front door puts in every Logon it passes."""
         super().__init__()
         self.writer = writer
+        self._logon_secret = logon_secret
         self.counters = FixCounters()
         self.stopping = threading.Event()
         self._retry_backoff_s = retry_backoff_s
@@ -249,7 +273,15 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
             )
 
     def fromAdmin(self, message: Any, session_id: Any) -> None:  # noqa: N802
-        """Accept every admin message the engine accepted."""
+        """Refuse a Logon that did not come through the front door; accept the rest."""
+        if self._logon_secret is None:
+            return
+        if str(message.getHeader().getField(_MSG_TYPE)) != "A":
+            return
+        given = (_field(message, _PASSWORD) or "").encode()
+        if not hmac.compare_digest(given, self._logon_secret):
+            log.warning("fix logon refused: not through the front door session=%s", session_id)
+            raise fix.RejectLogon("logon through the gateway's FIX address only")
 
     def toApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
         """Let our allocation acks and confirmations go out as built."""
@@ -413,10 +445,13 @@ class DropCopyApplication(fix.Application):  # type: ignore[misc]
 class FixAcceptor:
     """The QuickFIX socket acceptor (a thread per session) around a DropCopyApplication."""
 
-    def __init__(self, settings: FixSettings, writer: TradeWriter) -> None:
+    def __init__(
+        self, settings: FixSettings, writer: TradeWriter, logon_secret: bytes | None = None
+    ) -> None:
         self.settings = settings
-        self.application = DropCopyApplication(writer)
+        self.application = DropCopyApplication(writer, logon_secret=logon_secret)
         settings.folder.mkdir(parents=True, exist_ok=True)
+        settings.folder.chmod(0o700)  # its message log holds the front door's Logon secret
         path = settings.settings_file
         if path is None:
             path = settings.folder / "acceptor.cfg"
@@ -434,16 +469,27 @@ class FixAcceptor:
 
     def start(self) -> None:
         """Listen for sessions (returns at once; sessions run on the engine's threads)."""
+        from tradeflux.gateway.fix_door import restrict_to_loopback
+
+        port = self.settings.engine_port()
         try:
             self._acceptor.start()
         except (fix.ConfigError, fix.RuntimeError) as exc:
             raise FixGatewayError(
-                f"the FIX acceptor cannot start on port {self.settings.port}: {exc}; "
-                "choose another --fix-port"
+                f"the FIX engine cannot start on port {port}: {exc}; "
+                "choose another --fix-engine-port"
             ) from None
+        filtered = restrict_to_loopback(port)
+        if not filtered:
+            log.warning(
+                "fix engine port %d: no loopback-only socket filter; firewall it "
+                "(sessions still take Logons from 127.0.0.1 only)",
+                port,
+            )
         log.info(
-            "fix acceptor listening port=%d sessions=%s folder=%s",
-            self.settings.port,
+            "fix engine listening port=%d loopback_filter=%s sessions=%s folder=%s",
+            port,
+            "on" if filtered else "off",
             ",".join(f"{self.settings.sender_comp_id}->{t}" for t in self.settings.target_comp_ids),
             self.settings.folder,
         )

@@ -1,17 +1,23 @@
 """HTTP trade capture: ``POST /v1/trades`` into ``trades.raw``, plus ``/healthz`` and ``/metrics``.
 
-``POST /v1/trades`` takes one TradeEvent object or a JSON list of them (the body is
-read as JSON whatever its Content-Type says). All or nothing per request: if any
-record is invalid, none is written; the records of a valid request are written in one
-Kafka transaction, so if Kafka refuses any of them none is visible to a
-``read_committed`` reader (the validator). Answers, each a JSON object (the OpenAPI
-document is at ``GET /openapi.json``):
+``POST /v1/trades`` takes one TradeEvent object or a JSON list of them, sent as
+``Content-Type: application/json``. All or nothing per request: if any record is
+invalid, none is written; the records of a valid request are written in one Kafka
+transaction, so if Kafka refuses any of them none is visible to a ``read_committed``
+reader (the validator). The app runs behind ``tradeflux.security.http`` (allowed Host,
+no cross-origin caller, a bearer token with the ``trades:write`` scope; ``metrics`` for
+/metrics; see ``docs/security.md``). Answers, each a JSON object (the OpenAPI document is
+at ``GET /openapi.json``):
 
 - 202 ``{"accepted": n}``: all n records are in Kafka (the transaction is committed,
   every record acknowledged by all in-sync replicas) — only then;
 - 400 ``{"error": "malformed JSON", "detail": "<parser message>"}``: not JSON, or
   nested too deeply;
+- 401 / 403 ``{"error": "unauthorized" | "forbidden", "detail": ...}``: no valid token, or
+  one without the scope (and 400 for a Host, 403 for an Origin that is not allowed);
 - 413 ``{"error": "request body too large", "limit_bytes": <limit>}`` (default 1 MiB);
+- 415 ``{"error": "unsupported media type", "detail": ...}``: not ``application/json``
+  (what a cross-site HTML form or ``text/plain`` fetch sends); the body is not read;
 - 422 ``{"error": "invalid trade events; none was written", "error_count": k,
   "errors": [{"index": i, "field": f, "message": m, "bound": b}, ...]}``: every problem
   of every record (the first 100), in record order; ``index`` is the record's position
@@ -45,6 +51,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -63,9 +70,13 @@ from tradeflux.gateway.http_postrade import openapi_document as post_trade_opena
 from tradeflux.gateway.ingest import MalformedJson, RecordError, decode_body, parse_trade_events
 from tradeflux.gateway.openapi import openapi_document
 from tradeflux.gateway.writer import DeliveryError
+from tradeflux.security.http import EdgePolicy, Rule, SecurityMiddleware
+from tradeflux.security.tokens import SCOPE_METRICS, SCOPE_TRADES_WRITE
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 MAX_ERRORS_LISTED = 100
+SCOPE_RULES = (Rule("/v1/trades", SCOPE_TRADES_WRITE), Rule("/metrics", SCOPE_METRICS))
+"""What each path of the gateway needs; any other path needs ``trades:write`` too."""
 
 log = logging.getLogger("tradeflux.gateway.http")
 _encoder = msgspec.json.Encoder(decimal_format="string")
@@ -132,11 +143,14 @@ def create_app(
     metrics: Callable[[], Iterator[CounterMetricFamily]] | None = None,
     notional_bounds: NotionalBounds | None = None,
     post_trade: PostTradeWriter | None = None,
+    policy: EdgePolicy | None = None,
 ) -> Starlette:
     """Build the ASGI app; ``health`` adds to /healthz, ``metrics`` to /metrics.
 
     ``post_trade`` writes allocation instructions and confirmation acks (without it those
-    routes answer 503).
+    routes answer 503). ``policy``: the security middleware's (see
+    ``tradeflux.security.policy.edge_policy`` with ``SCOPE_RULES``); None serves the bare
+    app (in-process tests of the handlers).
     """
     counters = HttpCounters()
     bounds = notional_bounds or NotionalBounds()
@@ -149,6 +163,10 @@ def create_app(
     openapi = _encoder.encode(document)
 
     async def read_body(request: Request) -> bytes | Response:
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":  # what a cross-site form or text/plain sends
+            detail = f"send Content-Type: application/json, not {media_type or 'none'}"
+            return _json(415, {"error": "unsupported media type", "detail": detail})
         too_large = {"error": "request body too large", "limit_bytes": max_body_bytes}
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_body_bytes:
@@ -269,6 +287,7 @@ def create_app(
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        middleware=[] if policy is None else [Middleware(SecurityMiddleware, policy=policy)],
     )
 
 

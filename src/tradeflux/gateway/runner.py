@@ -14,10 +14,11 @@ logged out; a message still waiting for Kafka ends the process unacknowledged, s
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -27,9 +28,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tradeflux.domain.bounds import NotionalBounds
 from tradeflux.errors import TradefluxError
 from tradeflux.gateway.fix import FixAcceptor, FixSettings
+from tradeflux.gateway.fix_door import FixDoorSettings, FixFrontDoor
 from tradeflux.gateway.http import DEFAULT_MAX_BODY_BYTES, create_app
 from tradeflux.gateway.outbound import OutboundFollower
 from tradeflux.gateway.writer import DeliveryError, TradeWriter, TransactionalTradeWriter
+from tradeflux.security.http import EdgePolicy
 
 log = logging.getLogger("tradeflux.gateway")
 
@@ -55,6 +58,9 @@ class GatewayConfig:
     instance_id: str | None = None
     http_producers: int = 4
     notional_bounds: NotionalBounds = field(default_factory=NotionalBounds)  # the validator's
+    fix_door: FixDoorSettings | None = None  # how callers reach the engine (needed with fix)
+    http_policy: EdgePolicy | None = None  # None: no auth, no Host/Origin checks (tests only)
+    http_tls: dict[str, Any] = field(default_factory=dict)  # uvicorn ssl_* settings
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -81,6 +87,7 @@ class Gateway:
         self.http_writer: TransactionalTradeWriter | None = None
         self.fix: FixAcceptor | None = None
         self.outbound: OutboundFollower | None = None
+        self.fix_door: FixFrontDoor | None = None
         self._http_thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
         self.http_port = config.http_port
@@ -105,8 +112,13 @@ class Gateway:
             sock.close()
             raise GatewayError(str(exc)) from None
         if self.config.fix is not None:
-            self.fix = FixAcceptor(self.config.fix, self.writer)
+            secret = secrets.token_hex(24).encode()  # proves a Logon came through the door
+            door = self.config.fix_door or FixDoorSettings()
+            door = replace(door, engine_port=self.config.fix.engine_port(), logon_secret=secret)
+            self.fix_door = FixFrontDoor(door)  # TLS files checked before the engine starts
+            self.fix = FixAcceptor(self.config.fix, self.writer, logon_secret=secret)
             self.fix.start()
+            self.fix_door.start()
             group = f"{self.config.topic_prefix}gateway-outbound-{self.config.fix.sender_comp_id}"
             self.outbound = OutboundFollower(
                 self.config.client, self.config.topic_prefix, group, self.fix.application.send
@@ -119,19 +131,22 @@ class Gateway:
             metrics=self._metrics,
             notional_bounds=self.config.notional_bounds,
             post_trade=self.writer,
+            policy=self.config.http_policy,
         )
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+            uvicorn.Config(
+                app, log_level="warning", lifespan="off", access_log=False, **self.config.http_tls
+            )
         )
         self._http_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
         )
         self._http_thread.start()
         log.info(
-            "gateway ready http=%s:%d fix_port=%s topic=%s",
+            "gateway ready http=%s:%d fix=%s topic=%s",
             self.config.host,
             self.http_port,
-            self.config.fix.port if self.config.fix else "off",
+            f"{self.fix_door.settings.host}:{self.fix_door.port}" if self.fix_door else "off",
             self.writer.topic,
         )
 
@@ -143,8 +158,11 @@ class Gateway:
         if self.fix is None:
             return {"fix": None}
         counters = self.fix.application.counters
+        door = self.fix_door.counters if self.fix_door else None
         return {
             "fix": {
+                "connections_open": door.open if door else 0,
+                "connections_closed": dict(door.closed) if door else {},
                 "sessions": dict(counters.sessions),
                 "received": counters.received,
                 "trades": counters.trades,
@@ -179,12 +197,28 @@ class Gateway:
         for name, state in sorted(counters.sessions.items()):
             sessions.add_metric([name], 1 if state == "logged_on" else 0)
         yield sessions
+        if self.fix_door is not None:
+            door = self.fix_door.counters
+            yield GaugeMetricFamily(
+                "tradeflux_gateway_fix_connections_open", "FIX connections open at the door",
+                value=door.open,
+            )  # fmt: skip
+            closed = CounterMetricFamily(
+                "tradeflux_gateway_fix_connections_refused",
+                "FIX connections the door closed, by reason",
+                labels=["reason"],
+            )
+            for reason, count in sorted(door.closed.items()):
+                closed.add_metric([reason], count)
+            yield closed
 
     def stop(self) -> None:
         """Stop HTTP, then the outbound follower and FIX, then flush the producer."""
         if self._server is not None and self._http_thread is not None:
             self._server.should_exit = True
             self._http_thread.join(timeout=30)
+        if self.fix_door is not None:
+            self.fix_door.stop()
         if self.outbound is not None:
             self.outbound.stop()
         if self.fix is not None:

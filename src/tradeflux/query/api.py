@@ -52,9 +52,13 @@ from tradeflux.query.readmodel import (
     RejectedTrade,
 )
 from tradeflux.query.service_metrics import ServiceScraper, ServiceStatus
+from tradeflux.security.http import EdgePolicy, Rule, SecurityMiddleware
+from tradeflux.security.tokens import SCOPE_METRICS
 from tradeflux.stream.metrics import StreamMetrics
 
 STATIC_DIR = Path(__file__).parent / "static"
+SCOPE_RULES = (Rule("/metrics", SCOPE_METRICS),)
+"""/metrics needs ``metrics``; every other path but the probes needs ``read``."""
 MAX_LIMIT = 10_000
 EVENT_KINDS = frozenset(
     {"position", "pnl", "alert", "bar", "reject", "obligation", "instrument", "account",
@@ -134,8 +138,13 @@ def create_app(
     scraper: ServiceScraper,
     metrics: StreamMetrics,
     static_dir: Path = STATIC_DIR,
+    policy: EdgePolicy | None = None,
 ) -> FastAPI:
-    """Return the ASGI app; its lifespan starts and stops the follower, the hub and the scraper."""
+    """Return the ASGI app; its lifespan starts and stops the follower, the hub and the scraper.
+
+    ``policy``: the security middleware's (bearer scopes, the dashboard's login link and
+    session cookie, Host and Origin checks, security headers); None: none of it (tests).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -160,6 +169,8 @@ def create_app(
         redoc_url=None,
     )
     _install_openapi_components(app)
+    if policy is not None:
+        app.add_middleware(SecurityMiddleware, policy=policy)
 
     @app.get("/healthz", tags=["health"], response_class=PlainTextResponse)
     def healthz() -> PlainTextResponse:

@@ -8,23 +8,32 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from tradeflux.config import Settings
-from tradeflux.query.api import create_app
+from tradeflux.query.api import SCOPE_RULES, create_app
 from tradeflux.query.follower import TopicFollower
 from tradeflux.query.live import LiveHub
 from tradeflux.query.readmodel import ReadModel
 from tradeflux.query.service_metrics import ScrapeTarget, ServiceScraper
+from tradeflux.security.policy import edge_policy, scrape_headers, uvicorn_tls
+from tradeflux.security.tokens import SCOPE_READ
 from tradeflux.stream.metrics import StreamMetrics
 
 _GRACEFUL_S = 3
 
 
 class QueryService:
-    """Everything one query process holds; ``app`` is its ASGI application."""
+    """Everything one query process holds; ``app`` is its ASGI application.
+
+    Its HTTP security comes from ``settings`` (auth, tokens, allowed hosts and origins,
+    TLS): ``read`` for the API, the stream and the dashboard (with its login link and
+    session cookie), ``metrics`` for /metrics. The scraper of the services' /metrics sends
+    the token of ``scrape_token_file``.
+    """
 
     def __init__(
         self,
@@ -43,9 +52,11 @@ class QueryService:
             on_changes=self.hub.publish,
             metrics=self.metrics,
         )
-        self.scraper = ServiceScraper(list(targets))
+        self.scraper = ServiceScraper(list(targets), headers=scrape_headers(settings))
+        self.policy = edge_policy(settings, SCOPE_RULES, SCOPE_READ, sessions=True)
+        self.tls: dict[str, Any] = uvicorn_tls(settings)
         self.app: FastAPI = create_app(
-            self.model, self.follower, self.hub, self.scraper, self.metrics
+            self.model, self.follower, self.hub, self.scraper, self.metrics, policy=self.policy
         )
 
 
@@ -73,7 +84,7 @@ class _Server(uvicorn.Server):
             self._loop.call_soon_threadsafe(self._on_exit)
 
 
-def _config(app: FastAPI) -> uvicorn.Config:
+def _config(app: FastAPI, tls: dict[str, Any]) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level="warning",
@@ -81,12 +92,13 @@ def _config(app: FastAPI) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=_GRACEFUL_S,
         ws="none",
+        **tls,
     )
 
 
 def serve(service: QueryService, host: str, port: int) -> None:
     """Serve on ``host:port`` until SIGINT/SIGTERM, then stop reading and close every stream."""
-    config = _config(service.app)
+    config = _config(service.app, service.tls)
     config.host, config.port = host, port
     _Server(config, service.hub.close).run()
 
@@ -100,8 +112,8 @@ class BackgroundServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
-        self._server = _Server(_config(service.app), service.hub.close)
+        self.url = f"{'https' if service.tls else 'http'}://{host}:{self.port}"
+        self._server = _Server(_config(service.app, service.tls), service.hub.close)
         self._thread = threading.Thread(target=self._run, name="query-http", daemon=True)
 
     def _run(self) -> None:

@@ -109,6 +109,7 @@ class ServiceScraper:
 
     targets: Sequence[ScrapeTarget]
     every_s: float = 1.0
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. a bearer token with metrics
     timeout_s: float = 0.8
     statuses: list[ServiceStatus] = field(default_factory=list)
     _previous: dict[str, _Previous] = field(default_factory=dict)
@@ -117,7 +118,7 @@ class ServiceScraper:
         """Scrape until cancelled."""
         if not self.targets:
             return
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+        async with httpx.AsyncClient(timeout=self.timeout_s, headers=self.headers) as client:
             while True:
                 await self.scrape_once(client)
                 await asyncio.sleep(self.every_s)

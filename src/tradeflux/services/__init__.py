@@ -8,7 +8,7 @@ SHIPPED = (
     "repartition",
     "analytics",
     "settlement",
-    "settlement-ticker",
+    "ticker-settlement",
     "reporting",
     "sessions",
     "allocation-feed",
@@ -17,5 +17,5 @@ SHIPPED = (
 )
 """The shipped services, in pipeline order; ``tradeflux run NAME`` runs ``<NAME>:SERVICE``.
 
-A ``-`` in NAME is a ``_`` in the module's name (``settlement-ticker``: settlement_ticker).
+A ``-`` in NAME is a ``_`` in the module's name (``ticker-settlement``: ticker_settlement).
 """

@@ -2,7 +2,7 @@
 
 The input is ``trades.enriched`` re-keyed by counterparty (services/repartition.py), so
 every obligation of a counterparty lives in one partition, plus clock ticks
-(services/settlement_ticker.py). State there: each trade's last contribution
+(services/ticker_settlement.py). State there: each trade's last contribution
 (``cpty|account|instrument|trade_id``, cancels kept as tombstones holding their version),
 each obligation's running sums (``cpty|CCY|date``), one mark per currency and settlement
 date (its cut-off and expiry), a statement counter per FINAL obligation, and stream time.

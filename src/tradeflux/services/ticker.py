@@ -11,7 +11,7 @@ data: a replay of the topic reads the same ticks in the same places.
 
 The topic must be declared with ``ticks=True`` in the registry (its readers' codec then
 decodes ticks too). ``ticker_for`` builds the service; settlement's is
-services/settlement_ticker.py.
+services/ticker_settlement.py.
 """
 
 from __future__ import annotations

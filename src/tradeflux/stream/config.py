@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +36,9 @@ class RuntimeConfig:
     cluster_wait_s: float = 300.0
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # Who may read /metrics: called with the request's headers, returns 200 (allowed) or the
+    # HTTP status to refuse with (401, 403); None: anyone who can reach the port.
+    metrics_authorize: Callable[[Mapping[str, str]], int] | None = None
     changelog_replication: int | None = None
     batch_trace: str | None = None
     # Fault injection for tests: called before each commit with the batch number.

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -36,7 +36,21 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
+)
 
 from tradeflux.stream.errors import (
     AuthorizationError,
@@ -738,8 +752,57 @@ class NewTopicSpec:
     config: Mapping[str, str]
 
 
+class Acl(NamedTuple):
+    """One ALLOW ACL: ``principal`` may ``operation`` on a resource (kafka-acls.sh's names).
+
+    ``resource_type``: topic, group, transactional_id or cluster; ``pattern``: literal or
+    prefixed; ``operation``: read, write, create, describe, ...
+    """
+
+    principal: str
+    resource_type: str
+    resource_name: str
+    pattern: str
+    operation: str
+    host: str = "*"
+
+
+def _binding(acl: Acl) -> AclBinding:
+    return AclBinding(
+        ResourceType[acl.resource_type.upper()],
+        acl.resource_name,
+        ResourcePatternType[acl.pattern.upper()],
+        acl.principal,
+        acl.host,
+        AclOperation[acl.operation.upper()],
+        AclPermissionType.ALLOW,
+    )
+
+
+def _enum_name(value: object) -> str:
+    """Return the lower-case name of a confluent-kafka enum member (typed as str or int too)."""
+    return str(getattr(value, "name", value)).lower()
+
+
+def _acl(binding: AclBinding) -> Acl:
+    return Acl(
+        binding.principal,
+        _enum_name(binding.restype),
+        binding.name,
+        _enum_name(binding.resource_pattern_type),
+        _enum_name(binding.operation),
+        binding.host,
+    )
+
+
+def _failure(exc: BaseException, op: str) -> KafkaClientError:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return classify(exc.args[0], op)
+    return KafkaClientError(f"{op}: {exc}", reason=str(exc))
+
+
 class Admin:
-    """Cluster metadata and topic administration."""
+    """Cluster metadata, topic administration, ACLs and SCRAM credentials."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._config = dict(config)
@@ -829,6 +892,55 @@ class Admin:
         except KafkaException as exc:
             _raise(exc, "describe topic configs")
         return out
+
+    def upsert_scram_users(
+        self, users: Mapping[str, str], iterations: int = 8192, timeout_s: float = 30.0
+    ) -> None:
+        """Create or update the SCRAM-SHA-512 credential of each ``user -> password``."""
+        if not users:
+            return
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, iterations)
+        changes: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(u, info, p.encode()) for u, p in users.items()
+        ]
+        futures = self._admin.alter_user_scram_credentials(changes, request_timeout=timeout_s)
+        for user, future in futures.items():
+            try:
+                future.result(timeout=timeout_s)
+            except Exception as exc:  # noqa: BLE001 - KafkaException or a timeout
+                raise _failure(exc, f"creating SCRAM user {user}") from None
+
+    def create_acls(self, acls: Sequence[Acl], timeout_s: float = 30.0) -> int:
+        """Create every ACL (an existing one is no error); return how many were sent."""
+        if not acls:
+            return 0
+        futures = self._admin.create_acls([_binding(a) for a in acls], request_timeout=timeout_s)
+        for binding, future in futures.items():
+            try:
+                future.result(timeout=timeout_s)
+            except Exception as exc:  # noqa: BLE001 - KafkaException or a timeout
+                raise _failure(exc, f"creating the ACL {_acl(binding)}") from None
+        return len(acls)
+
+    def describe_acls(self, principal: str | None = None, timeout_s: float = 30.0) -> list[Acl]:
+        """Return the cluster's ALLOW ACLs (of ``principal`` only, if given), sorted."""
+        anything: Any = None  # None matches any name, principal and host
+        flt = AclBindingFilter(
+            ResourceType.ANY,
+            anything,
+            ResourcePatternType.ANY,
+            principal if principal is not None else anything,
+            anything,
+            AclOperation.ANY,
+            AclPermissionType.ALLOW,
+        )
+        try:
+            bindings = self._admin.describe_acls(flt, request_timeout=timeout_s).result(
+                timeout=timeout_s
+            )
+        except Exception as exc:  # noqa: BLE001 - KafkaException or a timeout
+            raise _failure(exc, "describing ACLs") from None
+        return sorted(_acl(b) for b in bindings)
 
 
 def _has_leaders(topic: TopicInfo | None) -> bool:

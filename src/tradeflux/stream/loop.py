@@ -102,7 +102,7 @@ class StreamApp:
         if self.config.metrics_port is not None:
             health = HealthServer(
                 self.metrics, self.config.metrics_port, self._alive, self.ready,
-                host=self.config.metrics_host,
+                host=self.config.metrics_host, authorize=self.config.metrics_authorize,
             )  # fmt: skip
             health.start()
             self.health_port = health.port
@@ -144,7 +144,9 @@ class StreamApp:
             self._patience("topic metadata"), self._client(), cfg.changelog_replication,
         )  # fmt: skip
         for spec in self.service.global_tables:
-            table = GlobalTable(spec, cfg.topic_prefix + spec.topic, self._client())
+            table = GlobalTable(
+                spec, cfg.topic_prefix + spec.topic, self._client(), f"{self.group_id}-table"
+            )
             self._tables[spec.name] = table
             table.load(self._patience(f"global table {spec.name}"))
         self._producer = self._new_producer()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
@@ -223,7 +223,12 @@ def publish_gauges(
 
 
 class HealthServer:
-    """Serves /metrics, /healthz (the loop turns) and /readyz (restored and caught up)."""
+    """Serves /metrics, /healthz (the loop turns) and /readyz (restored and caught up).
+
+    ``authorize``, if given, decides who may read /metrics: called with the request's
+    headers, it returns 200 to allow or the status to refuse with (401, 403). /healthz and
+    /readyz stay open: probes carry no credentials.
+    """
 
     def __init__(
         self,
@@ -232,12 +237,22 @@ class HealthServer:
         alive: Callable[[], bool],
         ready: Callable[[], bool],
         host: str = "127.0.0.1",
+        authorize: Callable[[Mapping[str, str]], int] | None = None,
     ) -> None:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
-                if self.path.startswith("/metrics"):
+                refused = 200
+                if self.path.startswith("/metrics") and authorize is not None:
+                    refused = authorize(dict(self.headers.items()))
+                if refused != 200:
+                    body, ctype, code = (
+                        b"metrics need a bearer token with the metrics scope\n",
+                        "text/plain",
+                        refused,
+                    )
+                elif self.path.startswith("/metrics"):
                     body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
                 elif self.path.startswith("/healthz"):
                     ok = alive()
@@ -256,6 +271,8 @@ class HealthServer:
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)
+                if code == 401:
+                    self.send_header("WWW-Authenticate", 'Bearer realm="tradeflux"')
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -25,13 +25,21 @@ log = logging.getLogger("tradeflux.stream.tables")
 class GlobalTable(Mapping[str, Any]):
     """A read-only map of a compacted topic's latest value per key."""
 
-    def __init__(self, spec: GlobalTableSpec, topic: str, client: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        spec: GlobalTableSpec,
+        topic: str,
+        client: Mapping[str, Any],
+        group_id: str | None = None,
+    ) -> None:
         self.spec = spec
         self.topic = topic
         self._data: dict[str, Any] = {}
         self.bad_records = 0
         self.changed: set[str] = set()
-        self._reader = PartitionReader(client, on_error=self._note)
+        # The group id is never joined or committed, but an authorizer checks it: keep it
+        # under the service's own group prefix (``<service>-table``).
+        self._reader = PartitionReader(client, group_id, on_error=self._note)
         self._partitions: list[int] = []
         self._loaded = False
 

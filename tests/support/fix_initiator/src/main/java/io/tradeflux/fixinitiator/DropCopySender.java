@@ -67,6 +67,9 @@ import quickfix.fix44.TradeCaptureReport;
  * of stdin) logs out.
  *
  * <p>Usage: {@code java -jar fix-initiator.jar HOST PORT SENDER TARGET PLAN.csv RATE WORKDIR}
+ *
+ * <p>TLS when {@code FIX_TLS_TRUSTSTORE} (PKCS12, password {@code FIX_TLS_PASSWORD}) names the
+ * CA to trust; {@code FIX_TLS_KEYSTORE} adds a client certificate.
  */
 public final class DropCopySender implements Application {
 
@@ -112,6 +115,7 @@ public final class DropCopySender implements Application {
             "TargetCompID=" + target,
             "SocketConnectHost=" + host,
             "SocketConnectPort=" + port,
+            tlsSettings(),
             "");
         SessionSettings settings = new SessionSettings(
             new java.io.ByteArrayInputStream(config.getBytes(StandardCharsets.UTF_8)));
@@ -159,6 +163,26 @@ public final class DropCopySender implements Application {
         say("STOPPING possdup_sent=" + possDupSent.get());
         initiator.stop();
         System.exit(0);
+    }
+
+    private static String tlsSettings() {
+        String trust = System.getenv("FIX_TLS_TRUSTSTORE");
+        if (trust == null || trust.isEmpty()) {
+            return "";
+        }
+        String password = System.getenv().getOrDefault("FIX_TLS_PASSWORD", "changeit");
+        List<String> lines = new ArrayList<>(List.of(
+            "SocketUseSSL=Y",
+            "SocketTrustStore=" + trust,
+            "SocketTrustStorePassword=" + password,
+            "SocketTrustStoreType=PKCS12"));
+        String key = System.getenv("FIX_TLS_KEYSTORE");
+        if (key != null && !key.isEmpty()) {
+            lines.add("SocketKeyStore=" + key);
+            lines.add("SocketKeyStorePassword=" + password);
+            lines.add("SocketKeyStoreType=PKCS12");
+        }
+        return String.join("\n", lines);
     }
 
     private static List<Map<String, String>> readPlan(Path plan) throws Exception {

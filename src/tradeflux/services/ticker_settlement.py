@@ -16,7 +16,7 @@ from tradeflux.stream.topology import Service
 def build(settings: Settings | None = None) -> Service:
     """Return the ticker of ``trades.by_counterparty``, every ``tick_ms``."""
     every_ms = (settings or Settings()).tick_ms
-    return ticker_for(topics.BY_COUNTERPARTY, every_ms, name="settlement-ticker")
+    return ticker_for(topics.BY_COUNTERPARTY, every_ms, name="ticker-settlement")
 
 
 SERVICE = build()
