@@ -45,9 +45,11 @@ class TopicState:
     in_sync: tuple[int, ...]  # smallest ISR size over the partitions, per partition order
 
 
-def _metadata(settings: Settings, timeout_s: float) -> ClusterMetadata:
+def _metadata(
+    settings: Settings, timeout_s: float, topics: list[str] | None = None
+) -> ClusterMetadata:
     try:
-        return admin(settings).metadata(timeout_s)
+        return admin(settings).metadata(timeout_s, topics=topics)
     except KafkaClientError as exc:
         raise unreachable(settings, timeout_s, exc) from None
 
@@ -64,7 +66,8 @@ def create_topics(
     controller committed it). Raises TopicError when an existing topic has a different
     cleanup policy or breaks co-partitioning with the rest of its group.
     """
-    meta = _metadata(settings, timeout_s)
+    specs = topic_specs(topic_set)
+    meta = _metadata(settings, timeout_s, [settings.topic_prefix + s.name for s in specs])
     brokers = len(meta.brokers)
     replication = settings.replication or min(3, brokers)
     if replication > brokers:
@@ -72,7 +75,6 @@ def create_topics(
             f"replication {replication} needs at least {replication} brokers, the cluster has "
             f"{brokers}; lower --replication"
         )
-    specs = topic_specs(topic_set)
     wanted = [s for s in specs if settings.topic_prefix + s.name not in meta.topics]
     outcome = {settings.topic_prefix + s.name: "exists" for s in specs}
     client = admin(settings)
@@ -147,7 +149,7 @@ def describe_topics(
     settings: Settings, names: list[str] | None = None, timeout_s: float = 10.0
 ) -> list[TopicState]:
     """Describe ``names`` (default: every non-internal topic) from metadata and configs."""
-    meta = _metadata(settings, timeout_s)
+    meta = _metadata(settings, timeout_s, names)
     if names is None:
         names = sorted(n for n in meta.topics if not n.startswith("__"))
     missing = [n for n in names if n not in meta.topics]

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import exchange_calendars as xcals  # type: ignore[import-untyped]
-
 from tradeflux.errors import TradefluxError
 
 SUPPORTED_START = dt.date(2000, 1, 1)
@@ -60,6 +58,8 @@ def known_mics() -> frozenset[str]:
     Its calendar names, and those of its aliases that are MICs too (``XNAS`` for the
     XNYS calendar); not its other aliases (``NYSE``, ``HKEX``), which are no MICs.
     """
+    import exchange_calendars as xcals  # type: ignore[import-untyped]  # pandas: seconds
+
     names: set[str] = set(xcals.get_calendar_names(include_aliases=False))
     aliases = set(xcals.get_calendar_names(include_aliases=True)) - names
     names |= {a for a in aliases if a.startswith("X")}
@@ -78,6 +78,8 @@ def _build(mic: str, start: dt.date, end: dt.date) -> _Sessions:
         with warnings.catch_warnings():  # its use of pandas APIs deprecated in pandas 3
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
+            import exchange_calendars as xcals  # imported when a calendar is first needed
+
             calendar: Any = xcals.get_calendar(mic, start=start.isoformat(), end=end.isoformat())
     except ValueError as exc:  # exchange_calendars' errors: outside the calendar's bounds
         raise CalendarError(

@@ -34,6 +34,7 @@ from confluent_kafka import (
     KafkaException,
     Message,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import (
@@ -808,9 +809,18 @@ class Admin:
         self._config = dict(config)
         self._admin = _make(AdminClient, _client_config(config))
 
-    def metadata(self, timeout_s: float = 10.0) -> ClusterMetadata:
-        """Return the brokers and the (healthy) topics the cluster lists."""
-        return _metadata(self._admin, timeout_s)
+    def metadata(
+        self, timeout_s: float = 10.0, topics: Sequence[str] | None = None
+    ) -> ClusterMetadata:
+        """Return the brokers and the (healthy) topics the cluster lists.
+
+        ``topics``: only these are described (``()``: the brokers alone); None: every topic.
+        """
+        if topics is None:
+            return _metadata(self._admin, timeout_s)
+        brokers = _metadata_brokers(self._admin, timeout_s)
+        described = _describe(self._admin, topics, timeout_s) if topics else {}
+        return ClusterMetadata(brokers, {n: t for n, t in described.items() if t is not None})
 
     def describe_cluster(self, timeout_s: float = 10.0) -> tuple[str, int | None, list[TP]]:
         """Return the cluster id, the controller's node id and the nodes ``(host:port, id)``."""
@@ -821,6 +831,16 @@ class Admin:
         nodes = [(f"{n.host}:{n.port}", n.id) for n in got.nodes]
         controller = got.controller.id if got.controller is not None else None
         return str(got.cluster_id), controller, nodes
+
+    def describe_topics(
+        self, names: Sequence[str], timeout_s: float = 10.0
+    ) -> dict[str, TopicInfo | None]:
+        """Return ``names`` as the cluster describes them (None: no such topic).
+
+        Asks for these topics only, not the whole cluster's metadata (a bank's cluster may
+        hold thousands of topics).
+        """
+        return _describe(self._admin, names, timeout_s)
 
     def create_topics(
         self, specs: Sequence[NewTopicSpec], timeout_s: float = 15.0
@@ -845,27 +865,32 @@ class Admin:
         return out
 
     def await_topics(self, names: Sequence[str], timeout_s: float = 30.0) -> None:
-        """Wait until EVERY broker's metadata lists ``names`` with a leader per partition.
+        """Wait until EVERY broker describes ``names`` with a leader per partition.
 
         CreateTopics answers once the controller committed the topics; each broker learns
         of them a moment later, and a client asking another broker in between would be
         told they do not exist. Raises TopicMissingError at the deadline.
         """
+        if not names:
+            return
         deadline = time.monotonic() + timeout_s
-        brokers = self.metadata(timeout_s).brokers
+        brokers = self.metadata(timeout_s, topics=()).brokers
+        clients = {
+            f"{host}:{port}": _make(
+                AdminClient, _client_config(self._config, **{"bootstrap.servers": f"{host}:{port}"})
+            )
+            for _node, host, port in brokers
+        }
         pending: list[str] = list(names)
         while True:
             pending = []
-            for _node, host, port in brokers:
-                single = AdminClient(
-                    _client_config(self._config, **{"bootstrap.servers": f"{host}:{port}"})
-                )
+            for address, single in clients.items():
                 try:
-                    meta = _metadata(single, 5.0)
+                    described = _describe(single, names, 5.0)
                 except KafkaClientError:
-                    pending.append(f"(broker {host}:{port} not answering)")
+                    pending.append(f"(broker {address} not answering)")
                     continue
-                pending += [n for n in names if not _has_leaders(meta.topics.get(n))]
+                pending += [n for n in names if not _has_leaders(described.get(n))]
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -949,6 +974,54 @@ def _has_leaders(topic: TopicInfo | None) -> bool:
         and bool(topic.partitions)
         and all(p.leader >= 0 for p in topic.partitions.values())
     )
+
+
+def _metadata_brokers(admin: AdminClient, timeout_s: float) -> tuple[tuple[int, str, int], ...]:
+    """Return the cluster's brokers ``(id, host, port)`` (DescribeCluster: no topic listed)."""
+    try:
+        got = admin.describe_cluster(request_timeout=timeout_s).result(timeout=timeout_s)
+    except KafkaException as exc:
+        _raise(exc, "describe cluster")
+    except Exception as exc:  # noqa: BLE001 - a timeout of the future
+        raise TransientKafkaError(f"describe cluster: {exc}", "_TIMED_OUT") from None
+    return tuple(sorted((n.id, str(n.host), n.port) for n in got.nodes))
+
+
+def _describe(
+    admin: AdminClient, names: Sequence[str], timeout_s: float
+) -> dict[str, TopicInfo | None]:
+    """Describe ``names``; None for a topic the cluster does not have."""
+    if not names:
+        return {}
+    try:
+        futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=timeout_s)
+    except KafkaException as exc:
+        _raise(exc, "describe topics")
+    out: dict[str, TopicInfo | None] = {}
+    for name, future in futures.items():
+        try:
+            got = future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+                out[name] = None
+                continue
+            raise classify(err, f"describe topic {name}") from None
+        except Exception as exc:  # noqa: BLE001 - a timeout of the future
+            raise TransientKafkaError(f"describe topic {name}: {exc}", "_TIMED_OUT") from None
+        out[name] = TopicInfo(
+            name,
+            {
+                p.id: PartitionInfo(
+                    p.id,
+                    p.leader.id if p.leader is not None else -1,
+                    tuple(n.id for n in p.replicas),
+                    tuple(n.id for n in p.isr),
+                )
+                for p in got.partitions
+            },
+        )
+    return out
 
 
 def _metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:

@@ -44,11 +44,13 @@ def provision(
     replication: int | None = None,
 ) -> Layout:
     """Check the service's topics, create its missing changelogs, and return their layout."""
-    meta = patience.run(lambda: admin.metadata(10.0))
     inputs = [prefix + t.name for t in service.inputs]
     outputs = [prefix + t.name for t in service.outputs]
     if service.dead_letter_topic:
         outputs.append(prefix + service.dead_letter_topic)
+    wanted = list(changelogs.values())
+    named = list(dict.fromkeys([*inputs, *outputs, *wanted]))
+    meta = patience.run(lambda: admin.metadata(10.0, topics=named))
     missing = [t for t in [*inputs, *outputs] if t not in meta.topics]
     if missing:
         raise TopicMissingError(
@@ -62,7 +64,6 @@ def provision(
             f"service {service.name}: its inputs must have the same partition count ({detail})"
         )
     partitions = len(meta.topics[inputs[0]].partitions)
-    wanted = list(changelogs.values())
     new = [
         NewTopicSpec(
             topic,
@@ -81,7 +82,7 @@ def provision(
     if wanted:
         # Also when they existed: another instance may have created them a moment ago.
         admin.await_topics(wanted, timeout_s=max(30.0, patience.deadline_s))
-        meta = patience.run(lambda: admin.metadata(10.0))
+        meta = patience.run(lambda: admin.metadata(10.0, topics=named))
     for topic in wanted:
         have = len(meta.topics[topic].partitions)
         if have != partitions:
@@ -91,11 +92,11 @@ def provision(
                 "only by a replay) or recreate the input"
             )
     producer_max = int(client.get("message.max.bytes", _PRODUCER_MAX_BYTES))
-    named = [*outputs, *wanted]
-    configs = patience.run(lambda: admin.topic_configs(named))
+    sized = [*outputs, *wanted]
+    configs = patience.run(lambda: admin.topic_configs(sized))
     limits = {
         t: min(producer_max, int(configs.get(t, {}).get("max.message.bytes", producer_max)))
-        for t in named
+        for t in sized
     }
     return Layout(
         input_partitions=partitions,
