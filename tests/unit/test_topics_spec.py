@@ -117,3 +117,14 @@ def test_refdata_set_holds_the_compacted_reference_and_market_data_topics() -> N
 
 def test_topic_set_values_are_the_cli_choices() -> None:
     assert [s.value for s in TopicSet] == ["all", "core", "refdata"]
+
+
+def test_the_topic_table_in_the_docs_is_the_registrys() -> None:
+    from tests.support.kafka_tools import REPO
+    from tradeflux.topics import markdown_table
+
+    doc = (REPO / "docs" / "topics.md").read_text()
+    table = doc.split("<!-- registry table: begin -->\n", 1)[1].split(
+        "<!-- registry table: end -->"
+    )[0]
+    assert table == markdown_table(), "regenerate the table of docs/topics.md from the registry"

@@ -10,7 +10,7 @@ import {
   type ISeriesApi,
   type UTCTimestamp,
 } from "lightweight-charts";
-import type { JsonObject } from "./api";
+import type { Bar } from "./api";
 import { num } from "./format";
 
 export const UP = "#26d07c";
@@ -56,41 +56,31 @@ export interface Candle {
   volume: number;
   vwap: string | null;
   count: number | null;
-  raw: JsonObject;
-}
-
-function field(bar: JsonObject, ...names: string[]): unknown {
-  for (const name of names) {
-    if (bar[name] !== undefined && bar[name] !== null) return bar[name];
-  }
-  return undefined;
+  raw: Bar;
 }
 
 /** The instrument a bar belongs to. */
-export function barInstrument(bar: JsonObject): string {
-  return String(field(bar, "instrument", "instrument_id", "symbol") ?? "");
+export function barInstrument(bar: Bar): string {
+  return String(bar.instrument ?? "");
 }
 
-/** Read a bar: time from window_start (or start/time), OHLC, volume, VWAP, count. */
-export function toCandle(bar: JsonObject): Candle | null {
-  const t = field(bar, "window_start", "start", "time", "open_time");
-  const ms = typeof t === "number" ? (t > 1e12 ? t : t * 1000) : Date.parse(String(t));
-  const open = Number(field(bar, "open", "o"));
-  const high = Number(field(bar, "high", "h"));
-  const low = Number(field(bar, "low", "l"));
-  const close = Number(field(bar, "close", "c"));
+/** Read a bar (Bar, generated from domain/schemas.py): window start, OHLC, volume, VWAP. */
+export function toCandle(bar: Bar): Candle | null {
+  const ms = Date.parse(String(bar.window_start));
+  const open = Number(bar.open);
+  const high = Number(bar.high);
+  const low = Number(bar.low);
+  const close = Number(bar.close);
   if (!Number.isFinite(ms) || ![open, high, low, close].every(Number.isFinite)) return null;
-  const vwap = field(bar, "vwap");
-  const count = field(bar, "count", "trades", "trade_count");
   return {
     time: Math.floor(ms / 1000) as UTCTimestamp,
     open,
     high,
     low,
     close,
-    volume: Number(field(bar, "volume", "qty", "quantity") ?? 0) || 0,
-    vwap: vwap === undefined ? null : String(vwap),
-    count: count === undefined ? null : Number(count),
+    volume: Number(bar.volume ?? 0) || 0,
+    vwap: bar.vwap === undefined || bar.vwap === null ? null : String(bar.vwap),
+    count: bar.count === undefined || bar.count === null ? null : Number(bar.count),
     raw: bar,
   };
 }

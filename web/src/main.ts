@@ -9,7 +9,8 @@ import {
   type Confirmation,
   type FollowerStatus,
   type ObligationStatement,
-  type JsonObject,
+  type Bar,
+  type RiskAlert,
   type Page,
   type Position,
   type RejectedTrade,
@@ -35,7 +36,7 @@ export interface State {
   positions: Map<string, Position>;
   changed: Map<string, number>; // key -> time of the last live change (for the flash)
   pnl: Map<string, AccountPnL>;
-  alerts: JsonObject[];
+  alerts: RiskAlert[];
   rejects: RejectedTrade[];
   reasons: Map<string, number>;
   bars: Map<string, Map<number, Candle>>;
@@ -43,7 +44,7 @@ export interface State {
   finals: Map<string, FinalObligation>;
   status: Status | null;
   accountFilter: string | null;
-  newAlerts: Set<JsonObject>;
+  newAlerts: Set<RiskAlert>;
   newRejects: Set<RejectedTrade>;
   postTrade: PostTradeState;
 }
@@ -111,7 +112,7 @@ function selectAccount(account: string | null): void {
 
 // -- bars ---------------------------------------------------------------------------------
 
-function addBar(raw: JsonObject): Candle | null {
+function addBar(raw: Bar): Candle | null {
   const candle = toCandle(raw);
   const instrument = barInstrument(raw);
   if (!candle || !instrument) return null;
@@ -205,7 +206,7 @@ function onEvent(kind: string, data: unknown): void {
       break;
     }
     case "alert": {
-      const a = data as JsonObject;
+      const a = data as RiskAlert;
       state.alerts.unshift(a);
       state.newAlerts.add(a);
       state.alerts.length = Math.min(state.alerts.length, MAX_FEED);
@@ -222,7 +223,7 @@ function onEvent(kind: string, data: unknown): void {
       break;
     }
     case "bar": {
-      const raw = data as JsonObject;
+      const raw = data as Bar;
       const instrument = barInstrument(raw);
       const known = state.bars.has(instrument);
       const candle = addBar(raw);
@@ -282,9 +283,9 @@ async function loadSnapshots(): Promise<void> {
   const [positions, pnl, alerts, rejects, bars, finals, status, allocations, acks, confirmations, overdue] = await Promise.all([
     getJson<Page<Position>>("/v1/positions?limit=10000"),
     getJson<Page<AccountPnL>>("/v1/pnl?limit=10000"),
-    getJson<Page<JsonObject>>(`/v1/alerts?limit=${MAX_FEED}`),
+    getJson<Page<RiskAlert>>(`/v1/alerts?limit=${MAX_FEED}`),
     getJson<Page<RejectedTrade>>(`/v1/rejects?limit=${MAX_FEED}`),
-    getJson<Page<JsonObject>>("/v1/bars?limit=10000"),
+    getJson<Page<Bar>>("/v1/bars?limit=10000"),
     getJson<Page<FinalObligation>>("/v1/settlement/final?limit=10000"),
     getJson<Status>("/v1/status"),
     getJson<Page<Allocation>>(`/v1/allocations?limit=${MAX_FEED}`),

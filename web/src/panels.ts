@@ -1,5 +1,5 @@
 // The tables, feeds and figures of the dashboard, rendered from the page's state.
-import type { AccountPnL, FinalObligation, JsonObject, Position, RejectedTrade } from "./api";
+import type { AccountPnL, FinalObligation, Position, RejectedTrade, RiskAlert } from "./api";
 import { clock, count, money, num, rate, signClass, stamp } from "./format";
 import type { State } from "./main";
 
@@ -159,28 +159,24 @@ interface AlertView {
   message: string;
 }
 
-function pick(a: JsonObject, ...names: string[]): string {
-  for (const n of names) {
-    const v = a[n];
-    if (v !== undefined && v !== null && v !== "") return String(v);
-  }
-  return "";
+function text(v: unknown): string {
+  return v === undefined || v === null ? "" : String(v);
 }
 
-/** Read an alert whatever the risk service named its fields (documented in query/readmodel.py). */
-export function readAlert(a: JsonObject): AlertView {
-  const kind = pick(a, "status", "state", "kind", "event", "type", "alert_type").toUpperCase();
-  const st = /CLEAR|RESOLV|NORMAL|OK\b/.test(kind) ? "clear" : /BREACH|EXCEED|VIOLAT|OVER/.test(kind) ? "breach" : "info";
+/** Read a risk alert (RiskAlert, generated from domain/schemas.py). */
+export function readAlert(a: RiskAlert): AlertView {
+  const status = text(a.status).toUpperCase();
+  const st = status === "CLEARED" ? "clear" : status === "BREACHED" ? "breach" : "info";
   return {
     state: st,
-    label: st === "breach" ? "BREACH" : st === "clear" ? "CLEARED" : kind || "ALERT",
-    account: pick(a, "account", "account_id"),
-    limit: pick(a, "limit", "limit_type", "limit_name", "metric", "rule", "check"),
-    value: pick(a, "value", "exposure", "current", "actual", "observed") || null,
-    threshold: pick(a, "threshold", "limit_value", "max", "allowed", "limit_amount") || null,
-    instrument: pick(a, "instrument", "instrument_id"),
-    time: pick(a, "time", "as_of", "event_time", "detected_at", "timestamp", "at"),
-    message: pick(a, "message", "detail", "description", "reason"),
+    label: st === "breach" ? "BREACH" : st === "clear" ? "CLEARED" : status || "ALERT",
+    account: text(a.account),
+    limit: text(a.limit),
+    value: text(a.value) || null,
+    threshold: text(a.threshold) || null,
+    instrument: text(a.instrument),
+    time: text(a.time),
+    message: text(a.message),
   };
 }
 
@@ -226,7 +222,7 @@ export function renderAlerts(state: State, feed: HTMLElement, hint: HTMLElement)
 }
 
 /** Breaches whose latest alert (per account, limit, instrument) is not a clearing. */
-export function activeBreaches(alerts: JsonObject[]): number {
+export function activeBreaches(alerts: RiskAlert[]): number {
   const latest = new Map<string, AlertView["state"]>();
   for (const a of alerts) {
     const v = readAlert(a); // newest first: the first one seen per key is the latest
