@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from tradeflux.cli import broker, security, services  # noqa: F401 - registers the commands
+from tradeflux.cli import broker, redrive, security, services  # noqa: F401 - registers the commands
 from tradeflux.cli.app import _state, app, err_console
 from tradeflux.errors import TradefluxError
 

@@ -64,6 +64,7 @@ class Checkpoint:
         ]
         self.out_counts: dict[str, int] = {}
         self.produced_us = 0
+        self.commit_started_us = 0
         self.committed_us = 0
 
     def run(
@@ -107,6 +108,7 @@ class Checkpoint:
             )
         if before_commit is not None:
             before_commit(self.seq)
+        self.commit_started_us = now_us()
         patience("commit").run(lambda: producer.commit(timeout_s))
         self.committed_us = now_us()
 

@@ -17,8 +17,9 @@ class RuntimeConfig:
     record (0: no time budget); an idle instance waits at most ``batch_max_wait_ms`` for
     its first record. ``cluster_wait_s`` is how long a transient cluster failure is waited
     out before the instance exits. ``batch_trace`` names a file that gets one line per
-    committed batch (``service;instance;batch;produced_us;committed_us;records``), for the
-    latency breakdown of bench/latency.py.
+    committed batch (``batch committed service=S instance=I batch=N records=R
+    produced_us=... commit_started_us=... commit_ended_us=...``, epoch microseconds), for
+    the latency breakdown of bench/latency.py.
     """
 
     client: dict[str, Any]

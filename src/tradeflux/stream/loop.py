@@ -277,6 +277,10 @@ class StreamApp:
         started = now_us()
         for tp, msgs in by_tp.items():
             active[tp].process(msgs, fetched[tp], started // 1000)
+        count = sum(len(m) for m in by_tp.values())
+        # The cost per record that sizes the next batches: records only, not the timers
+        # (a timer over every key would make records look dear and batches needlessly small).
+        self._intake.measured(count, now_us() - started)
         timed = []
         if self.service.punctuators:
             now_ms = int(time.time() * 1000)
@@ -284,8 +288,6 @@ class StreamApp:
         if not by_tp and not timed:
             return
         processed = now_us()
-        count = sum(len(m) for m in by_tp.values())
-        self._intake.measured(count, processed - started)
         self.metrics.process_s.labels(**self.metrics.labels()).observe((processed - started) / 1e6)
         touched = [active[tp] for tp in by_tp]
         touched += [t for t in timed if t not in touched]
@@ -385,8 +387,11 @@ class StreamApp:
         record_batch(self.metrics, checkpoint, by_tp, count)
         if self._trace is not None:
             self._trace.write(
-                f"{self.service.name};{self.config.instance_id};{checkpoint.seq};"
-                f"{checkpoint.produced_us};{checkpoint.committed_us};{count}\n"
+                f"batch committed service={self.service.name} "
+                f"instance={self.config.instance_id} batch={checkpoint.seq} records={count} "
+                f"produced_us={checkpoint.produced_us} "
+                f"commit_started_us={checkpoint.commit_started_us} "
+                f"commit_ended_us={checkpoint.committed_us}\n"
             )
 
     def _publish_gauges(self) -> None:
