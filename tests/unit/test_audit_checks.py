@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 import msgspec
+import pytest
 
 from tests.support.pipeline import REFDATA_DIR
 from tests.support.reference import positions_from, run_reference
@@ -17,6 +18,7 @@ from tests.support.settlement import expected_obligations
 from tradeflux.audit import conservation, folds
 from tradeflux.audit.cuts import Cut, Stage
 from tradeflux.audit.logs import Rec, RecordLog
+from tradeflux.audit.replay import ReplayError, parse_time
 from tradeflux.audit.report import compare
 from tradeflux.domain.schemas import AccountPnL, EnrichedTrade, Position, Price, RiskAlert
 from tradeflux.services import repartition, validator
@@ -283,3 +285,13 @@ def test_compare_shows_only_the_fields_that_differ() -> None:
     assert compare("k", POSITION, POSITION) is None
     missing = compare("k", POSITION, None)
     assert missing is not None and missing.found == "-"
+
+
+def test_replay_times_take_a_zone_or_epoch_milliseconds() -> None:
+    assert parse_time("2026-01-02T16:00:00Z") == 1767369600000
+    assert parse_time("2026-01-02T17:00:00+01:00") == 1767369600000
+    assert parse_time("1767369600000") == 1767369600000
+    with pytest.raises(ReplayError, match="no time zone"):
+        parse_time("2026-01-02T16:00:00")
+    with pytest.raises(ReplayError, match="not a time"):
+        parse_time("yesterday")

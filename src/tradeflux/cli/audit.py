@@ -1,4 +1,4 @@
-"""``tradeflux audit``: the operator's daily control (docs/audit.md)."""
+"""``tradeflux audit`` and ``tradeflux replay``: the operator's controls (docs/audit.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import time
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tradeflux.cli.app import _state, app, console, err_console
@@ -14,12 +21,12 @@ from tradeflux.errors import TradefluxError
 
 
 class ReadProgress:
-    """Progress of the topic reads: bars on a terminal, a line per finished read otherwise."""
+    """Progress of long reads: bars on a terminal, otherwise a line now and then per read."""
 
     def __init__(self) -> None:
         self._bars: Progress | None = None
-        self._tasks: dict[str, object] = {}
-        self._last_line = 0.0
+        self._tasks: dict[str, TaskID] = {}
+        self._lines: dict[str, tuple[float, int, bool]] = {}  # what: (when, records, done)
         if err_console.is_terminal:
             self._bars = Progress(
                 TextColumn("{task.description}"),
@@ -39,21 +46,25 @@ class ReadProgress:
         if self._bars is not None:
             self._bars.stop()
 
-    def update(self, topic: str, done: int, total: int, records: int) -> None:
-        """Show how far the current read of ``topic`` has got (offsets; records read)."""
+    def update(self, what: str, done: int, total: int, records: int) -> None:
+        """Show that ``what`` is ``done`` of ``total`` offsets in, ``records`` records."""
         if total < 1:
             return
+        finished = done >= total
         if self._bars is None:
             now = time.monotonic()
-            if done >= total or now - self._last_line > 5.0:
-                self._last_line = now
-                state = "read" if done >= total else "reading"
-                err_console.print(f"{state} {topic}: {records:,} records", markup=False)
+            last = self._lines.get(what)
+            if last is not None and (last[1], last[2]) == (records, finished):
+                return
+            if last is None or finished or now - last[0] > 5.0:
+                self._lines[what] = (now, records, finished)
+                state = " (done)" if finished else ""
+                err_console.print(f"{what}: {records:,} records{state}", markup=False)
             return
-        task = self._tasks.get(topic)
+        task = self._tasks.get(what)
         if task is None:
-            task = self._tasks[topic] = self._bars.add_task(f"reading {topic}", total=total)
-        self._bars.update(task, completed=done, total=total)  # type: ignore[arg-type]
+            task = self._tasks[what] = self._bars.add_task(what, total=total)
+        self._bars.update(task, completed=done, total=total)
 
 
 def _services(text: str | None) -> tuple[str, ...] | None:
@@ -116,6 +127,7 @@ def audit(
     differences (the first ones shown per check, expected vs found), 2 the audit could
     not be made.
     """
+    from tradeflux.audit.logs import AuditError
     from tradeflux.audit.run import AuditOptions, run_audit
 
     settings = _state.settings(topic_prefix=prefix)
@@ -173,9 +185,121 @@ def audit(
         raise typer.Exit(1)
     ran = [r.check for r in report.results if r.skipped is None]
     if not ran:
-        raise TradefluxError(
-            "audit: no check could run (see the reasons above); check --prefix and that the "
-            "services have run"
+        raise AuditError(
+            "no check could run (see the reasons above); check --prefix, and that the "
+            "services have committed something"
         )
     console.print(f"audit: no difference ({', '.join(ran)})", markup=False)
 
+
+@app.command("replay")
+def replay(
+    from_time: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Start of the range: ISO 8601 with a zone (2026-01-02T09:00:00Z) or epoch ms "
+            "[default: the beginning of trades.raw]",
+        ),
+    ] = None,
+    to_time: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="End of the range, exclusive (same forms); the tables are copied as they "
+            "were then [default: the end of trades.raw now]",
+        ),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(help="Prefix of the live system's topics [env: TRADEFLUX_TOPIC_PREFIX]"),
+    ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            help="Fresh prefix to replay into; none of its topics may exist "
+            "[default: <prefix>replay-<UTC time>-]"
+        ),
+    ] = None,
+    services: Annotated[
+        str,
+        typer.Option(help="Services to run, comma-separated (any of the shipped ones)."),
+    ] = "validator,positions,pnl,repartition,settlement",
+    tables: Annotated[
+        str,
+        typer.Option(
+            help="Reference and market data to copy: 'to' (each key's last value before "
+            "--to) or 'latest' (each key's latest value)."
+        ),
+    ] = "to",
+    timeout_s: Annotated[
+        float, typer.Option(help="Longest the services may take to process the range, s.")
+    ] = 600.0,
+) -> None:
+    """Re-run a time range of trades.raw through the services into a fresh topic prefix.
+
+    The range is, per partition, the offsets from the first record at or after --from to
+    the first at or after --to (offsets for times). The fresh prefix's topics are created
+    as `tradeflux topics create` does (the source's partition count); the reference data
+    and market data are copied as they were at --to (per key, the last record before it
+    that the compacted topic still holds); the range's records are copied with their
+    keys, headers and timestamps. The services then run as subprocesses (`tradeflux run`,
+    the production code path) until they have committed everything and their outputs
+    are quiet, and are stopped.
+
+    The replay starts from nothing at --from: for positions, P&L and obligations as they
+    were at a moment, replay from the beginning to that moment, then read them with
+    `tradeflux query --prefix INTO` or check them with `tradeflux audit --prefix INTO`.
+    """
+    import datetime as dt
+
+    from tradeflux.audit.replay import ReplayOptions, parse_time
+    from tradeflux.audit.replay import replay as run_replay
+
+    if tables not in ("to", "latest"):
+        raise TradefluxError(f"--tables {tables!r}: give 'to' or 'latest'")
+    settings = _state.settings(topic_prefix=prefix)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    into_prefix = into or f"{settings.topic_prefix}replay-{stamp}-"
+    cli_args = ["--bootstrap", settings.bootstrap]
+    if _state.config is not None:
+        cli_args += ["--config", str(_state.config)]
+    options = ReplayOptions(
+        source_prefix=settings.topic_prefix,
+        into_prefix=into_prefix,
+        from_ms=None if from_time is None else parse_time(from_time),
+        to_ms=None if to_time is None else parse_time(to_time),
+        services=tuple(s.strip() for s in services.split(",") if s.strip()),
+        tables="to" if tables == "to" else "latest",
+        log_dir=settings.runtime_dir / "replay" / into_prefix.rstrip("-."),
+        cli_args=tuple(cli_args),
+        timeout_s=timeout_s,
+    )
+
+    def status(line: str) -> None:
+        err_console.print(f"replay: {line}", markup=False)
+
+    with ReadProgress() as progress:
+        report = run_replay(settings, options, status, progress)
+    copied = Table("table", "keys copied", "left out (only newer)", "removed", title="tables")
+    for name, copy in report.tables.items():
+        copied.add_row(name, f"{copy.copied:,}", f"{copy.newer_only:,}", f"{copy.removed:,}")
+    console.print(copied)
+    outputs = Table("topic", "records", "keys", title=f"replayed into {report.into_prefix}")
+    outputs.add_row("trades.raw", f"{report.raw_copied:,}", "")
+    for name, (records, keys) in report.outputs.items():
+        outputs.add_row(name, f"{records:,}", f"{keys:,}")
+    console.print(outputs)
+    if report.misplaced:
+        detail = ", ".join(f"[{p}] {n:+}" for p, n in sorted(report.misplaced.items()))
+        console.print(
+            f"warning: records landed in other partitions than in the source ({detail}): "
+            "keyless, or partitioned by a producer other than murmur2; their outcomes may "
+            "differ from the live ones",
+            markup=False,
+        )
+    console.print(
+        f"replay done in {report.seconds:.1f} s; read it with `tradeflux query --prefix "
+        f"{report.into_prefix}`, check it with `tradeflux audit --prefix {report.into_prefix}`",
+        markup=False,
+    )
