@@ -33,8 +33,8 @@ class AuditError(TradefluxError):
 class Progress(Protocol):
     """Told how far the reading of each topic has got (for a progress bar)."""
 
-    def update(self, topic: str, done: int, total: int, records: int) -> None:
-        """``done`` of ``total`` offsets of ``topic`` read so far in this read: ``records``."""
+    def update(self, what: str, done: int, total: int, records: int) -> None:
+        """Note that ``what`` (``reading trades.raw``) is ``done`` of ``total`` offsets in."""
 
 
 class Rec(NamedTuple):
@@ -204,7 +204,7 @@ class TopicLog(RecordLog):
                 done = sum(
                     max(0, min(self.next_offsets[p], t) - start[p]) for p, t in targets.items()
                 )
-                self._progress.update(self.label, done, total, records)
+                self._progress.update(f"reading {self.label}", done, total, records)
         return records
 
     def close(self) -> None:
