@@ -4,6 +4,7 @@ and a seeded fault (one wrong position, one enriched record lost) is reported ex
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,15 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.conftest import unique
-from tests.support.kafka_tools import committed_offsets, producer, read_all
+from tests.support.kafka_tools import (
+    Pacer,
+    committed_offsets,
+    committed_progress,
+    producer,
+    read_all,
+    wait_assigned,
+    wait_for,
+)
 from tests.support.live_run import (
     Pipeline,
     prepare,
@@ -22,7 +31,7 @@ from tests.support.live_run import (
     reference_of,
     session_after_now,
 )
-from tests.support.pipeline import REFDATA_DIR, produce_marks
+from tests.support.pipeline import REFDATA_DIR, produce_marks, produce_trades
 from tests.support.reference import ReferenceResult, pnl_from, positions_from
 from tradeflux.audit.run import CHECKS, AuditOptions, AuditReport, run_audit
 from tradeflux.broker.topics import TopicSet
@@ -199,3 +208,35 @@ def test_audit_reports_exactly_one_enriched_record_dropped(
     assert {r.check for r in report.results if r.skipped is None} == {
         "conservation", "positions", "pnl",
     }  # fmt: skip
+
+
+def test_audit_of_a_running_pipeline_finds_no_difference_at_each_services_cut(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    prefix = unique("audit-live") + "-"
+    prepare(kafka, prefix, TopicSet.CORE)
+    session = session_after_now(6_000, seed=1606)
+    produce_marks(kafka, prefix, session)
+    pacer = Pacer(150)  # 40 s of input: the audits below run while it flows
+    feeder = threading.Thread(
+        target=produce_trades, args=(kafka, prefix, session, pacer), daemon=True
+    )
+    with Pipeline(kafka, prefix, ("validator", "positions", "pnl"), tmp_path) as pipe:
+        pacer.hold()
+        feeder.start()
+        wait_assigned(*pipe.procs.values())
+        pacer.release()
+        audited = []
+        for _ in range(2):
+            wait_for(
+                lambda: committed_progress(kafka, f"{prefix}positions", f"{prefix}trades.enriched")
+                > sum(a.counts["positions"].inputs for a in audited[-1:]),
+                60, "positions to make progress",
+            )  # fmt: skip
+            report = run_audit(kafka.client_config(), AuditOptions(prefix=prefix, live=True))
+            assert feeder.is_alive(), "the input ended before the audit: feed slower"
+            assert _differences(report) == []
+            audited.append(report)
+        feeder.join(120)
+    assert 0 < audited[0].counts["validator"].inputs < audited[1].counts["validator"].inputs
+    assert audited[1].counts["validator"].inputs < COUNT * 2
