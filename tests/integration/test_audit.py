@@ -16,7 +16,6 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tests.conftest import unique
 from tests.support.kafka_tools import (
-    Pacer,
     committed_offsets,
     committed_progress,
     producer,
@@ -31,7 +30,7 @@ from tests.support.live_run import (
     reference_of,
     session_after_now,
 )
-from tests.support.pipeline import REFDATA_DIR, produce_marks, produce_trades
+from tests.support.pipeline import REFDATA_DIR, produce_marks
 from tests.support.reference import ReferenceResult, pnl_from, positions_from
 from tradeflux.audit.run import CHECKS, AuditOptions, AuditReport, run_audit
 from tradeflux.broker.topics import TopicSet
@@ -210,33 +209,45 @@ def test_audit_reports_exactly_one_enriched_record_dropped(
     }  # fmt: skip
 
 
+def _feed(kafka: Settings, prefix: str, session: SimSession, stop: threading.Event) -> None:
+    """Write the session's records at about 150/s until ``stop`` is set (or they run out)."""
+    prod = producer(kafka)
+    for i, rec in enumerate(session.records):
+        if stop.wait(0.1 if i % 15 == 0 else 0):
+            break
+        prod.produce(f"{prefix}trades.raw", rec.value, rec.key, timestamp=rec.timestamp_ms)
+        prod.poll(0)
+    assert prod.flush(60) == 0
+
+
 def test_audit_of_a_running_pipeline_finds_no_difference_at_each_services_cut(
     kafka: Settings, tmp_path: Path
 ) -> None:
     prefix = unique("audit-live") + "-"
     prepare(kafka, prefix, TopicSet.CORE)
-    session = session_after_now(6_000, seed=1606)
+    session = session_after_now(20_000, seed=1606)  # over 2 minutes' worth: never runs out
     produce_marks(kafka, prefix, session)
-    pacer = Pacer(150)  # 40 s of input: the audits below run while it flows
-    feeder = threading.Thread(
-        target=produce_trades, args=(kafka, prefix, session, pacer), daemon=True
-    )
+    stop = threading.Event()
+    feeder = threading.Thread(target=_feed, args=(kafka, prefix, session, stop), daemon=True)
+    audited: list[AuditReport] = []
     with Pipeline(kafka, prefix, ("validator", "positions", "pnl"), tmp_path) as pipe:
-        pacer.hold()
-        feeder.start()
         wait_assigned(*pipe.procs.values())
-        pacer.release()
-        audited = []
-        for _ in range(2):
-            wait_for(
-                lambda: committed_progress(kafka, f"{prefix}positions", f"{prefix}trades.enriched")
-                > sum(a.counts["positions"].inputs for a in audited[-1:]),
-                60, "positions to make progress",
-            )  # fmt: skip
-            report = run_audit(kafka.client_config(), AuditOptions(prefix=prefix, live=True))
-            assert feeder.is_alive(), "the input ended before the audit: feed slower"
-            assert _differences(report) == []
-            audited.append(report)
-        feeder.join(120)
-    assert 0 < audited[0].counts["validator"].inputs < audited[1].counts["validator"].inputs
-    assert audited[1].counts["validator"].inputs < COUNT * 2
+        feeder.start()
+        try:
+            for _ in range(2):
+                done = sum(a.counts["positions"].inputs for a in audited[-1:])
+                wait_for(
+                    lambda d=done: committed_progress(
+                        kafka, f"{prefix}positions", f"{prefix}trades.enriched"
+                    ) > d,
+                    60, "positions to make progress",
+                )  # fmt: skip
+                report = run_audit(kafka.client_config(), AuditOptions(prefix=prefix, live=True))
+                assert feeder.is_alive(), "the input ran out during the audit"
+                assert _differences(report) == []
+                audited.append(report)
+        finally:
+            stop.set()
+            feeder.join(60)
+    first, second = (a.counts["validator"].inputs for a in audited)
+    assert 0 < first < second < len(session.records)

@@ -102,7 +102,7 @@ class ReplayReport:
     misplaced: dict[int, int] = field(default_factory=dict)  # partition: records more (-less)
     tables: dict[str, TableCopy] = field(default_factory=dict)
     services: tuple[str, ...] = ()
-    outputs: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic: (records, keys)
+    outputs: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # records, keys
     seconds: float = 0.0
 
 
@@ -125,9 +125,8 @@ def parse_time(text: str) -> int:
 def _check_fresh(present: set[str], options: ReplayOptions) -> None:
     if options.into_prefix == options.source_prefix:
         raise ReplayError("--into must differ from --prefix: a replay writes to a fresh prefix")
-    taken = sorted(options.into_prefix + t.name for t in topics.TOPICS)
-    taken = [name for name in taken if name in present]
-    if taken:
+    taken = sorted(name for name in present if name.startswith(options.into_prefix))
+    if taken:  # the system's topics, or a service's changelogs from an earlier replay
         raise ReplayError(
             f"topics exist with prefix {options.into_prefix!r} already ({', '.join(taken[:3])}"
             f"{', ...' if len(taken) > 3 else ''}); choose a new --into"
@@ -136,6 +135,29 @@ def _check_fresh(present: set[str], options: ReplayOptions) -> None:
     unknown = [s for s in options.services if s not in known]
     if unknown:
         raise ReplayError(f"no service {', '.join(unknown)}; name some of {', '.join(known)}")
+
+
+def _check_groups_fresh(config: Mapping[str, Any], options: ReplayOptions) -> None:
+    """Refuse a prefix whose service groups committed before: they would not start afresh."""
+    for stage in shipped_stages():
+        if stage.name not in options.services:
+            continue
+        topic = options.into_prefix + stage.input
+        reader = PartitionReader(config)
+        try:
+            count = reader.partitions_of(topic) or 0
+        finally:
+            reader.close()
+        offsets = GroupOffsets(config, stage.group(options.into_prefix), topic, count)
+        try:
+            committed = offsets.fetch()
+        finally:
+            offsets.close()
+        if any(o is not None for o in committed.values()):
+            raise ReplayError(
+                f"group {stage.group(options.into_prefix)} has committed offsets already (an "
+                "earlier replay into this prefix); choose a new --into"
+            )
 
 
 def raw_range(
@@ -405,8 +427,8 @@ def run_services(
 
 def count_outputs(
     config: Mapping[str, Any], prefix: str, names: Sequence[str]
-) -> dict[str, tuple[int, int]]:
-    """Return per output topic of the replay its records and keys (the latest, live ones)."""
+) -> dict[str, tuple[int, int | None]]:
+    """Return per output topic of the replay its records and, if compacted, its live keys."""
     out = {}
     for name in names:
         log = TopicLog(config, prefix + name, name)
@@ -417,7 +439,8 @@ def count_outputs(
         live: dict[bytes | None, bool] = {}
         for rec in log.upto():
             live[rec.key] = rec.value is not None
-        out[name] = (log.count(), sum(live.values()))
+        keys = sum(live.values()) if topics.topic_def(name).compacted else None
+        out[name] = (log.count(), keys)
     return out
 
 
@@ -444,6 +467,7 @@ def replay(
     create_topics(replace(settings, topic_prefix=options.into_prefix, partitions=partitions),
                   TopicSet.ALL)  # fmt: skip
     status(f"created the topics with prefix {options.into_prefix!r}")
+    _check_groups_fresh(config, options)
     writer = IdempotentWriter(config)
     report.tables = copy_tables(config, writer, present, options, progress)
     _flush(writer)

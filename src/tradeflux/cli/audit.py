@@ -285,10 +285,12 @@ def replay(
     for name, copy in report.tables.items():
         copied.add_row(name, f"{copy.copied:,}", f"{copy.newer_only:,}", f"{copy.removed:,}")
     console.print(copied)
-    outputs = Table("topic", "records", "keys", title=f"replayed into {report.into_prefix}")
+    outputs = Table(
+        "topic", "records", "keys (compacted)", title=f"replayed into {report.into_prefix}"
+    )
     outputs.add_row("trades.raw", f"{report.raw_copied:,}", "")
     for name, (records, keys) in report.outputs.items():
-        outputs.add_row(name, f"{records:,}", f"{keys:,}")
+        outputs.add_row(name, f"{records:,}", "" if keys is None else f"{keys:,}")
     console.print(outputs)
     if report.misplaced:
         detail = ", ".join(f"[{p}] {n:+}" for p, n in sorted(report.misplaced.items()))
