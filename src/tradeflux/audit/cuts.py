@@ -3,8 +3,8 @@
 A service commits its outputs, dead letters and input offsets in one transaction per
 batch, so its group's committed offsets say exactly which inputs its committed outputs
 account for. The audit takes, per service, a *cut*: the committed offsets, fetched
-before and after reading its outputs' tails to their end, with no new output record
-read in between and the offsets unchanged. Then no batch of that service committed
+before and after reading its outputs' tails to their end, with no new record of the
+service read in between and the offsets unchanged. Then no batch of that service committed
 while the outputs were read, and the outputs up to their ends at that moment are
 precisely those of the inputs before the committed offsets. A busy service is tried
 again (the tails are short) until such a moment is found, up to a deadline.
@@ -117,29 +117,30 @@ def take_cut(
 ) -> Cut | None:
     """Return the service's cut, or None if its group has committed nothing yet.
 
-    Reads the tails of ``written`` until a read finds nothing new between two fetches of
-    equal committed offsets; then reads ``input_log`` up to the cut. Raises
+    Reads the tails of ``written`` until a read finds nothing new of the service between
+    two fetches of equal committed offsets; then reads ``input_log`` up to the cut. Raises
     NoStableCutError past ``deadline_s``.
     """
-    before = offsets.fetch()
-    if all(o is None for o in before.values()):
-        return None
     deadline = time.monotonic() + deadline_s
     attempts = 0
     while True:
         attempts += 1
-        new = sum(log.read_to_end() for log in written)
-        after = offsets.fetch()
-        if after == before and new == 0:
-            taken_at = dt.datetime.now(dt.UTC)
-            break
+        before = offsets.fetch()
+        if attempts == 1 and all(o is None for o in before.values()):
+            return None
+        # Only a tail with nothing new is worth the second fetch: the window between the
+        # two is then a few round trips, short enough to fall between two batches.
+        if sum(_read_tail(log, stage) for log in written) == 0:
+            after = offsets.fetch()
+            if after == before:
+                taken_at = dt.datetime.now(dt.UTC)
+                break
         if time.monotonic() > deadline:
             raise NoStableCutError(
                 f"service {stage.name} (group {offsets.group}) committed during every read of "
                 f"its outputs for {deadline_s:g} s ({attempts} tries); audit it when its input "
                 "pauses, or give it longer with --cut-wait-s"
             )
-        before = after
     committed = {p: o or 0 for p, o in after.items()}
     input_log.read_to(committed)
     return Cut(
@@ -149,6 +150,25 @@ def take_cut(
         {log.label: dict(log.next_offsets) for log in written},
         attempts,
         taken_at,
+    )
+
+
+def _read_tail(log: TopicLog, stage: Stage) -> int:
+    """Read ``log`` on to its end; return the new records the service wrote.
+
+    The dead-letter topic is shared: only the service's own (``tf.stage``) count, so that
+    another service's dead letters do not keep this one's cut from settling.
+    """
+    before = {p: len(records) for p, records in log.records.items()}
+    new = log.read_to_end()
+    if not new or log.label != stage.dead_letters:
+        return new
+    stage_header = ("tf.stage", stage.name.encode())
+    return sum(
+        1
+        for p, records in log.records.items()
+        for rec in records[before[p] :]
+        if stage_header in (rec.headers or ())
     )
 
 

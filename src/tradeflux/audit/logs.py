@@ -22,6 +22,11 @@ from tradeflux.stream.retry import Patience
 
 READ_BATCH = 10_000
 """Records taken from the client per call."""
+LATEST = -1
+"""The time ListOffsets answers with a partition's latest offset."""
+READ_WAIT_S = 0.02
+"""How long one call waits: the client's batch call waits all of it unless the batch fills,
+so a long wait would make every short tail read (the cuts read many) cost that long."""
 
 
 class AuditError(TradefluxError):
@@ -146,8 +151,18 @@ class TopicLog(RecordLog):
         return self._patience.run(lambda: self._reader.watermarks((self.name, partition)))
 
     def end_offsets(self) -> dict[int, int]:
-        """Return each partition's end now (its last stable offset), from the cluster."""
-        return {p: self._watermarks(p)[1] for p in range(self.partitions)}
+        """Return each partition's end now (its last stable offset), from the cluster.
+
+        One request for every partition: a ListOffsets for the time -1, which Kafka answers
+        with the latest offset (read_committed: the last stable one). The cuts ask this
+        between two fetches of committed offsets, so it must be quick.
+        """
+        tps = {(self.name, p): LATEST for p in range(self.partitions)}
+        got = self._patience.run(lambda: self._reader.offsets_for_times(tps))
+        return {
+            p: end if (end := got.get((self.name, p))) is not None else self._watermarks(p)[1]
+            for p in range(self.partitions)
+        }
 
     def read_to_end(self) -> int:
         """Read on to the end each partition has now; return how many records were new."""
@@ -165,7 +180,7 @@ class TopicLog(RecordLog):
         last_progress = time.monotonic()
         while pending:
             try:
-                msgs, at_end = self._reader.read(READ_BATCH, 0.2)
+                msgs, at_end = self._reader.read(READ_BATCH, READ_WAIT_S)
             except KafkaClientError as exc:
                 if not exc.retriable:
                     raise

@@ -290,7 +290,7 @@ def caught_up(config: Mapping[str, Any], offsets: GroupOffsets, topic: str, n: i
         at_end: set[tuple[str, int]] = set()
         deadline = time.monotonic() + 10.0
         while len(at_end) < len(behind) and time.monotonic() < deadline:
-            msgs, ends = reader.read(100, 0.2)
+            msgs, ends = reader.read(100, 0.05)
             if msgs:
                 return False  # a record the group has not committed yet
             at_end.update(ends)
