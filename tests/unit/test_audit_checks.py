@@ -15,7 +15,7 @@ import pytest
 from tests.support.pipeline import REFDATA_DIR
 from tests.support.reference import positions_from, run_reference
 from tests.support.settlement import expected_obligations
-from tradeflux.audit import conservation, folds
+from tradeflux.audit import conservation, folds, marks
 from tradeflux.audit.cuts import Cut, Stage
 from tradeflux.audit.logs import Rec, RecordLog
 from tradeflux.audit.replay import ReplayError, parse_time
@@ -246,32 +246,47 @@ POSITION = Position(
 )  # fmt: skip
 
 
-def _pnl_result(pnl_ts: int, price_ts: int, live: bool) -> Any:
+def _pnl(unrealized: str) -> AccountPnL:
+    amount = Decimal(unrealized)
+    return AccountPnL(
+        account="ACC-0001", base_currency="USD", realized=Decimal(0), unrealized=amount,
+        total=amount, positions=1,
+    )  # fmt: skip
+
+
+def _pnl_result(shown: AccountPnL, pnl_ms: int, price_ms: int, live: bool) -> Any:
+    """The P&L check of one account: 10 then 20 of I1 at 10, marked at 12 (+40 unrealized)."""
     stage = Stage("pnl", "positions", ("pnl",), "trades.rejected")
     positions = RecordLog("positions", 1)
-    positions.add(Rec(0, 0, 100, b"ACC-0001|I1", _ENCODE(POSITION)))
-    stale = AccountPnL(account="ACC-0001", base_currency="USD", realized=Decimal(0),
-                       unrealized=Decimal(0), total=Decimal(0), positions=1)  # fmt: skip
+    for n, qty in enumerate((10, 20)):
+        held = msgspec.structs.replace(POSITION, quantity=Decimal(qty))
+        positions.add(Rec(0, n, 100, b"ACC-0001|I1", _ENCODE(held)))
     pnl = RecordLog("pnl", 1)
-    pnl.add(Rec(0, 0, pnl_ts, b"ACC-0001", _ENCODE(stale)))
-    accounts = _log("refdata.accounts", [])
+    pnl.add(Rec(0, 0, pnl_ms, b"ACC-0001", _ENCODE(shown)))
+    accounts = RecordLog("refdata.accounts", 1)
     accounts.add(Rec(0, 0, 0, b"ACC-0001", _ENCODE(load_refdata(REFDATA_DIR).accounts[0])))
     prices = RecordLog("marketdata.prices", 1)
-    prices.add(Rec(0, 0, price_ts, b"I1", _ENCODE(PRICE)))
+    prices.add(Rec(0, 0, price_ms, b"I1", _ENCODE(PRICE)))
     fx = RecordLog("marketdata.fx", 1)
-    cut = _cut(stage, 1, {"pnl": 1})
-    return folds.check_pnl(cut, positions, pnl, set(), accounts, prices, fx, live)
+    cut = _cut(stage, 2, {"pnl": 1})
+    return marks.check_pnl(cut, positions, pnl, set(), accounts, prices, fx, live)
 
 
-def test_pnl_is_the_positions_marked_and_an_older_pnl_is_pending_only_when_live() -> None:
-    at_rest = _pnl_result(pnl_ts=200, price_ts=300, live=False)
+def test_pnl_is_the_consumed_positions_marked() -> None:
+    assert _pnl_result(_pnl("40.00"), 60_000, 300, live=False).differences == []
+    at_rest = _pnl_result(_pnl("20.00"), 60_000, 300, live=False)  # the state before
     assert [(d.key, d.expected, d.found) for d in at_rest.differences] == [
-        ("ACC-0001", "unrealized=20.00; total=20.00", "unrealized=0; total=0")
+        ("ACC-0001", "unrealized=40.00; total=40.00", "unrealized=20.00; total=20.00")
     ]
-    pending = _pnl_result(pnl_ts=200, price_ts=300, live=True)
-    assert (pending.differences, pending.pending) == ([], 1)
-    newer = _pnl_result(pnl_ts=400, price_ts=300, live=True)  # emitted after its inputs
-    assert (len(newer.differences), newer.pending) == (1, 0)
+
+
+def test_a_late_pnl_is_pending_when_live_if_an_earlier_state_or_fresh_marks_explain_it() -> None:
+    earlier = _pnl_result(_pnl("20.00"), 60_000, 300, live=True)  # right for the first record
+    assert (earlier.differences, earlier.pending) == ([], 1)
+    fresh_marks = _pnl_result(_pnl("7.00"), 60_000, 58_000, live=True)  # price 2 s before it
+    assert (fresh_marks.differences, fresh_marks.pending) == ([], 1)
+    wrong = _pnl_result(_pnl("7.00"), 60_000, 300, live=True)  # no state, no fresh mark
+    assert ([d.key for d in wrong.differences], wrong.pending) == (["ACC-0001"], 0)
 
 
 def test_compare_shows_only_the_fields_that_differ() -> None:

@@ -7,9 +7,7 @@ incremental state:
   each trade id; a CANCEL removes it; an event whose version is not above the held one
   changes nothing) folded from flat in ``(trade_time, trade_id)`` order with
   :func:`~tradeflux.domain.positions.apply_fill`;
-- P&L: per account, :func:`~tradeflux.domain.pnl.account_pnl` of the latest positions
-  the P&L service had consumed, marked at the latest prices and FX rates on their topics,
-  in the base currency of ``refdata.accounts``;
+- P&L: :mod:`tradeflux.audit.marks`;
 - obligations: the effective trades of ``trades.by_counterparty`` netted afresh
   (:func:`~tradeflux.domain.netting.add_leg` per effective trade), one obligation per
   ``counterparty|currency|settlement_date``;
@@ -33,7 +31,6 @@ from tradeflux.audit.cuts import Cut
 from tradeflux.audit.logs import Rec, RecordLog
 from tradeflux.audit.report import CheckResult, Difference, compare_maps
 from tradeflux.domain.netting import ObligationState, SettlementLeg, add_leg, leg_key
-from tradeflux.domain.pnl import account_pnl
 from tradeflux.domain.positions import (
     FLAT,
     Fill,
@@ -44,12 +41,8 @@ from tradeflux.domain.positions import (
     position_of,
 )
 from tradeflux.domain.schemas import (
-    Account,
-    AccountPnL,
     EnrichedTrade,
-    FxRate,
     Position,
-    Price,
     RiskAlert,
     SettlementObligation,
     position_key,
@@ -88,9 +81,10 @@ def latest(
     return values, stamps, bad
 
 
-def _map_result(
+def map_result(
     check: str, title: str, expected: dict[str, Any], found: dict[str, Any], bad: list[Difference]
 ) -> CheckResult:
+    """Return the result of comparing two maps of values by key (a table and differences)."""
     equal, differing, differences = compare_maps(expected, found)
     result = CheckResult(check, title, list(_MAP_COLUMNS))
     result.rows.append([f"{len(expected):,}", f"{len(found):,}", f"{equal:,}", f"{differing:,}"])
@@ -150,76 +144,13 @@ def check_positions(
     """Positions on the topic against the fold of the enriched trades up to the cut."""
     expected, bad = expected_positions(enriched.upto(cut.committed), dead)
     found, _, bad_found = latest(positions, Position, cut.ends.get(positions.label), set())
-    return _map_result(
+    return map_result(
         "positions",
         "positions = fold of the effective enriched trades",
         expected,
         found,
         bad + bad_found,
     )
-
-
-def check_pnl(
-    cut: Cut,
-    positions: RecordLog,
-    pnl: RecordLog,
-    dead: set[tuple[int, int]],
-    accounts: RecordLog,
-    prices: RecordLog,
-    fx: RecordLog,
-    live: bool,
-) -> CheckResult:
-    """P&L on the topic against the consumed positions marked at the topics' prices and FX.
-
-    With ``live``, an account whose P&L record is older than one of its inputs (a
-    position it consumed, a price of one of its instruments, any FX rate) is pending, not
-    a difference: the throttled P&L timer may not have run since.
-    """
-    held, held_at, bad = latest(positions, Position, cut.committed, dead)
-    account_table, _, bad_accounts = latest(accounts, Account, None, set())
-    price_table, price_at, bad_prices = latest(prices, Price, None, set())
-    fx_table, fx_at, bad_fx = latest(fx, FxRate, None, set())
-    found, found_at, bad_found = latest(pnl, AccountPnL, cut.ends.get(pnl.label), set())
-    by_account: dict[str, list[Position]] = defaultdict(list)
-    input_at: dict[str, int] = defaultdict(int)
-    for position in held.values():
-        by_account[position.account].append(position)
-    for key, stamp in held_at.items():  # the newest position record per account
-        account = key.partition("|")[0]
-        input_at[account] = max(input_at[account], stamp)
-    expected: dict[str, AccountPnL] = {}
-    for account, held_positions in by_account.items():
-        refdata = account_table.get(account)
-        if refdata is not None:
-            expected[account] = account_pnl(
-                account, refdata.base_currency, held_positions, price_table, fx_table
-            )
-    result = _map_result(
-        "pnl",
-        "P&L = positions marked at the prices and FX on their topics",
-        expected,
-        found,
-        bad + bad_accounts + bad_prices + bad_fx + bad_found,
-    )
-    if live:
-        latest_fx = max(fx_at.values(), default=0)
-        still: list[Difference] = []
-        for diff in result.differences:
-            account = diff.key
-            instruments = [p.instrument for p in by_account.get(account, [])]
-            newest = max(
-                [input_at.get(account, 0), latest_fx, *(price_at.get(i, 0) for i in instruments)]
-            )
-            if account in expected and newest >= found_at.get(account, 0):
-                result.pending += 1
-            else:
-                still.append(diff)
-        result.differences = still
-    result.notes.append(
-        f"marked at {len(price_table):,} prices and {len(fx_table):,} FX rates; "
-        f"{sum(1 for p in expected.values() if p.missing_marks):,} accounts miss a mark"
-    )
-    return result
 
 
 def expected_obligations(
@@ -261,7 +192,7 @@ def check_obligations(
     found, _, bad_found = latest(
         obligations, SettlementObligation, cut.ends.get(obligations.label), set()
     )
-    return _map_result(
+    return map_result(
         "obligations",
         "obligations = netting of the effective trades",
         expected,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tradeflux import topics
-from tradeflux.audit import conservation, folds
+from tradeflux.audit import conservation, folds, marks
 from tradeflux.audit.cuts import (
     REFERENCE_TOPICS,
     Cut,
@@ -232,7 +232,7 @@ def _checks(
         results.append(skip("positions", "positions", _why(report, "positions")))
     if "pnl" in cuts and all(t in logs for t in REFERENCE_TOPICS):
         results.append(
-            folds.check_pnl(
+            marks.check_pnl(
                 cuts["pnl"], logs[topics.POSITIONS.name], logs[topics.PNL.name], dead_of("pnl"),
                 logs[topics.ACCOUNTS.name], logs[topics.PRICES.name], logs[topics.FX.name],
                 options.live,

@@ -88,8 +88,8 @@ def audit(
     live: Annotated[
         bool,
         typer.Option(
-            help="The services are running: a P&L older than its inputs is counted as "
-            "pending, not as a difference."
+            help="The services are running: a P&L that is right for an earlier state of its "
+            "positions, or whose marks just moved, is counted as pending, not as a difference."
         ),
     ] = False,
     cut_wait_s: Annotated[
@@ -162,8 +162,9 @@ def audit(
             console.print(f"  {note}", markup=False)
         if result.pending:
             console.print(
-                f"  {result.pending} pending (their P&L is older than their inputs: the "
-                "throttled P&L timer has not run since)",
+                f"  {result.pending} account(s) pending: their P&L is right for an earlier "
+                "state of their positions, or their marks just moved (the throttled P&L "
+                "timer has not run since)",
                 markup=False,
             )
         if result.differences:
