@@ -25,6 +25,7 @@ from tests.support.kafka_tools import (
 )
 from tests.support.live_run import (
     Pipeline,
+    delete_prefix,
     prepare,
     produce_records,
     reference_of,
@@ -59,14 +60,17 @@ class Live:
 def live(kafka: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The whole pipeline run once over a simulated session, then stopped (at rest)."""
     prefix = unique("audit") + "-"
-    prepare(kafka, prefix)
-    session = session_after_now(COUNT, seed=1604)
-    produce_marks(kafka, prefix, session)
-    expected = reference_of(session.records, session)
-    with Pipeline(kafka, prefix, SERVICES, tmp_path_factory.mktemp("audit-logs")) as pipe:
-        produce_records(kafka, prefix, session.records)
-        pipe.wait_done(expected.pnl)
-    yield Live(prefix, session, expected)
+    try:
+        prepare(kafka, prefix)
+        session = session_after_now(COUNT, seed=1604)
+        produce_marks(kafka, prefix, session)
+        expected = reference_of(session.records, session)
+        with Pipeline(kafka, prefix, SERVICES, tmp_path_factory.mktemp("audit-logs")) as pipe:
+            produce_records(kafka, prefix, session.records)
+            pipe.wait_done(expected.pnl)
+        yield Live(prefix, session, expected)
+    finally:
+        delete_prefix(kafka, prefix)
 
 
 def _differences(report: AuditReport) -> list[tuple[str, str, str, str]]:
@@ -148,11 +152,12 @@ def _copy(
 
 
 def test_audit_reports_exactly_one_enriched_record_dropped(
-    kafka: Settings, live: Live, tmp_path: Path
+    kafka: Settings, live: Live, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     # A copy of the validator's work with one enriched NEW left out, as if lost: its raw
     # record, its dead letters, the group's committed offsets; positions and P&L run on it.
     source, copy = live.prefix, unique("audit-drop") + "-"
+    request.addfinalizer(lambda: delete_prefix(kafka, copy))
     prepare(kafka, copy, TopicSet.CORE)
     produce_marks(kafka, copy, live.session)
     _copy(kafka, f"{source}trades.raw", f"{copy}trades.raw")
@@ -221,9 +226,10 @@ def _feed(kafka: Settings, prefix: str, session: SimSession, stop: threading.Eve
 
 
 def test_audit_of_a_running_pipeline_finds_no_difference_at_each_services_cut(
-    kafka: Settings, tmp_path: Path
+    kafka: Settings, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     prefix = unique("audit-live") + "-"
+    request.addfinalizer(lambda: delete_prefix(kafka, prefix))
     prepare(kafka, prefix, TopicSet.CORE)
     session = session_after_now(20_000, seed=1606)  # over 2 minutes' worth: never runs out
     produce_marks(kafka, prefix, session)

@@ -14,6 +14,7 @@ from tests.conftest import unique
 from tests.support.kafka_tools import read_all, wait_for
 from tests.support.live_run import (
     Pipeline,
+    delete_prefix,
     latest_until,
     now_ms,
     prepare,
@@ -54,9 +55,14 @@ def _rejects(
 
 
 def test_replay_of_the_first_half_gives_what_the_live_system_had_published_then(
-    kafka: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kafka: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
-    live = unique("live") + "-"
+    live, into = unique("live") + "-", unique("replay") + "-"
+    for prefix in (live, into):
+        request.addfinalizer(lambda p=prefix: delete_prefix(kafka, p))
     prepare(kafka, live)
     session = session_after_now(2_400, seed=1605)
     produce_marks(kafka, live, session)
@@ -72,7 +78,6 @@ def test_replay_of_the_first_half_gives_what_the_live_system_had_published_then(
         produce_records(kafka, live, second)
         pipe.wait_done(reference_of(records, session).pnl)
 
-    into = unique("replay") + "-"
     code = main([
         "--bootstrap", kafka.bootstrap, "replay", "--prefix", live, "--into", into,
         "--to", str(second[0].timestamp_ms), "--timeout-s", "300",

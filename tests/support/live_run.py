@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
+from confluent_kafka.admin import AdminClient
 
 from tests.support.kafka_tools import (
     ServiceProcess,
@@ -83,6 +84,14 @@ def reference_of(records: Sequence[SimRecord], session: SimSession) -> Reference
         [(r.key, r.value, r.timestamp_ms) for r in records],
         ref.instruments, ref.accounts, ref.counterparties, session.prices, fx.values(),
     )  # fmt: skip
+
+
+def delete_prefix(settings: Settings, prefix: str) -> None:
+    """Delete every topic under ``prefix`` (the shared broker carries every test's topics)."""
+    admin = AdminClient(settings.client_config())
+    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    for future in admin.delete_topics(names, operation_timeout=60).values() if names else ():
+        future.result()
 
 
 def now_ms() -> int:
