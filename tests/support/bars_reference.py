@@ -47,9 +47,9 @@ def simulated_enriched(count: int, seconds: float, seed: int) -> list[EnrichedTr
     return run_reference(records, ref.instruments, ref.accounts, ref.counterparties).enriched
 
 
-def start_of(t: dt.datetime) -> dt.datetime:
-    """The start of the window ``t`` is in: windows of SIZE from the epoch."""
-    return EPOCH + ((t - EPOCH) // SIZE) * SIZE
+def start_of(t: dt.datetime, size: dt.timedelta = SIZE) -> dt.datetime:
+    """The start of the window ``t`` is in: windows of ``size`` from the epoch."""
+    return EPOCH + ((t - EPOCH) // size) * size
 
 
 def bar_key(instrument: str, start: dt.datetime) -> str:
@@ -58,19 +58,29 @@ def bar_key(instrument: str, start: dt.datetime) -> str:
 
 @dataclass
 class Expected:
-    """The bar every window must end with (by key), and how many events were late."""
+    """The bar every window must end with (by key), and how many events were late.
+
+    ``late_windows``: the keys of the windows a late event fell in or would have moved
+    a trade out of; only their bars depend on how late the event came.
+    """
 
     bars: dict[str, Bar] = field(default_factory=dict)
     late: int = 0
+    late_windows: set[str] = field(default_factory=set)
 
 
-def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
-    """Fold one partition's events, in offset order, into ``out``."""
+def fold_partition(
+    events: Iterable[EnrichedTrade],
+    out: Expected,
+    size: dt.timedelta = SIZE,
+    grace: dt.timedelta = GRACE,
+) -> None:
+    """Fold one partition's events, in offset order, into ``out`` (windows of ``size``)."""
     now: dt.datetime | None = None  # stream time: the largest trade time seen so far
     held: dict[tuple[str, str, str], EnrichedTrade] = {}  # latest applied, cancels included
 
     def closed(start: dt.datetime) -> bool:
-        return now is not None and now > start + SIZE + GRACE
+        return now is not None and now > start + size + grace
 
     for e in events:
         ident = (e.instrument, e.account, e.trade_id)
@@ -80,12 +90,17 @@ def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
         else:
             live_before = before is not None and before.event_type != "CANCEL"
             late = (
-                (live_before and closed(start_of(before.trade_time)))  # type: ignore[union-attr]
+                (live_before and closed(start_of(before.trade_time, size)))  # type: ignore[union-attr]
                 or (e.event_type != "NEW" and not live_before)
-                or (e.event_type != "CANCEL" and closed(start_of(e.trade_time)))
+                or (e.event_type != "CANCEL" and closed(start_of(e.trade_time, size)))
             )
             if late:
                 out.late += 1
+                out.late_windows.add(bar_key(e.instrument, start_of(e.trade_time, size)))
+                if before is not None:
+                    out.late_windows.add(
+                        bar_key(before.instrument, start_of(before.trade_time, size))
+                    )
             else:
                 held[ident] = e
         if now is None or e.trade_time > now:
@@ -93,7 +108,7 @@ def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
     windows: dict[tuple[str, dt.datetime], list[EnrichedTrade]] = {}
     for e in held.values():
         if e.event_type != "CANCEL":
-            windows.setdefault((e.instrument, start_of(e.trade_time)), []).append(e)
+            windows.setdefault((e.instrument, start_of(e.trade_time, size)), []).append(e)
     for (instrument, start), trades in windows.items():
         trades.sort(key=lambda t: (t.trade_time, t.trade_id, t.account))
         volume = sum((t.quantity for t in trades), Decimal(0))
@@ -101,7 +116,7 @@ def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
         out.bars[bar_key(instrument, start)] = Bar(
             instrument=instrument,
             window_start=start,
-            window_end=start + SIZE,
+            window_end=start + size,
             currency=trades[-1].currency,
             open=trades[0].price,
             high=max(t.price for t in trades),
@@ -115,15 +130,18 @@ def fold_partition(events: Iterable[EnrichedTrade], out: Expected) -> None:
         )
 
 
-def expected_from(by_instrument: list[Any]) -> Expected:
-    """The expected bars from the messages of ``trades.by_instrument`` (read_all's order)."""
+def expected_from(
+    by_instrument: list[Any], size: dt.timedelta = SIZE, grace: dt.timedelta = GRACE
+) -> Expected:
+    """The expected bars from the messages of ``trades.by_instrument`` (read_all's order),
+    for windows of ``size`` that close ``grace`` after their end (default: the service's)."""
     decode = msgspec.json.Decoder(EnrichedTrade).decode
     partitions: dict[int, list[EnrichedTrade]] = {}
     for m in by_instrument:
         partitions.setdefault(m.partition(), []).append(decode(m.value()))
     out = Expected()
     for events in partitions.values():
-        fold_partition(events, out)
+        fold_partition(events, out, size, grace)
     return out
 
 
