@@ -43,7 +43,8 @@ from tests.support.bars_reference import Expected as BarsExpected
 from tests.support.bars_reference import bars_written, expected_from
 from tests.support.kafka_tools import read_all
 from tests.support.reference import ReferenceResult
-from tests.support.risk_reference import comparable, expected_alerts
+from tests.support.risk_fold import fold_alerts
+from tests.support.risk_reference import comparable
 from tests.support.settlement import expected_obligations
 from tradeflux import topics
 from tradeflux.config import Settings
@@ -186,9 +187,7 @@ def _against_reference(run: RunOutputs, expect: Expectations, bars: BarsExpected
     for name, seen, wanted in views:
         out += _mapping_diff(f"{tag} {name}", seen, wanted)
     alerts_seen = _alerts(run)
-    alerts_wanted = expected_alerts(
-        enriched, expect.limits, expect.base_currencies, expect.fx_rates
-    )
+    alerts_wanted = fold_alerts(enriched, expect.limits, expect.base_currencies, expect.fx_rates)
     out += _mapping_diff(
         f"{tag} risk.alerts vs the rules' fold of its trades.enriched",
         {a: [comparable(x) for x in xs] for a, xs in alerts_seen.items()},

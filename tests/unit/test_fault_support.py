@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ import msgspec
 
 from tests.support import pipeline_outputs as outputs
 from tests.support.kafka_tools import wait_for
+from tests.support.risk import risk_input
+from tests.support.risk_fold import fold_alerts
+from tests.support.risk_reference import expected_alerts
 from tests.support.supervisor import Instance, SelfExit, Supervisor
 from tradeflux.domain.schemas import RiskAlert
 
@@ -155,3 +159,17 @@ def test_a_self_exit_is_named_by_its_exception_and_kafka_error_code() -> None:
     exit_ = SelfExit("pnl-1", 1, 3.0, lines)
 
     assert exit_.cause == "StoreRestoreError _UNKNOWN_PARTITION"
+
+
+def test_the_incremental_risk_fold_alerts_exactly_as_the_plain_reference() -> None:
+    data = risk_input(count=2500, seed=3)
+    shuffled = list(data.events)
+    random.Random(5).shuffle(shuffled)  # any order is a valid input to both
+
+    alerts = []
+    for events in (data.events, shuffled):
+        plain = expected_alerts(events, data.limits, data.base_currencies, data.fx_rates)
+        incremental = fold_alerts(events, data.limits, data.base_currencies, data.fx_rates)
+        assert incremental == plain
+        alerts.append(sum(len(a) for a in plain.values()))
+    assert min(alerts) >= 5 and sum(alerts) >= 20, alerts  # the rules were exercised
