@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from confluent_kafka import KafkaError
+
 from tests.support.group_probe import describe_groups
 from tests.support.kafka_tools import ServiceProcess, caught_up, producer, read_all
 from tests.support.netns import Host, Network
@@ -115,7 +117,7 @@ class Deployment:
             expected[self.group(self.service_of(name))].add(client_id)
         return reasons + group_problems(self.settings, expected)
 
-    def caught_up(self) -> list[str]:
+    def behind(self) -> list[str]:
         """Return the services whose group has not committed its input to the end."""
         return [
             service
@@ -190,8 +192,9 @@ def group_members(settings: Settings, group: str) -> list[tuple[str, int]]:
 class Feeder(threading.Thread):
     """Writes the session's raw records to ``trades.raw`` at ``rate_per_s`` until stopped.
 
-    Steady: it never bursts to catch up after the producer was held up by a broker
-    fault. :attr:`fed` is how many records it wrote (all acknowledged once it ends).
+    Steady: after the producer was held up by a broker fault it catches up at most a
+    second's worth. :attr:`fed` is how many records it wrote, in order; once it ends,
+    every one of them was acknowledged (idempotent producer: once each), or it says so.
     """
 
     def __init__(
@@ -204,6 +207,7 @@ class Feeder(threading.Thread):
         self.rate_per_s = rate_per_s
         self.fed = 0
         self.unsent = -1
+        self.failed: list[str] = []
         self._stopping = threading.Event()
 
     def stop_feeding(self) -> int:
@@ -212,6 +216,7 @@ class Feeder(threading.Thread):
         self.join(180)
         assert not self.is_alive(), "the feeder did not finish flushing within 180 s"
         assert self.unsent == 0, f"{self.unsent} raw record(s) were never acknowledged"
+        assert self.failed == [], f"{len(self.failed)} raw record(s) failed: {self.failed[:3]}"
         return self.fed
 
     @property
@@ -232,13 +237,20 @@ class Feeder(threading.Thread):
             due = max(due + step, time.monotonic() - 1.0)  # never more than 1 s of catch-up
             while True:
                 try:
-                    prod.produce(self.topic, rec.value, rec.key, timestamp=rec.timestamp_ms)
+                    prod.produce(
+                        self.topic, rec.value, rec.key, timestamp=rec.timestamp_ms,
+                        on_delivery=self._delivered,
+                    )  # fmt: skip
                     break
                 except BufferError:
                     prod.poll(0.05)
             prod.poll(0)
             self.fed += 1
         self.unsent = prod.flush(300)
+
+    def _delivered(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self.failed.append(err.str())
 
 
 def feed_all(settings: Settings, prefix: str, records: Sequence[SimRecord], rate: float) -> None:
@@ -251,16 +263,23 @@ def feed_all(settings: Settings, prefix: str, records: Sequence[SimRecord], rate
     assert feeder.stop_feeding() == len(records)
 
 
-def drain(deployment: Deployment, expected_pnl: dict[str, AccountPnL], timeout_s: float) -> None:
-    """Wait until every service has committed its input to the end and the P&L is final.
+def drain(
+    deployment: Deployment, expected_pnl: dict[str, AccountPnL], timeout_s: float
+) -> list[str]:
+    """Wait until every service has committed its input to the end, then for the final P&L.
 
-    Does not fail on a timeout: what did not arrive shows up in the comparison.
+    Returns what did not get there in time (empty: all of it did); what is missing then
+    shows up in the comparison too.
     """
     deadline = time.monotonic() + timeout_s
-    while deployment.caught_up() and time.monotonic() < deadline:
+    while (behind := deployment.behind()) and time.monotonic() < deadline:
         time.sleep(1.0)
+    if behind:
+        return [f"{s} did not consume its input within {timeout_s:g}s" for s in behind]
+    deadline = time.monotonic() + 60  # the throttled P&L follows within a second or so
     while time.monotonic() < deadline:
         seen = last_by_key(read_all(deployment.settings, deployment.prefix + "pnl"), AccountPnL)
         if seen == expected_pnl:
-            return
+            return []
         time.sleep(1.0)
+    return ["the P&L did not reach its final values within 60s of the positions"]

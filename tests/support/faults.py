@@ -33,6 +33,7 @@ from tests.support.fault_pipeline import (
     group_members,
 )
 from tests.support.kafka_tools import wait_for
+from tradeflux.broker.errors import BrokerError
 
 _LOG = logging.getLogger("tests.fault")
 
@@ -58,6 +59,7 @@ class FaultDriver:
     recover_timeout_s: float = 180.0
     applied: list[Applied] = field(default_factory=list)
     unrecovered: list[str] = field(default_factory=list)
+    target: str = ""  # of the fault under way
     _next_node: int = 0
 
     def run(self, schedule: list[str], keep_going: Callable[[], bool]) -> None:
@@ -76,11 +78,12 @@ class FaultDriver:
                 self.unrecovered.append(f"the input ran out before {kind}: feed longer")
                 return
             started = time.monotonic()
-            target = kinds[kind]()
+            self.target = "?"
             try:
+                target = kinds[kind]()
                 self.settle()
-            except AssertionError as exc:
-                self.unrecovered.append(f"after {kind} of {target}: {exc}")
+            except (AssertionError, BrokerError) as exc:  # the cluster did not come back
+                self.unrecovered.append(f"{kind} of {self.target}: {exc}")
                 return
             done = Applied(kind, target, time.monotonic() - started)
             self.applied.append(done)
@@ -107,7 +110,7 @@ class FaultDriver:
     # -- the faults ----------------------------------------------------------------------
 
     def service_kill(self) -> str:
-        name = self.rng.choice(sorted(self.deployment.supervisor.instances))
+        name = self.target = self.rng.choice(sorted(self.deployment.supervisor.instances))
         wait_for(lambda: self.deployment.supervisor.alive(name), 60, f"{name} to be up")
         self.deployment.supervisor.kill(name)
         return name
@@ -116,6 +119,7 @@ class FaultDriver:
         nodes = self.cluster.node_ids
         node = nodes[self._next_node % len(nodes)]
         self._next_node += 1
+        self.target = f"node {node}"
         return node
 
     def broker_kill(self) -> str:
@@ -127,11 +131,12 @@ class FaultDriver:
         return f"node {node}"
 
     def rolling_restart(self) -> str:
+        self.target = "every node"
         self.cluster.rolling_restart(self.recover_timeout_s)
         return "nodes " + ",".join(str(n) for n in self.cluster.node_ids)
 
     def service_cut(self) -> str:
-        name = self.rng.choice(sorted(self.deployment.supervisor.instances))
+        name = self.target = self.rng.choice(sorted(self.deployment.supervisor.instances))
         host = self.deployment.hosts[name]
         group = self.deployment.group(self.deployment.service_of(name))
         brokers = list(self.cluster.hosts.values())
@@ -168,6 +173,7 @@ class FaultDriver:
     def leader_cut(self) -> str:
         topic = self.deployment.prefix + "trades.enriched"
         leader = self.cluster.leaders(topic)[0]
+        self.target = f"node {leader}"
         cut = self.cluster.cut_from_followers(leader)
         try:
             wait_for(
