@@ -282,4 +282,4 @@ def drain(
         if seen == expected_pnl:
             return []
         time.sleep(1.0)
-    return ["the P&L did not reach its final values within 60s of the positions"]
+    return ["the P&L did not reach the reference model's final values within 60s"]

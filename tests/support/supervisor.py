@@ -51,7 +51,10 @@ class SelfExit:
         reason = self.reason.split("msg=", 1)[-1]  # a log line: its message
         code = _CODE.search(reason)
         kind = reason.split(":", 1)[0].rsplit(".", 1)[-1]
-        return f"{kind} {code.group(1)}" if code else kind
+        if code:
+            return f"{kind} {code.group(1)}"
+        detail = reason.partition("(")[2][:60]  # "fatal: ... failed fatally (what)"
+        return f"{kind} ({detail})" if detail else kind
 
     def describe(self) -> str:
         """Return one line for a failure message."""
