@@ -192,7 +192,7 @@ def test_pipeline_on_three_hosts_survives_kills_restarts_and_partitions_exactly_
     phases.mark("compare")
     if diffs:
         for run in runs:
-            dump(run, tmp_path / "outputs")
+            dump(run, tmp_path / "outputs", diffs)
     report = _report(faulted, copy, driver, fed, diffs, stops, phases, behind)
     (tmp_path / "report.txt").write_text(report + "\n\n" + _exit_logs(faulted, copy) + "\n")
     print(report)

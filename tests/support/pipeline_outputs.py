@@ -98,11 +98,28 @@ def read_outputs(settings: Settings, prefix: str, label: str) -> RunOutputs:
     )
 
 
-def dump(run: RunOutputs, folder: Path) -> None:
-    """Write every output record of ``run`` to ``folder/<label>/<topic>.jsonl``, to debug with."""
+# What each output is made from, among the outputs: to debug a difference, dump both.
+_UPSTREAM = {
+    topics.POSITIONS.name: topics.ENRICHED.name,
+    topics.PNL.name: topics.POSITIONS.name,
+    topics.ALERTS.name: topics.ENRICHED.name,
+    topics.BY_INSTRUMENT.name: topics.ENRICHED.name,
+    topics.BY_COUNTERPARTY.name: topics.ENRICHED.name,
+    topics.BARS.name: topics.BY_INSTRUMENT.name,
+    topics.OBLIGATIONS.name: topics.BY_COUNTERPARTY.name,
+}
+
+
+def dump(run: RunOutputs, folder: Path, diffs: list[str]) -> None:
+    """Write the records of the topics ``diffs`` name, and of their inputs, to
+    ``folder/<label>/<topic>.jsonl``, to debug with."""
+    named = {t.name for t in OUTPUTS if any(t.name in line for line in diffs)}
+    wanted = named | {_UPSTREAM[t] for t in named if t in _UPSTREAM}
     out = folder / run.label
     out.mkdir(parents=True, exist_ok=True)
     for topic, messages in run.messages.items():
+        if topic not in wanted:
+            continue
         with (out / f"{topic}.jsonl").open("wb") as f:
             for m in messages:
                 row = {
