@@ -102,3 +102,21 @@ def test_not_an_object_nor_a_list_and_the_empty_list():
 def test_malformed_json_says_where():
     with pytest.raises(MalformedJson, match=r"^JSON is malformed: trailing comma in object"):
         decode_body(b'{"a": 1,}')
+
+
+@pytest.mark.parametrize("allocation", [None, {"kind": "CHILD", "alloc_id": "A-1"}, "x"])
+def test_a_sender_cannot_pass_a_trade_off_as_an_allocations_booking(allocation):
+    # `allocation` exempts a booking from the tick check: only the allocations service,
+    # writing to trades.raw under its own principal, may set it; even null is refused.
+    events, errors = parse_trade_events([GOOD, {**GOOD, "allocation": allocation}], NOW)
+    assert events == []
+    assert [(e.index, e.field) for e in errors] == [(1, "allocation")]
+    assert "allocations service" in errors[0].message
+
+
+def test_the_gateways_schema_does_not_offer_the_internal_fields():
+    from tradeflux.gateway.openapi import trade_event_schema
+
+    schema = trade_event_schema()
+    assert "allocation" not in schema["properties"]
+    assert schema["additionalProperties"] is False
