@@ -32,7 +32,7 @@ from tradeflux.broker.topics import TopicSet, create_topics
 from tradeflux.config import Settings
 from tradeflux.domain.schemas import AccountPnL, FxRate, Limits
 from tradeflux.gateway.refdata import load_files
-from tradeflux.services import SHIPPED
+from tradeflux.services import SHIPPED, service_target
 from tradeflux.sim.refdata import load_refdata, read_structs
 from tradeflux.sim.trades import SimRecord, SimSession
 from tradeflux.stream.runner import load_service
@@ -56,7 +56,7 @@ SESSION_TIMEOUT_S = 6.0  # what ServiceProcess passes as --session-timeout-ms
 
 def input_topic(service: str) -> str:
     """Return the (unprefixed) topic a shipped service reads."""
-    return load_service(f"tradeflux.services.{service}:SERVICE").inputs[0].name
+    return load_service(service_target(service)).inputs[0].name
 
 
 INPUTS = {service: input_topic(service) for service in SHIPPED}

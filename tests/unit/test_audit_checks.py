@@ -310,3 +310,12 @@ def test_replay_times_take_a_zone_or_epoch_milliseconds() -> None:
         parse_time("2026-01-02T16:00:00")
     with pytest.raises(ReplayError, match="not a time"):
         parse_time("yesterday")
+
+
+def test_the_audit_knows_every_shipped_service_by_its_definition() -> None:
+    from tradeflux.audit.cuts import shipped_stages
+    from tradeflux.services import SHIPPED
+
+    stages = shipped_stages()
+    assert len(stages) == len(SHIPPED)
+    assert all(stage.outputs for stage in stages)

@@ -23,7 +23,7 @@ from typing import Any
 
 from tradeflux import topics
 from tradeflux.audit.logs import AuditError, TopicLog
-from tradeflux.services import SHIPPED
+from tradeflux.services import SHIPPED, service_target
 from tradeflux.stream.kafka import PartitionReader
 from tradeflux.stream.retry import Patience
 from tradeflux.stream.runner import load_service
@@ -53,7 +53,7 @@ def shipped_stages() -> list[Stage]:
     """Return the shipped services in pipeline order, from their Service definitions."""
     out = []
     for name in SHIPPED:
-        service = load_service(f"tradeflux.services.{name}:SERVICE")
+        service = load_service(service_target(name))
         out.append(
             Stage(
                 service.name,

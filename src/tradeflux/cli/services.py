@@ -24,7 +24,7 @@ from tradeflux.cli.app import (
 from tradeflux.cli.broker import _environ, broker_start, topics_create
 from tradeflux.config import Settings
 from tradeflux.errors import TradefluxError
-from tradeflux.services import SHIPPED
+from tradeflux.services import SHIPPED, service_target
 
 
 @refdata_app.command("load")
@@ -173,7 +173,7 @@ def run(
     )
     configure_logging(logging.DEBUG if _state.debug else logging.INFO)
     if ":" not in target:  # a shipped service by name
-        target = f"tradeflux.services.{target.replace('-', '_')}:SERVICE"
+        target = service_target(target)
     try:
         service = load_service(target, settings)
     except ServiceNotFoundError as exc:

@@ -6,9 +6,9 @@ the bounds of every field (domain/bounds.py, the same the validator applies: dig
 magnitude of quantity and price, identifier forms, ISO 4217, MIC form, the trade time
 window, the notional ``quantity * price`` per currency; each error names the bound it
 broke) plus what the HTTP edge owes its callers: no unknown fields (a typo must not
-vanish), and none of the fields only tradeflux's own services set (``allocation``). Business rules (reference data, positive quantities, lots and ticks, the
-multiplier's share of the notional) stay with the validator, which dead-letters with a
-reason code.
+vanish), and none of the fields only tradeflux's own services set (``allocation``).
+Business rules (reference data, positive quantities, lots and ticks, the multiplier's
+share of the notional) stay with the validator, which dead-letters with a reason code.
 
 Numbers are decoded straight into Decimal (never float): ``"quantity": 100.25`` and
 ``"quantity": "100.25"`` are the same.

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from tradeflux import topics
 from tradeflux.broker.acl_admin import Acl
 from tradeflux.security import SecurityConfigError
-from tradeflux.services import SHIPPED
+from tradeflux.services import SHIPPED, service_target
 from tradeflux.stream.changelog import changelog_topic
 from tradeflux.stream.runner import load_service
 from tradeflux.stream.topology import Service
@@ -147,7 +147,7 @@ def plan(
     for name in chosen:
         principal = principal_template.format(name=name)
         if name in SHIPPED:
-            service = load_service(f"tradeflux.services.{name.replace('-', '_')}:SERVICE")
+            service = load_service(service_target(name))
             acls += service_acls(service, principal, prefix)
         else:
             acls += edge_acls(name, principal, prefix)
