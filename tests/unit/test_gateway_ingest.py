@@ -104,14 +104,20 @@ def test_malformed_json_says_where():
         decode_body(b'{"a": 1,}')
 
 
-@pytest.mark.parametrize("allocation", [None, {"kind": "CHILD", "alloc_id": "A-1"}, "x"])
+@pytest.mark.parametrize("allocation", [{"kind": "CHILD", "alloc_id": "A-1"}, "x", {}, 0])
 def test_a_sender_cannot_pass_a_trade_off_as_an_allocations_booking(allocation):
     # `allocation` exempts a booking from the tick check: only the allocations service,
-    # writing to trades.raw under its own principal, may set it; even null is refused.
+    # writing to trades.raw under its own principal, may set it.
     events, errors = parse_trade_events([GOOD, {**GOOD, "allocation": allocation}], NOW)
     assert events == []
     assert [(e.index, e.field) for e in errors] == [(1, "allocation")]
     assert "allocations service" in errors[0].message
+
+
+def test_allocation_null_as_our_own_encoder_writes_it_is_no_allocation():
+    events, errors = parse_trade_events([{**GOOD, "allocation": None}], NOW)
+    assert errors == []
+    assert events[0].allocation is None
 
 
 def test_the_gateways_schema_does_not_offer_the_internal_fields():

@@ -121,10 +121,10 @@ def _parse_record(
     errors = [
         RecordError(index, name, "unknown field") for name in record if name not in FIELD_TYPES
     ]
-    errors += [
+    errors += [  # null (what our own encoder writes for "none") is as good as absent
         RecordError(index, name, "set by the allocations service only; send a block allocation")
         for name in INTERNAL_FIELDS
-        if name in record
+        if record.get(name) is not None
     ]
     values: dict[str, Any] = {}
     for name, kind in FIELD_TYPES.items():

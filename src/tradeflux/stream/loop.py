@@ -45,6 +45,7 @@ from tradeflux.stream.restore import Restorer
 from tradeflux.stream.retry import Patience, Stopping, Waits
 from tradeflux.stream.tables import GlobalTable
 from tradeflux.stream.topology import Service
+from tradeflux.tracing import OFF_BATCH
 
 log = logging.getLogger("tradeflux.stream")
 
@@ -229,6 +230,7 @@ class StreamApp:
             self._producer.close(5.0)
         if self._trace is not None:
             self._trace.close()
+        self.config.tracing.shutdown()
         log.info("service stopped %s batches=%d", self._context, self._batches)
 
     # -- the loop ------------------------------------------------------------------------
@@ -293,10 +295,16 @@ class StreamApp:
         touched += [t for t in timed if t not in touched]
         offsets = {tp: (msgs[-1].offset() or 0) + 1 for tp, msgs in by_tp.items()}
         self._batches += 1
+        tracing = self.config.tracing
+        trace = (
+            tracing.batch(self.service.name, (m.headers() for ms in by_tp.values() for m in ms))
+            if tracing.enabled
+            else OFF_BATCH
+        )
         checkpoint = Checkpoint(
             self._batches, touched, offsets,
             f"{self.service.name};{self.config.instance_id};{self._batches}",
-            min(fetched.values(), default=started), started, processed,
+            min(fetched.values(), default=started), started, processed, trace,
         )  # fmt: skip
         try:
             checkpoint.run(
@@ -305,14 +313,17 @@ class StreamApp:
             )  # fmt: skip
         except (TransactionAbortableError, InjectedAbort) as exc:
             checkpoint.pin_refusals(self._producer.refused)
+            trace.end(committed=False)
             self._abort(exc)
             return
         except KafkaClientError as exc:
+            trace.end(committed=False)
             if isinstance(exc, ProducerFatalError | AuthorizationError):
                 raise
             checkpoint.pin_refusals(self._producer.refused)
             self._abort(exc)
             return
+        trace.end()
         checkpoint.committed()
         self._after_commit(checkpoint, by_tp, count)
 
