@@ -204,6 +204,39 @@ class OpenLoopSender(threading.Thread):
         self.prod.flush(30)
 
 
+class CpuSampler(threading.Thread):
+    """Samples the machine's busy CPU time and one process's CPU time, 4 times a second."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True, name="cpu")
+        self.pid = pid
+        self.samples: list[tuple[float, float, float]] = []  # (monotonic, machine s, process s)
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        hz = os.sysconf("SC_CLK_TCK")
+        while not self.stop_event.is_set():
+            with open("/proc/stat") as f:
+                cpu = [int(x) for x in f.readline().split()[1:]]
+            busy = sum(cpu) - cpu[3] - cpu[4]  # less idle and iowait
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                proc = int(fields[11]) + int(fields[12])  # utime + stime
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                proc = 0
+            self.samples.append((time.monotonic(), busy / hz, proc / hz))
+            self.stop_event.wait(0.25)
+
+    def cores(self, start: float, end: float) -> tuple[float, float]:
+        """Return the cores busy on the machine and in the process between two times."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return math.nan, math.nan
+        (t0, m0, p0), (t1, m1, p1) = inside[0], inside[-1]
+        return (m1 - m0) / (t1 - t0), (p1 - p0) / (t1 - t0)
+
+
 def write_changelog(settings: Settings, topic: str, partition: int, keys: int) -> float:
     """Write ``keys`` distinct keys with the store's MessagePack values; return the seconds.
 
@@ -238,6 +271,7 @@ class Phase:
     start: float
     end: float
     latencies_ms: list[float] = field(default_factory=list)
+    cores: tuple[float, float] = (math.nan, math.nan)  # busy: the machine, instance A
 
     def p(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
@@ -283,6 +317,8 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> Result:
     watcher = OutputWatcher(settings.bootstrap, f"{prefix}sums", args.partitions)
     watcher.start()
     a = ServiceProcess(settings, TARGET, prefix, "bench-a", workdir, *extra)
+    cpu = CpuSampler(a.proc.pid)
+    cpu.start()
     b: ServiceProcess | None = None
     sender: OpenLoopSender | None = None
     profilers: list[subprocess.Popen[bytes]] = []
@@ -338,6 +374,7 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> Result:
                 proc.terminate()
         watcher.stop = True
         watcher.join(10)
+        cpu.stop_event.set()
     log_a = parse_log(a.log())
     restoring_at = max(at for at, part, _ in log_a.restoring if part == p and at > sigterm_at)
     phases = [
@@ -357,6 +394,7 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> Result:
                 phase.latencies_ms.append(latency_ms)
     for phase in phases:
         phase.latencies_ms.sort()
+        phase.cores = cpu.cores(phase.start, phase.end)
     commits = read_commits(trace_a)
     during = [c for c in commits if restoring_at <= c <= restored.at]
     edges = [restoring_at, *during, restored.at]
@@ -455,6 +493,8 @@ def rows(r: Result) -> list[tuple[str, str]]:
         cell += f"  ({len(lat):,} records, {ph.end - ph.start:.1f} s"
         cell += f", {never:,} never)" if never else ")"
         out.append((f"p50 / p90 / p99 / max ms, {ph.name}", cell))
+    cores = ", ".join(f"{m:.1f} / {a:.1f}" for m, a in (ph.cores for ph in r.phases))
+    out.append(("CPU cores busy, machine / A: before, rebalance, during, after", cores))
     before, during = r.phases[0], r.phases[2]
     out += [
         ("p99 during / p99 before (goal ≤ 2)", f"{during.p(0.99) / before.p(0.99):.2f}"),
