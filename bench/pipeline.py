@@ -12,7 +12,13 @@ position carries the last trade it includes (``last_trade_id``); trades folded i
 the same position in the same batch share one output, so the latency is measured on
 the trade that output names (the others are at most as late).
 
+Tracing (``--tracing``): the throughput run twice over the same trades, tracing off and
+then on (every trade carries a sampled W3C ``traceparent``, as the gateway writes it; the
+services export their spans over OTLP/HTTP to a local sink that accepts and counts
+them), side by side with the ratio: what a trade's trace costs.
+
 Usage: .venv/bin/python bench/pipeline.py [--trades 200000] [--rate 2000] [--seconds 15]
+       [--tracing] [--no-latency]
 Uses TRADEFLUX_BOOTSTRAP or starts a local broker of its own.
 """
 
@@ -20,8 +26,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.server
+import math
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -120,13 +129,57 @@ class FirstOutput(threading.Thread):
 
 
 def _start(
-    settings: Settings, prefix: str, tmp: Path, extra: Sequence[str] = ()
+    settings: Settings,
+    prefix: str,
+    tmp: Path,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> list[ServiceProcess]:
     return [
         ServiceProcess(settings, name, prefix, f"{name}-bench", tmp, "--metrics-port",
-                       str(METRICS_PORTS[name]), *extra)
+                       str(METRICS_PORTS[name]), *extra,
+                       env={"TRADEFLUX_AUTH": "none", **(env or {})})
         for name, _ in SERVICES
     ]  # fmt: skip
+
+
+class OtlpSink(threading.Thread):
+    """A local OTLP/HTTP endpoint: answers 200 to every POST /v1/traces, counts them."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="otlp-sink")
+        sink = self
+        self.requests = 0
+        self.bytes = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.requests += 1
+                sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def run(self) -> None:
+        self.server.serve_forever(poll_interval=0.2)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _traceparent(sampled: bool) -> list[tuple[str, bytes]]:
+    """A W3C trace context of a trace started at the edge, as the gateway writes it."""
+    flags = "01" if sampled else "00"
+    return [("traceparent", f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-{flags}".encode())]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -146,8 +199,20 @@ class Capacity:
     events: dict[str, float]  # the positions service's business-event counters
 
 
-def throughput(settings: Settings, trades: int, tmp: Path, extra: Sequence[str] = ()) -> Capacity:
-    """Run the pipeline over ``trades`` pre-loaded trades; ``extra``: more `tradeflux run` flags."""
+def throughput(
+    settings: Settings,
+    trades: int,
+    tmp: Path,
+    extra: Sequence[str] = (),
+    otlp: OtlpSink | None = None,
+    sampled: float = 1.0,
+) -> Capacity:
+    """Run the pipeline over ``trades`` pre-loaded trades; ``extra``: more `tradeflux run` flags.
+
+    ``otlp``: tracing on, every trade with a trace context (the share ``sampled`` of them
+    recorded, as the gateway's sample ratio decides), spans exported there.
+    """
+    rng = random.Random(11)
     prefix = f"bp-{uuid.uuid4().hex[:6]}-"
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
     session = _prepare(settings, prefix, trades, rate=trades / 50, start=start)
@@ -155,7 +220,10 @@ def throughput(settings: Settings, trades: int, tmp: Path, extra: Sequence[str] 
     for rec in session.records:
         while True:
             try:
-                prod.produce(f"{prefix}trades.raw", rec.value, rec.key, timestamp=rec.timestamp_ms)
+                prod.produce(
+                    f"{prefix}trades.raw", rec.value, rec.key, timestamp=rec.timestamp_ms,
+                    headers=_traceparent(rng.random() < sampled) if otlp is not None else None,
+                )  # fmt: skip
                 break
             except BufferError:
                 prod.poll(0.05)
@@ -165,7 +233,8 @@ def throughput(settings: Settings, trades: int, tmp: Path, extra: Sequence[str] 
     firsts = {name: FirstOutput(settings, f"{prefix}{OUTPUTS[name]}") for name, _ in SERVICES}
     for first in firsts.values():
         first.start()
-    procs = _start(settings, prefix, tmp, extra)
+    env = {"TRADEFLUX_OTLP_ENDPOINT": otlp.url} if otlp is not None else None
+    procs = _start(settings, prefix, tmp, extra, env=env)
 
     def cpu() -> dict[str, float]:
         return {name: cpu_seconds(p.proc.pid) for (name, _), p in zip(SERVICES, procs, strict=True)}
@@ -233,11 +302,38 @@ def latency(settings: Settings, rate: int, seconds: int, tmp: Path) -> tuple[flo
     return statistics.median(lat), lat[max(0, int(len(lat) * 0.99) - 1)], len(lat)
 
 
+def _tracing_table(off: Capacity, on: Capacity, sink: OtlpSink) -> Table:
+    table = Table(title="a trade's trace: the same throughput run, tracing off and on")
+    for col in ("measure", "tracing off", "tracing on", "on / off"):
+        table.add_column(col, justify="right")
+    table.add_row("trades/s (pre-loaded input)", f"{off.rate:,.0f}", f"{on.rate:,.0f}",
+                  f"{on.rate / off.rate:.2f}")  # fmt: skip
+    for name in off.cpu_after_first_s:
+        a = off.cpu_after_first_s[name] / off.trades * 1000
+        b = on.cpu_after_first_s[name] / on.trades * 1000
+        table.add_row(f"CPU ms/trade of {name}", f"{a:.3f}", f"{b:.3f}", f"{b / a:.2f}")
+    table.add_row(
+        "OTLP export requests / MB", "-", f"{sink.requests:,} / {sink.bytes / 1e6:.1f}", ""
+    )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument(
+        "--tracing", action="store_true", help="also the throughput run with tracing on"
+    )
+    parser.add_argument(
+        "--trace-sampled",
+        type=float,
+        default=1.0,
+        help="with --tracing: the share of trades whose trace is recorded (the gateway's "
+        "TRADEFLUX_TRACE_SAMPLE_RATIO)",
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency run")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tradeflux-bench-"))
     own = None
@@ -245,12 +341,23 @@ def main() -> None:
     if not os.environ.get("TRADEFLUX_BOOTSTRAP"):
         own = load_settings(env={}, runtime_dir=tmp / "runtime")
         settings = replace(settings, bootstrap=local.start_cluster(own, port=19192).bootstrap)
+    traced: Capacity | None = None
+    sink = OtlpSink()
+    p50 = p99 = math.nan
+    n = 0
     try:
         console.print(f"throughput over {args.trades:,} trades ...")
         cap = throughput(settings, args.trades, tmp)
-        console.print(f"latency at {args.rate:,} trades/s for {args.seconds}s ...")
-        p50, p99, n = latency(settings, args.rate, args.seconds, tmp)
+        if args.tracing:
+            sink.start()
+            console.print(f"throughput over {args.trades:,} trades, tracing on ...")
+            traced = throughput(settings, args.trades, tmp, otlp=sink, sampled=args.trace_sampled)
+        if not args.no_latency:
+            console.print(f"latency at {args.rate:,} trades/s for {args.seconds}s ...")
+            p50, p99, n = latency(settings, args.rate, args.seconds, tmp)
     finally:
+        if args.tracing:
+            sink.close()
         if own is not None:
             local.stop_cluster(own)
     table = Table(title="tradeflux core pipeline: validator → positions → P&L, exactly-once")
@@ -262,11 +369,17 @@ def main() -> None:
     table.add_row("latency samples", f"{n:,}")
     for name, seconds in cap.cpu_s.items():  # where the 2 cores went in the throughput run
         table.add_row(f"CPU s of {name} (throughput run, incl. start-up)", f"{seconds:.1f}")
+    for name, seconds in cap.cpu_after_first_s.items():
+        table.add_row(f"CPU ms/trade of {name} (after its first output)",
+                      f"{seconds / cap.trades * 1000:.3f}")  # fmt: skip
     for path in ("append", "tail", "cached", "full", "unchanged"):  # how positions folded
         table.add_row(
             f"positions events folded by path {path}", f"{cap.events.get('fold_' + path, 0):,.0f}"
         )
     console.print(table)
+    if traced is not None:
+        console.print(_tracing_table(cap, traced, sink))
+        console.print(f"tracing on: {args.trace_sampled:.0%} of the traces recorded")
     console.print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
                   f"{platform.platform()}")  # fmt: skip
 
