@@ -416,7 +416,10 @@ def test_the_gateway_refuses_a_record_larger_than_the_topic_takes_with_422(
     prefix, topic = _topic_with_max_message_bytes(kafka, 1000)
     gateway = Gateway(GatewayConfig(kafka.client_config(), prefix, http_port=0))
     try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{gateway.http_port}")
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{gateway.http_port}",
+            headers={"Content-Type": "application/json"},
+        )
         long_id = "A" * 64
         small = trade("T-1")
         large = trade(long_id, account=long_id, instrument=long_id, counterparty=long_id,

@@ -71,7 +71,9 @@ def test_a_bad_instruction_is_refused_and_nothing_is_written(
     kafka: Settings, gateway: tuple[httpx.Client, str], body: bytes, status: int, error: str
 ) -> None:
     client, prefix = gateway
-    response = client.post("/v1/allocations", content=body)
+    response = client.post(
+        "/v1/allocations", content=body, headers={"Content-Type": "application/json"}
+    )
     assert (response.status_code, response.json()["error"]) == (status, error)
     assert read_all(kafka, prefix + "allocations.in") == []
 
@@ -101,7 +103,12 @@ def test_a_confirmation_ack_is_in_kafka_keyed_by_its_child_trade(
 def test_the_gateway_describes_its_routes_in_openapi(gateway: tuple[httpx.Client, str]) -> None:
     client, _ = gateway
     doc = client.get("/openapi.json").json()
-    assert set(doc["paths"]) == {"/v1/trades", "/v1/allocations", "/v1/confirmation-acks"}
+    assert set(doc["paths"]) == {
+        "/v1/trades",
+        "/v1/allocations",
+        "/v1/confirmation-acks",
+        "/healthz",
+    }
     schemas = doc["components"]["schemas"]
     assert {"TradeEvent", "AllocationRequest", "ConfirmationAckRequest"} <= set(schemas)
     assert set(schemas["AllocationRequest"]["required"]) == {"alloc_id", "order_id", "trade_date"}
