@@ -126,7 +126,12 @@ def running_system(settings: Settings, log_dir: Path, trades: int = 400) -> Iter
     with_prefix = replace(settings, topic_prefix=prefix, partitions=2)
     create_topics(with_prefix, TopicSet.ALL)
     assert not load_files(REFDATA_FILES, settings.client_config(), prefix).errors
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": settings.bootstrap}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
+        "TRADEFLUX_AUTH": "none",  # loopback only: the HTTP edges and /metrics answer anyone
+    }
     names = [*SHIPPED, "query", "gateway"]
     base = free_port_block(len(names))
     system = System(settings, prefix)
@@ -160,7 +165,10 @@ def running_system(settings: Settings, log_dir: Path, trades: int = 400) -> Iter
         def post() -> bool:
             system.assert_running()
             request = urllib.request.Request(  # noqa: S310 - loopback
-                f"http://127.0.0.1:{gateway.port}/v1/trades", body, method="POST"
+                f"http://127.0.0.1:{gateway.port}/v1/trades",
+                body,
+                method="POST",
+                headers={"Content-Type": "application/json"},
             )
             try:
                 with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
