@@ -125,7 +125,10 @@ def test_blocks_are_allocated_confirmed_and_affirmed_from_a_fix_session(
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     plan = e2e.build_plan(16, now, "FX")
     logs = e2e.log_dir(tmp_path)
-    services = [ServiceProcess(kafka, name, prefix, f"{name}-1", logs) for name in SERVICES]
+    services = [
+        ServiceProcess(kafka, name, prefix, f"{name}-1", logs, env=e2e.SERVICE_ENV)
+        for name in SERVICES
+    ]
     base = free_port_block(3)
     gateway = initiator = None
 

@@ -61,7 +61,7 @@ def test_replaying_the_recorded_input_into_fresh_groups_gives_the_same_bytes(
         e2e.prepare(kafka, again)
         copied = runs.copy_topic(kafka, prefix + inputs, again + inputs)
         replay = ServiceProcess(kafka, name, again, f"{name}-replay", logs,
-                                "--batch-max-records", "7")  # fmt: skip
+                                "--batch-max-records", "7", env=e2e.SERVICE_ENV)  # fmt: skip
         try:
             wait_assigned(replay)
             runs.wait_caught_up(kafka, again, name, replay)

@@ -66,6 +66,15 @@ MARKETS = (
     ("HE.XETR", 1, D("0.05"), 1731),
 )
 TIME_ZONES = {"XTKS": "Asia/Tokyo", "XNYS": "America/New_York", "XETR": "Europe/Berlin"}
+SERVICE_ENV = {"TRADEFLUX_AFFIRM_DEADLINES": "XNYS=1@21:00"}
+"""The services' environment in these tests: every deadline lies ahead of the fills.
+
+The US rule (21:00 New York time on trade date) has passed for a fill made between 21:00
+and midnight New York time, and a child born after its deadline raises UNAFFIRMED at
+once (domain-rules), so on the default rules the outcome would depend on the hour the
+suite runs. The next session's 21:00 is always ahead, as Tokyo's and Frankfurt's
+next-session noon are; the tests move stream time past each deadline with ticks.
+"""
 SERVICES_WITH_STORES = {
     "validator": ("trades",),
     "positions": ("books", "fills", "index"),

@@ -87,7 +87,10 @@ class Run:
     extra: tuple[str, ...] = ()
 
     def start(self, name: str) -> ServiceProcess:
-        proc = ServiceProcess(self.settings, name, self.prefix, f"{name}-1", self.logs, *self.extra)
+        proc = ServiceProcess(
+            self.settings, name, self.prefix, f"{name}-1", self.logs, *self.extra,
+            env=e2e.SERVICE_ENV,
+        )  # fmt: skip
         self.procs[name] = proc
         return proc
 
