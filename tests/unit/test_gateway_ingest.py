@@ -102,3 +102,15 @@ def test_not_an_object_nor_a_list_and_the_empty_list():
 def test_malformed_json_says_where():
     with pytest.raises(MalformedJson, match=r"^JSON is malformed: trailing comma in object"):
         decode_body(b'{"a": 1,}')
+
+
+def test_an_allocation_is_refused_from_a_sender_and_null_is_none():
+    # An allocation's booking skips the tick check: only the allocations service books one.
+    booking = {"block_id": "B-1", "alloc_id": "A-1", "role": "CHILD"}
+    assert parse_trade_events({**GOOD, "price": "101.2501", "allocation": booking}, NOW) == (
+        [],
+        [RecordError(0, "allocation", "set by the allocations service on its bookings; "
+                     "a sender may not set it")],
+    )  # fmt: skip
+    events, errors = parse_trade_events({**GOOD, "allocation": None}, NOW)
+    assert errors == [] and events[0].allocation is None

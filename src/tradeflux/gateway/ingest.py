@@ -6,9 +6,10 @@ the bounds of every field (domain/bounds.py, the same the validator applies: dig
 magnitude of quantity and price, identifier forms, ISO 4217, MIC form, the trade time
 window, the notional ``quantity * price`` per currency; each error names the bound it
 broke) plus what the HTTP edge owes its callers: no unknown fields (a typo must not
-vanish). Business rules (reference data, positive quantities, lots and ticks, the
-multiplier's share of the notional) stay with the validator, which dead-letters with a
-reason code.
+vanish), and no ``allocation`` (only the allocations service books an allocation, whose
+price is off the tick grid). Business rules (reference data, positive quantities, lots
+and ticks, the multiplier's share of the notional) stay with the validator, which
+dead-letters with a reason code.
 
 Numbers are decoded straight into Decimal (never float): ``"quantity": 100.25`` and
 ``"quantity": "100.25"`` are the same.
@@ -193,4 +194,8 @@ def _check_value(name: str, value: Any) -> str | None:
         return "must be 1 or more"
     if name == "trade_id" and not value:
         return "must not be empty"
+    if name == "allocation" and value is not None:
+        # An allocation's bookings skip the tick check (they are at the block's average
+        # price): only the allocations service books them, never a sender.
+        return "set by the allocations service on its bookings; a sender may not set it"
     return None
