@@ -131,7 +131,10 @@ class Running:
         return {p.name: p.proc.pid for p in self.procs}
 
     def logs(self) -> list[str]:
-        return [p.log.read_text(errors="replace") for p in self.procs]
+        """The processes' logs, and the services' batch traces (``--batch-trace``)."""
+        texts = [p.log.read_text(errors="replace") for p in self.procs]
+        traces = [p.log.with_suffix(".batches") for p in self.procs]
+        return texts + [t.read_text(errors="replace") for t in traces if t.is_file()]
 
     def stop(self) -> None:
         for p in self.procs:
@@ -147,10 +150,12 @@ def start_tradeflux(
            "PYTHONUNBUFFERED": "1"}  # fmt: skip
     cli = [sys.executable, "-m", "tradeflux.cli"]
     for name in TRADEFLUX_SERVICES:
-        argv = [*cli, "run", name, "--prefix", prefix, "--instance-id", f"{name}-bench", *extra]
-        running.start(name, argv, env, workdir / f"{prefix}{name}.log")
+        log = workdir / f"{prefix}{name}.log"
+        argv = [*cli, "run", name, "--prefix", prefix, "--instance-id", f"{name}-bench",
+                "--batch-trace", str(log.with_suffix(".batches")), *extra]  # fmt: skip
+        running.start(name, argv, env, log)
     if query_port is not None:
-        argv = [*cli, "query", "--port", str(query_port), "--prefix", prefix]
+        argv = [*cli, "--auth", "none", "query", "--port", str(query_port), "--prefix", prefix]
         running.start("query", argv, env, workdir / f"{prefix}query.log")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tradeflux.errors import ConfigError
+from tradeflux.tracing import endpoint_from_env
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 _SECRET_WORDS = ("password", "secret", "key", "token", "jaas")
@@ -93,6 +94,10 @@ class Settings:
     tls_client_ca: Path | None = None  # set: a client certificate from this CA is required
     allow_insecure_bind: bool = False  # --auth none or plaintext FIX off loopback, knowingly
     scrape_token_file: Path | None = None  # the bearer token this process sends to /metrics
+    # A trade's trace (tradeflux.tracing): off unless an OTLP/HTTP endpoint is set (or
+    # OpenTelemetry's OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT); the share of traces recorded.
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = 1.0
 
     def client_config(self, **overrides: Any) -> dict[str, Any]:
         """Return a librdkafka configuration for this cluster, with ``overrides`` on top."""
@@ -165,6 +170,8 @@ _ENV_FIELDS: dict[str, str] = {
     "TRADEFLUX_TLS_CLIENT_CA": "tls_client_ca",
     "TRADEFLUX_ALLOW_INSECURE_BIND": "allow_insecure_bind",
     "TRADEFLUX_SCRAPE_TOKEN_FILE": "scrape_token_file",
+    "TRADEFLUX_OTLP_ENDPOINT": "otlp_endpoint",
+    "TRADEFLUX_TRACE_SAMPLE_RATIO": "trace_sample_ratio",
 }
 _WHOLE_NUMBERS = {  # name: smallest value
     "partitions": 1,
@@ -228,6 +235,27 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         if not number >= 1:
             raise ConfigError(f"{origin}: {name} must be at least 1 second, got {raw!r}")
         return number
+    if name == "trace_sample_ratio":
+        try:
+            if isinstance(raw, bool):
+                raise TypeError(raw)
+            ratio = float(raw)
+        except (TypeError, ValueError):
+            ratio = -1.0
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(
+                f"{origin}: {name} must be a number from 0 to 1 (the share of traces "
+                f"recorded), got {raw!r}"
+            )
+        return ratio
+    if name == "otlp_endpoint":
+        text = str(raw).strip()
+        if not text.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{origin}: {name} must be an OTLP/HTTP URL such as "
+                f"http://collector:4318/v1/traces, got {raw!r}"
+            )
+        return text
     if name in _CHOICES:
         if str(raw) not in _CHOICES[name]:
             raise ConfigError(
@@ -312,6 +340,8 @@ def load_settings(
     for var, name in _ENV_FIELDS.items():
         if env.get(var):
             values[name] = _coerce(name, env[var], var)
+    if "otlp_endpoint" not in values and (otel := endpoint_from_env(env)):
+        values["otlp_endpoint"] = _coerce("otlp_endpoint", otel, "OTEL_EXPORTER_OTLP_ENDPOINT")
     for var, raw in env.items():
         if var.startswith(_KAFKA_ENV_PREFIX) and var not in _ENV_FIELDS:
             kafka[var[len(_KAFKA_ENV_PREFIX) :].lower().replace("_", ".")] = raw

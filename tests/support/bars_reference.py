@@ -63,10 +63,15 @@ def bar_key(instrument: str, start: dt.datetime) -> str:
 
 @dataclass
 class Expected:
-    """The bar every window must end with (by key), and how many events were late."""
+    """The bar every window must end with (by key), and how many events were late.
+
+    ``late_windows``: the keys of the windows a late event fell in or would have moved
+    a trade out of; only their bars depend on how late the event came.
+    """
 
     bars: dict[str, Bar] = field(default_factory=dict)
     late: int = 0
+    late_windows: set[str] = field(default_factory=set)
 
 
 def fold_partition(
@@ -74,16 +79,17 @@ def fold_partition(
     out: Expected,
     size: dt.timedelta = SIZE,
     offset: dt.timedelta = _NO_OFFSET,
+    grace: dt.timedelta = GRACE,
 ) -> None:
     """Fold one partition's events, in offset order, into ``out`` (windows of ``size``)."""
     now: dt.datetime | None = None  # stream time: the largest trade time seen so far
     held: dict[tuple[str, str, str], EnrichedTrade] = {}  # latest applied, cancels included
 
     def closed(start: dt.datetime) -> bool:
-        return now is not None and now > start + size + GRACE
+        return now is not None and now > start + size + grace
 
-    def start_of(t: dt.datetime) -> dt.datetime:
-        return EPOCH + offset + ((t - EPOCH - offset) // size) * size
+    def window(t: dt.datetime) -> dt.datetime:
+        return start_of(t, size, offset)
 
     for e in events:
         ident = (e.instrument, e.account, e.trade_id)
@@ -93,12 +99,15 @@ def fold_partition(
         else:
             live_before = before is not None and before.event_type != "CANCEL"
             late = (
-                (live_before and closed(start_of(before.trade_time)))  # type: ignore[union-attr]
+                (live_before and closed(window(before.trade_time)))  # type: ignore[union-attr]
                 or (e.event_type != "NEW" and not live_before)
-                or (e.event_type != "CANCEL" and closed(start_of(e.trade_time)))
+                or (e.event_type != "CANCEL" and closed(window(e.trade_time)))
             )
             if late:
                 out.late += 1
+                out.late_windows.add(bar_key(e.instrument, window(e.trade_time)))
+                if before is not None:
+                    out.late_windows.add(bar_key(before.instrument, window(before.trade_time)))
             else:
                 held[ident] = e
         if now is None or e.trade_time > now:
@@ -106,7 +115,7 @@ def fold_partition(
     windows: dict[tuple[str, dt.datetime], list[EnrichedTrade]] = {}
     for e in held.values():
         if e.event_type != "CANCEL":
-            windows.setdefault((e.instrument, start_of(e.trade_time)), []).append(e)
+            windows.setdefault((e.instrument, window(e.trade_time)), []).append(e)
     for (instrument, start), trades in windows.items():
         trades.sort(key=lambda t: (t.trade_time, t.trade_id, t.account))
         volume = sum((t.quantity for t in trades), Decimal(0))
@@ -128,11 +137,14 @@ def fold_partition(
         )
 
 
-def expected_from(by_instrument: list[Any]) -> Expected:
-    """The expected bars from the messages of ``trades.by_instrument`` (read_all's order)."""
+def expected_from(
+    by_instrument: list[Any], size: dt.timedelta = SIZE, grace: dt.timedelta = GRACE
+) -> Expected:
+    """The expected bars from the messages of ``trades.by_instrument`` (read_all's order),
+    for windows of ``size`` that close ``grace`` after their end (default: the service's)."""
     out = Expected()
     for events in _partitions(by_instrument).values():
-        fold_partition(events, out)
+        fold_partition(events, out, size, grace=grace)
     return out
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +227,11 @@ def caught_up(settings: Settings, group: str, topic: str) -> bool:
 
 
 class ServiceProcess:
-    """A ``tradeflux run`` process with its log in a file."""
+    """A ``tradeflux run`` process with its log in a file.
+
+    ``launcher`` prefixes the command (``ip netns exec NAME`` runs it on a host of its
+    own; it execs, so the pid stays the service's); ``env`` adds environment variables.
+    """
 
     def __init__(
         self,
@@ -237,21 +241,24 @@ class ServiceProcess:
         instance_id: str,
         log_dir: Path,
         *extra: str,
-        env: dict[str, str] | None = None,
+        launcher: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """``env``: more environment (a SASL principal's TRADEFLUX_KAFKA_* settings, say)."""
         self.log_path = log_dir / f"{instance_id}-{time.monotonic_ns()}.log"
-        env = {
-            **os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
+        environ = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
             **(env or {}),
-        }  # fmt: skip
+        }
         cmd = [
-            sys.executable, "-m", "tradeflux.cli", "run", target,
+            *launcher, sys.executable, "-m", "tradeflux.cli", "run", target,
             "--prefix", prefix, "--instance-id", instance_id, "--session-timeout-ms", "6000",
             *extra,
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ)
 
     def log(self) -> str:
         """Return what the process has logged so far."""

@@ -17,9 +17,11 @@ def test_positions_may_read_its_input_write_its_outputs_and_own_its_changelogs_o
     assert set(acls) == {
         Acl(principal, "topic", "p.trades.enriched", "literal", "read"),
         Acl(principal, "topic", "p.positions", "literal", "write"),
+        Acl(principal, "topic", "p.positions", "literal", "describe_configs"),
         Acl(principal, "topic", "p.trades.rejected", "literal", "write"),
+        Acl(principal, "topic", "p.trades.rejected", "literal", "describe_configs"),
         *(Acl(principal, "topic", c, "literal", op) for c in changelogs
-          for op in ("read", "write", "create")),
+          for op in ("read", "write", "create", "describe_configs")),
         Acl(principal, "group", "p.positions", "prefixed", "read"),
         Acl(principal, "transactional_id", "p.positions-", "prefixed", "write"),
     }  # fmt: skip
@@ -40,6 +42,8 @@ def test_the_edges_write_or_read_only_their_topics() -> None:
         Acl("User:gateway", "topic", "allocations.in", "literal", "write"),
         Acl("User:gateway", "topic", "confirmations.in", "literal", "write"),
         Acl("User:gateway", "group", "gateway-outbound-", "prefixed", "read"),
+        Acl("User:gateway", "transactional_id", "tradeflux-gateway-", "prefixed", "write"),
+        Acl("User:gateway", "topic", "trades.raw", "literal", "describe_configs"),
     ]
     query = plan(names=["query"], principal_template="User:CN=tf-{name},O=Bank")
     assert {a.operation for a in query} == {"read", "describe"}
@@ -55,7 +59,7 @@ def test_every_component_gets_a_principal() -> None:
 
 def test_the_plan_prints_as_kafka_acls_commands() -> None:
     gateway = plan(names=["gateway"])
-    write_raw = [a for a in gateway if a.resource_name == "trades.raw"]
+    write_raw = [a for a in gateway if a.resource_name == "trades.raw" and a.operation == "write"]
     (line,) = kafka_acls_commands(write_raw, "kafka-1:9093")
     assert len(kafka_acls_commands(gateway, "kafka-1:9093")) == len(gateway)
     assert line == (

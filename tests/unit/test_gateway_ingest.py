@@ -104,13 +104,25 @@ def test_malformed_json_says_where():
         decode_body(b'{"a": 1,}')
 
 
-def test_an_allocation_is_refused_from_a_sender_and_null_is_none():
-    # An allocation's booking skips the tick check: only the allocations service books one.
-    booking = {"block_id": "B-1", "alloc_id": "A-1", "role": "CHILD"}
-    assert parse_trade_events({**GOOD, "price": "101.2501", "allocation": booking}, NOW) == (
-        [],
-        [RecordError(0, "allocation", "set by the allocations service on its bookings; "
-                     "a sender may not set it")],
-    )  # fmt: skip
-    events, errors = parse_trade_events({**GOOD, "allocation": None}, NOW)
-    assert errors == [] and events[0].allocation is None
+@pytest.mark.parametrize("allocation", [{"kind": "CHILD", "alloc_id": "A-1"}, "x", {}, 0])
+def test_a_sender_cannot_pass_a_trade_off_as_an_allocations_booking(allocation):
+    # `allocation` exempts a booking from the tick check: only the allocations service,
+    # writing to trades.raw under its own principal, may set it.
+    events, errors = parse_trade_events([GOOD, {**GOOD, "allocation": allocation}], NOW)
+    assert events == []
+    assert [(e.index, e.field) for e in errors] == [(1, "allocation")]
+    assert "allocations service" in errors[0].message
+
+
+def test_allocation_null_as_our_own_encoder_writes_it_is_no_allocation():
+    events, errors = parse_trade_events([{**GOOD, "allocation": None}], NOW)
+    assert errors == []
+    assert events[0].allocation is None
+
+
+def test_the_gateways_schema_does_not_offer_the_internal_fields():
+    from tradeflux.gateway.openapi import trade_event_schema
+
+    schema = trade_event_schema()
+    assert "allocation" not in schema["properties"]
+    assert schema["additionalProperties"] is False

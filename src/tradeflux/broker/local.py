@@ -15,6 +15,12 @@ allows nothing without an ACL. ``admin`` (and the controllers' ``controller``) a
 users; one SCRAM user per tradeflux process (:data:`SASL_USERS`) is created at start.
 Passwords are random, in ``broker/credentials.json`` (0600; the nodes' properties, which
 hold the admin's, are 0600 too).
+
+By default every node listens on 127.0.0.1. A fault test can instead place each node on a
+host of its own (:class:`NodeHost`: an address for clients and brokers, one for the
+controller quorum, and a command prefix such as ``ip netns exec NAME`` that runs the JVM
+there), so that the links between nodes can be cut; :func:`stop_node` and
+:func:`start_node` restart one node of a running cluster.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -53,6 +59,20 @@ _COMMIT_RE = re.compile(r"Kafka commitId: (\S+)")
 
 
 @dataclass(frozen=True)
+class NodeHost:
+    """Where one node runs: its own addresses and the command prefix that starts it there.
+
+    ``address`` serves clients and the other brokers, ``controller_address`` the KRaft
+    quorum; ``launcher`` is prepended to the JVM's command line (e.g.
+    ``("ip", "netns", "exec", "tf-b1")``) and must exec the command, keeping the pid.
+    """
+
+    address: str
+    controller_address: str
+    launcher: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Node:
     """One broker+controller process of the local cluster."""
 
@@ -60,6 +80,9 @@ class Node:
     port: int
     controller_port: int
     folder: str
+    host: str = HOST
+    controller_host: str = HOST
+    launcher: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -90,7 +113,7 @@ class LocalCluster:
     @property
     def bootstrap(self) -> str:
         """Return the bootstrap servers of all nodes, comma separated."""
-        return ",".join(f"{HOST}:{n.port}" for n in self.nodes)
+        return ",".join(f"{n.host}:{n.port}" for n in self.nodes)
 
 
 def broker_dir(settings: Settings) -> Path:
@@ -104,7 +127,9 @@ def load_cluster(settings: Settings) -> LocalCluster | None:
     if not path.exists():
         return None
     data = json.loads(path.read_text())
-    nodes = tuple(Node(**n) for n in data.pop("nodes"))
+    nodes = tuple(
+        Node(**{**n, "launcher": tuple(n.get("launcher", ()))}) for n in data.pop("nodes")
+    )
     return LocalCluster(nodes=nodes, **data)
 
 
@@ -206,17 +231,23 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
-def _properties(node: Node, cluster: LocalCluster, credentials: dict[str, str]) -> str:
+def _properties(
+    node: Node, cluster: LocalCluster, credentials: dict[str, str], overrides: dict[str, str]
+) -> str:
     count = len(cluster.nodes)
     rf = min(3, count)
     isr = 2 if count >= 3 else 1
-    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in cluster.nodes)
-    props = {
+    voters = ",".join(f"{n.node_id}@{n.controller_host}:{n.controller_port}" for n in cluster.nodes)
+    listeners = (
+        f"PLAINTEXT://{node.host}:{node.port},"
+        f"CONTROLLER://{node.controller_host}:{node.controller_port}"
+    )
+    props: dict[str, object] = {
         "process.roles": "broker,controller",
         "node.id": node.node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+        "listeners": listeners,
+        "advertised.listeners": f"PLAINTEXT://{node.host}:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -235,6 +266,7 @@ def _properties(node: Node, cluster: LocalCluster, credentials: dict[str, str]) 
         "group.initial.rebalance.delay.ms": 0,
         "unclean.leader.election.enable": "false",
         "log.retention.hours": 24,
+        **overrides,
     }
     if cluster.sasl:
         props.update(_sasl_properties(node, credentials))
@@ -247,8 +279,11 @@ def _sasl_properties(node: Node, credentials: dict[str, str]) -> dict[str, objec
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
     plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
     return {
-        "listeners": f"CLIENT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
-        "advertised.listeners": f"CLIENT://{HOST}:{node.port}",
+        "listeners": (
+            f"CLIENT://{node.host}:{node.port},"
+            f"CONTROLLER://{node.controller_host}:{node.controller_port}"
+        ),
+        "advertised.listeners": f"CLIENT://{node.host}:{node.port}",
         "inter.broker.listener.name": "CLIENT",
         "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
         "sasl.enabled.mechanisms": SASL_MECHANISM,
@@ -312,17 +347,23 @@ def start_cluster(
     timeout_s: float = 90.0,
     on_artifact: Callable[[str], None] | None = None,
     sasl: bool = False,
+    hosts: Sequence[NodeHost] | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> LocalCluster:
     """Start (formatting on first use) a local cluster and return once every node answers.
 
     ``sasl``: SASL/SCRAM with the StandardAuthorizer (see the module doc); the SCRAM users
-    of :data:`SASL_USERS` exist when this returns.
+    of :data:`SASL_USERS` exist when this returns. ``hosts`` (one per node, for a fresh
+    cluster) places the nodes on hosts of their own instead of loopback; ``overrides`` are
+    broker properties set on every node (a fresh cluster's only).
 
     Raises BrokerError subclasses with one-line messages: java missing, Maven failure,
     a port in use, a cluster already running, a node that died while starting.
     """
     if nodes not in (1, 3):
         raise BrokerError(f"--nodes must be 1 or 3, got {nodes}")
+    if hosts is not None and len(hosts) != nodes:
+        raise BrokerError(f"{nodes} node(s) need as many hosts, got {len(hosts)}")
     java = find_java()
     if running_pids(settings):
         cluster = load_cluster(settings)
@@ -345,18 +386,24 @@ def start_cluster(
                 f"{' and SASL' if cluster.sasl else ''}; start it "
                 "with those options, or pass --fresh to wipe it and start anew"
             )
-    for p in wanted_ports:
-        _check_port_free(p)
-        _check_port_free(p + 1)
+    if hosts is None:  # on hosts of their own, the ports are free by construction
+        for p in wanted_ports:
+            _check_port_free(p)
+            _check_port_free(p + 1)
     libs = fetch_kafka(settings.cache_dir, version, on_artifact)
-    log4j = Path(str(resources.files("tradeflux.broker").joinpath("log4j2.yaml")))
+    log4j = _log4j()
     if cluster is None or fresh:
         if folder.exists():
             _wipe(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        places = hosts or [NodeHost(HOST, HOST)] * nodes
         layout = tuple(
-            Node(i + 1, p, p + 1, str(folder / f"node-{i + 1}")) for i, p in enumerate(wanted_ports)
-        )
+            Node(
+                i + 1, p, p + 1, str(folder / f"node-{i + 1}"),
+                place.address, place.controller_address, tuple(place.launcher),
+            )
+            for i, (p, place) in enumerate(zip(wanted_ports, places, strict=True))
+        )  # fmt: skip
         cluster = LocalCluster(_new_cluster_id(), version, settings.broker_heap, layout, sasl)
         credentials = _new_credentials() if sasl else {}
         if sasl:
@@ -364,7 +411,7 @@ def start_cluster(
         for node in cluster.nodes:
             node.path.mkdir(parents=True)
             props = node.path / "server.properties"
-            _write_secret(props, _properties(node, cluster, credentials))
+            _write_secret(props, _properties(node, cluster, credentials, dict(overrides or {})))
             cmd = _java_command(java, libs, "256m", log4j, "kafka.tools.StorageTool")
             scram = []
             if sasl:  # the admin exists before the first start: the brokers log in as it
@@ -383,23 +430,89 @@ def start_cluster(
                     f"{reason[-1] if reason else 'no output'}"
                 )
         _save_cluster(settings, cluster)
-    procs: dict[int, subprocess.Popen[bytes]] = {}
-    for node in cluster.nodes:
-        cmd = _java_command(java, libs, cluster.heap, log4j, "kafka.Kafka")
-        with node.log_file.open("ab") as log:
-            procs[node.node_id] = proc = subprocess.Popen(
-                [*cmd, str(node.path / "server.properties")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        node.pid_file.write_text(f"{proc.pid}\n")
+    procs = {node.node_id: _launch(node, java, libs, cluster.heap, log4j) for node in cluster.nodes}
     _wait_until_ready(settings, cluster, procs, timeout_s)
     if cluster.sasl:
         users = {u: p for u, p in load_credentials(settings).items() if u in SASL_USERS}
         upsert_scram_users(admin_settings(settings, cluster), users)
     return cluster
+
+
+def _log4j() -> Path:
+    return Path(str(resources.files("tradeflux.broker").joinpath("log4j2.yaml")))
+
+
+def _launch(node: Node, java: str, libs: Path, heap: str, log4j: Path) -> subprocess.Popen[bytes]:
+    """Start one node's JVM (through its host's launcher) and record its pid."""
+    cmd = _java_command(java, libs, heap, log4j, "kafka.Kafka")
+    with node.log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            [*node.launcher, *cmd, str(node.path / "server.properties")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    node.pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def start_node(settings: Settings, node_id: int, timeout_s: float = 90.0) -> int:
+    """Start one stopped node of the recorded cluster again; return its pid once it answers.
+
+    For fault tests and rolling restarts: the other nodes keep running, whatever
+    happens to this one. Returns when the cluster's metadata lists the node.
+    """
+    cluster = load_cluster(settings)
+    if cluster is None:
+        raise BrokerError(f"no local cluster under {broker_dir(settings)}; start one first")
+    node = _node(cluster, node_id)
+    if node_pid(node) is not None:
+        raise BrokerError(f"node {node_id} is already running")
+    libs = fetch_kafka(settings.cache_dir, cluster.kafka_version)
+    proc = _launch(node, find_java(), libs, cluster.heap, _log4j())
+    client = admin(admin_settings(settings, cluster))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        code = proc.poll()
+        if code is not None:
+            raise BrokerError(
+                f"broker node {node_id} exited with code {code} while starting: "
+                f"{_last_error(node.log_file)} (full log: {node.log_file})"
+            )
+        with contextlib.suppress(KafkaClientError):
+            if node_id in {b[0] for b in client.metadata(2.0, topics=()).brokers}:
+                return proc.pid
+        if time.monotonic() > deadline:
+            raise BrokerError(
+                f"broker node {node_id} did not register within {timeout_s:g}s; see {node.log_file}"
+            )
+        time.sleep(0.2)
+
+
+def stop_node(cluster: LocalCluster, node_id: int, grace_s: float = 60.0) -> int:
+    """SIGTERM one node (a controlled shutdown), SIGKILL it after ``grace_s``; return its pid."""
+    node = _node(cluster, node_id)
+    pid = node_pid(node)
+    if pid is None:
+        raise BrokerError(f"node {node_id} is not running")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _wait_dead(pid)
+    node.pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def _node(cluster: LocalCluster, node_id: int) -> Node:
+    for node in cluster.nodes:
+        if node.node_id == node_id:
+            return node
+    raise BrokerError(f"the local cluster has no node {node_id}")
 
 
 def _wait_until_ready(
@@ -427,7 +540,7 @@ def _wait_until_ready(
                     f"{_last_error(node.log_file)} (full log: {node.log_file})"
                 )
         try:
-            if len(client.metadata(2.0).brokers) == len(cluster.nodes):
+            if len(client.metadata(2.0, topics=()).brokers) == len(cluster.nodes):
                 return
         except KafkaClientError:
             pass
@@ -494,16 +607,24 @@ def stop_cluster(settings: Settings, grace_s: float = 60.0) -> list[int]:
 
 def kill_node(cluster: LocalCluster, node_id: int) -> int:
     """SIGKILL one node (for fault tests) and return its pid."""
-    node = next(n for n in cluster.nodes if n.node_id == node_id)
+    node = _node(cluster, node_id)
     pid = node_pid(node)
     if pid is None:
         raise BrokerError(f"node {node_id} is not running")
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    _reap(pid)
+    _wait_dead(pid)
+    node.pid_file.unlink(missing_ok=True)
     return pid
+
+
+def _wait_dead(pid: int, timeout_s: float = 10.0) -> None:
+    """Wait until ``pid`` is gone (reaping it if it is our child)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
 
 
 def reported_version(node: Node) -> tuple[str, str] | None:

@@ -1,15 +1,21 @@
 """The ``tradeflux`` command: broker, topics, reference data, services, demo, gateway, query.
 
 Errors a user can fix print one line and exit non-zero; ``--debug`` shows the trace.
-The commands live in ``broker`` (broker, topics) and ``services`` (the rest); importing
-them registers them on :data:`app`.
+The commands live in ``broker`` (broker, topics), ``audit`` (audit, replay) and
+``services`` (the rest); importing them registers them on :data:`app`.
 """
 
 from __future__ import annotations
 
 import typer
 
-from tradeflux.cli import broker, security, services  # noqa: F401 - registers the commands
+from tradeflux.cli import (  # noqa: F401 - registers the commands
+    audit,
+    broker,
+    redrive,
+    security,
+    services,
+)
 from tradeflux.cli.app import _state, app, err_console
 from tradeflux.errors import TradefluxError
 

@@ -6,6 +6,7 @@ And ``ticker``, the clock of the post-trade services.
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from tradeflux.cli.app import (
 from tradeflux.cli.broker import _environ, broker_start, topics_create
 from tradeflux.config import Settings
 from tradeflux.errors import TradefluxError
-from tradeflux.services import SHIPPED
+from tradeflux.services import SHIPPED, service_target
 
 
 @refdata_app.command("load")
@@ -151,8 +152,6 @@ def run(
     with one line when misconfigured, refused by the cluster, replaced by a live instance
     with its id, or past --cluster-wait-s.
     """
-    import socket
-
     from tradeflux.stream.config import RuntimeConfig
     from tradeflux.stream.runner import (
         ServiceNotFoundError,
@@ -160,6 +159,7 @@ def run(
         load_service,
         run_service,
     )
+    from tradeflux.tracing import configure_tracing
 
     settings = _state.settings(
         topic_prefix=prefix,
@@ -173,7 +173,7 @@ def run(
     )
     configure_logging(logging.DEBUG if _state.debug else logging.INFO)
     if ":" not in target:  # a shipped service by name
-        target = f"tradeflux.services.{target.replace('-', '_')}:SERVICE"
+        target = service_target(target)
     try:
         service = load_service(target, settings)
     except ServiceNotFoundError as exc:
@@ -181,9 +181,13 @@ def run(
             f"{exc}; name a shipped service ({', '.join(SHIPPED)}) or a Service as module:attribute"
         ) from None
     hooks = _metrics_hook(settings, metrics_port)
+    instance = instance_id or socket.gethostname()
+    tracing = configure_tracing(
+        service.name, instance, settings.otlp_endpoint, sample_ratio=settings.trace_sample_ratio
+    )
     config = RuntimeConfig(
         client=settings.client_config(),
-        instance_id=instance_id or socket.gethostname(),
+        instance_id=instance,
         topic_prefix=settings.topic_prefix,
         batch_max_records=settings.batch_max_records,
         batch_max_wait_ms=settings.batch_max_wait_ms,
@@ -195,6 +199,7 @@ def run(
         metrics_port=metrics_port,
         metrics_host=settings.metrics_host,
         batch_trace=str(batch_trace) if batch_trace is not None else None,
+        tracing=tracing,
         **hooks,
     )
     for name, value in settings.describe().items():
@@ -444,7 +449,12 @@ def gateway(
         if fix_tls_cert is None:
             check_plaintext_fix(settings, fix_host)
     from tradeflux.services.validator import notional_bounds
+    from tradeflux.tracing import configure_tracing
 
+    tracing = configure_tracing(
+        "gateway", f"{socket.gethostname()}-{http_port}", settings.otlp_endpoint,
+        sample_ratio=settings.trace_sample_ratio,
+    )  # fmt: skip
     config = GatewayConfig(
         client=settings.client_config(),
         topic_prefix=settings.topic_prefix,
@@ -456,6 +466,7 @@ def gateway(
         fix_door=door,
         http_policy=policy,
         http_tls=http_tls,
+        tracing=tracing,
     )
     code = run_gateway(config)
     if code:

@@ -6,10 +6,9 @@ the bounds of every field (domain/bounds.py, the same the validator applies: dig
 magnitude of quantity and price, identifier forms, ISO 4217, MIC form, the trade time
 window, the notional ``quantity * price`` per currency; each error names the bound it
 broke) plus what the HTTP edge owes its callers: no unknown fields (a typo must not
-vanish), and no ``allocation`` (only the allocations service books an allocation, whose
-price is off the tick grid). Business rules (reference data, positive quantities, lots
-and ticks, the multiplier's share of the notional) stay with the validator, which
-dead-letters with a reason code.
+vanish), and none of the fields only tradeflux's own services set (``allocation``).
+Business rules (reference data, positive quantities, lots and ticks, the multiplier's
+share of the notional) stay with the validator, which dead-letters with a reason code.
 
 Numbers are decoded straight into Decimal (never float): ``"quantity": 100.25`` and
 ``"quantity": "100.25"`` are the same.
@@ -41,6 +40,9 @@ _DEFAULTS = dict(
     )
 )
 REQUIRED_FIELDS = tuple(f for f in TradeEvent.__struct_fields__ if f not in _DEFAULTS)
+INTERNAL_FIELDS = frozenset({"allocation"})
+"""Fields only tradeflux's own services set: ``allocation`` marks the allocations service's
+bookings (which the validator does not hold to the tick grid), so a sender must not."""
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 _TIME_EXAMPLE = '"2026-11-24T10:15:00.125Z"'
 _DEFAULT_NOTIONAL_BOUNDS = NotionalBounds()
@@ -119,8 +121,15 @@ def _parse_record(
     errors = [
         RecordError(index, name, "unknown field") for name in record if name not in FIELD_TYPES
     ]
+    errors += [  # null (what our own encoder writes for "none") is as good as absent
+        RecordError(index, name, "set by the allocations service only; send a block allocation")
+        for name in INTERNAL_FIELDS
+        if record.get(name) is not None
+    ]
     values: dict[str, Any] = {}
     for name, kind in FIELD_TYPES.items():
+        if name in INTERNAL_FIELDS:
+            continue
         if name not in record:
             if name not in _DEFAULTS:
                 errors.append(RecordError(index, name, "required field missing"))
@@ -194,8 +203,4 @@ def _check_value(name: str, value: Any) -> str | None:
         return "must be 1 or more"
     if name == "trade_id" and not value:
         return "must not be empty"
-    if name == "allocation" and value is not None:
-        # An allocation's bookings skip the tick check (they are at the block's average
-        # price): only the allocations service books them, never a sender.
-        return "set by the allocations service on its bookings; a sender may not set it"
     return None

@@ -13,6 +13,7 @@ import msgspec
 
 from tradeflux.domain.bounds import MAX_ID_LENGTH, MAX_VERSION
 from tradeflux.domain.schemas import TradeEvent
+from tradeflux.gateway.ingest import INTERNAL_FIELDS
 
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
        "pattern": "^[A-Za-z0-9._:/#@+=-]+$"}  # fmt: skip
@@ -64,7 +65,7 @@ def trade_event_schema() -> dict[str, Any]:
     """Return the JSON Schema of one TradeEvent as the gateway accepts it."""
     (schema,), components = msgspec.json.schema_components([TradeEvent])
     event = dict(components["TradeEvent"])
-    properties = dict(event["properties"])
+    properties = {k: v for k, v in event["properties"].items() if k not in INTERNAL_FIELDS}
     for name, bound in _FIELDS.items():
         properties[name] = {**bound, "title": properties[name].get("title", name)}
     properties.pop("allocation", None)  # set by the allocations service only (ingest.py)

@@ -33,6 +33,7 @@ from tradeflux.gateway.http import DEFAULT_MAX_BODY_BYTES, create_app
 from tradeflux.gateway.outbound import OutboundFollower
 from tradeflux.gateway.writer import DeliveryError, TradeWriter, TransactionalTradeWriter
 from tradeflux.security.http import EdgePolicy
+from tradeflux.tracing import OFF, Tracing
 
 log = logging.getLogger("tradeflux.gateway")
 
@@ -61,6 +62,7 @@ class GatewayConfig:
     fix_door: FixDoorSettings | None = None  # how callers reach the engine (needed with fix)
     http_policy: EdgePolicy | None = None  # None: no auth, no Host/Origin checks (tests only)
     http_tls: dict[str, Any] = field(default_factory=dict)  # uvicorn ssl_* settings
+    tracing: Tracing = OFF  # each trade written starts a trace (tradeflux.tracing)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -83,7 +85,7 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.writer = TradeWriter(config.client, config.topic_prefix)
+        self.writer = TradeWriter(config.client, config.topic_prefix, config.tracing)
         self.http_writer: TransactionalTradeWriter | None = None
         self.fix: FixAcceptor | None = None
         self.outbound: OutboundFollower | None = None
@@ -107,6 +109,7 @@ class Gateway:
                 f"{self.config.topic_prefix}tradeflux-gateway-{instance}-http",
                 self.config.topic_prefix,
                 producers=self.config.http_producers,
+                tracing=self.config.tracing,
             )
         except DeliveryError as exc:
             sock.close()
@@ -228,6 +231,7 @@ class Gateway:
         remaining = self.writer.close()
         if remaining:
             log.error("gateway stopped with %d record(s) not acknowledged by Kafka", remaining)
+        self.config.tracing.shutdown()
         log.info("gateway stopped")
 
 

@@ -28,6 +28,7 @@ from tradeflux.domain.schemas import TradeEvent
 from tradeflux.errors import TradefluxError
 from tradeflux.stream.errors import KafkaClientError, TransientKafkaError
 from tradeflux.stream.kafka import Admin, IdempotentWriter, TransactionalProducer
+from tradeflux.tracing import OFF, Tracing
 
 RAW_TOPIC = topics.RAW.name
 
@@ -80,8 +81,10 @@ class TradeWriter:
         self,
         client_config: dict[str, Any],
         topic_prefix: str = "",
+        tracing: Tracing = OFF,
     ) -> None:
         self.prefix = topic_prefix
+        self._tracing = tracing
         # How long Kafka may take to acknowledge: 30 s unless the cluster settings say
         # (TRADEFLUX_KAFKA_DELIVERY_TIMEOUT_MS or the config file's kafka table).
         delivery_timeout_ms = int(client_config.get("delivery.timeout.ms", 30_000))
@@ -121,7 +124,7 @@ class TradeWriter:
         a (trade id, version) it has.
         """
         records = [(event.trade_id, self.encode(event), None) for event in events]
-        self._write(self.topic, records, cancel)
+        self._write(self.topic, records, cancel, "gateway fix")
 
     def write_to(
         self,
@@ -153,8 +156,10 @@ class TradeWriter:
         topic: str,
         records: Sequence[tuple[str | None, bytes, int | None]],
         cancel: threading.Event | None,
+        edge: str | None = None,
     ) -> None:
         events = records
+        tracing = self._tracing if edge is not None and self._tracing.enabled else None
         pending = _PendingWrite(len(records))
         for key, value, partition in records:
             try:
@@ -165,6 +170,7 @@ class TradeWriter:
                     on_delivery=pending.on_delivery,
                     give_up=self._stop.is_set,
                     partition=partition,
+                    headers=tracing.start(edge) if tracing is not None and edge else None,
                 )
             except KafkaClientError as exc:  # a fatal producer error, say
                 raise DeliveryError(f"Kafka refused a record to {topic}: {exc}") from None
@@ -255,8 +261,10 @@ class TransactionalTradeWriter:
         topic_prefix: str = "",
         producers: int = 4,
         max_message_bytes: int | None = None,
+        tracing: Tracing = OFF,
     ) -> None:
         self.topic = topic_prefix + RAW_TOPIC
+        self._tracing = tracing
         self._client_config = client_config
         # How long Kafka may take: 30 s unless the cluster settings say (as TradeWriter)
         self._timeout_s = int(client_config.get("delivery.timeout.ms", 30_000)) / 1000
@@ -348,8 +356,10 @@ class TransactionalTradeWriter:
         self, producer: TransactionalProducer, events: Sequence[TradeEvent]
     ) -> None:
         producer.begin()
+        tracing = self._tracing if self._tracing.enabled else None
         for event in events:
-            producer.send(self.topic, event.trade_id.encode(), self.encode(event))
+            headers = tracing.start("gateway http") if tracing is not None else None
+            producer.send(self.topic, event.trade_id.encode(), self.encode(event), headers)
         producer.commit(self._timeout_s)  # flushes; raises if a record failed
 
     def _abort(self, producer: TransactionalProducer) -> bool:

@@ -55,7 +55,7 @@ class LiveHub:
         self.max_log_events = max_log_events
         self.queue_flushes = queue_flushes
         self._lock = threading.Lock()
-        self._keyed: dict[tuple[str, str], Any] = {}
+        self._keyed: dict[tuple[str, str], Change] = {}
         self._logs: list[Change] = []
         self._subscribers: set[_Subscriber] = set()
         self._encoder = msgspec.json.Encoder(decimal_format="string")
@@ -67,7 +67,7 @@ class LiveHub:
         with self._lock:
             for change in changes:
                 if change.kind in _KEYED:
-                    self._keyed[(change.kind, change.key)] = change.value
+                    self._keyed[(change.kind, change.key)] = change
                 else:
                     self._logs.append(change)
             if len(self._logs) > 4 * self.max_log_events:
@@ -86,10 +86,8 @@ class LiveHub:
         if not (keyed or logs) or not self._subscribers:
             return
         events: list[tuple[str, bytes]] = []
-        for (kind, key), value in keyed.items():
-            events.append(self._event(kind, key, value))
-        for change in logs:
-            events.append(self._event(change.kind, change.key, change.value))
+        for change in (*keyed.values(), *logs):
+            events.append(self._event(change))
         for sub in list(self._subscribers):
             chosen = [text for kind, text in events if sub.kinds is None or kind in sub.kinds]
             if not chosen:
@@ -100,13 +98,18 @@ class LiveHub:
                 self.dropped_subscribers += 1
                 self._disconnect(sub)
 
-    def _event(self, kind: str, key: str, value: Any) -> tuple[str, bytes]:
+    def _event(self, change: Change) -> tuple[str, bytes]:
+        kind, key, value, traceparent = change
+        # The trace the change belongs to, as a field of its own: EventSource ignores fields
+        # it does not know (HTML's SSE rules), a client that follows traces reads it.
+        trace = b"traceparent: " + traceparent + b"\n" if traceparent else b""
+        name = kind.encode()
         if value is None:
+            name += b"_removed"
             data = self._encoder.encode({"key": key, "removed": True})
-            return kind, b"event: " + kind.encode() + b"_removed\ndata: " + data + b"\n\n"
-        return kind, b"event: " + kind.encode() + b"\ndata: " + self._encoder.encode(
-            value
-        ) + b"\n\n"
+        else:
+            data = self._encoder.encode(value)
+        return kind, b"event: " + name + b"\n" + trace + b"data: " + data + b"\n\n"
 
     def _disconnect(self, sub: _Subscriber) -> None:
         self._subscribers.discard(sub)

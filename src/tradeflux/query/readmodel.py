@@ -56,6 +56,7 @@ from tradeflux.query.posttrade import (
 )
 from tradeflux.stream.deadletter import header_map
 from tradeflux.stream.records import Headers
+from tradeflux.tracing import TRACEPARENT
 
 T = TypeVar("T")
 
@@ -120,12 +121,14 @@ class RejectedTrade(msgspec.Struct, frozen=True, kw_only=True):
 class Change(NamedTuple):
     """What a record changed, for the live stream: ``kind`` (``position``, ...), key, new value.
 
-    ``value`` is None when a tombstone removed ``key``.
+    ``value`` is None when a tombstone removed ``key``. ``traceparent``: the W3C trace
+    context of the record that made the change, if it carried one (tradeflux.tracing).
     """
 
     kind: str
     key: str
     value: Any
+    traceparent: bytes | None = None
 
 
 class _Fields(msgspec.Struct):
@@ -171,6 +174,17 @@ _KIND_BY_TOPIC = {
 
 
 _POST_TRADE_KINDS = frozenset(allocation_views.KINDS.values())
+
+
+def _traced(change: Change, headers: Headers | None) -> Change:
+    """Return ``change`` with the trace context of the record that made it, if any."""
+    if not headers:
+        return change
+    for name, value in headers:
+        if name == TRACEPARENT and value:
+            raw = value if isinstance(value, bytes) else value.encode()
+            return change._replace(traceparent=raw)
+    return change
 
 
 def _text(value: Any) -> str | None:
@@ -262,7 +276,8 @@ class ReadModel:
         A value that does not decode is counted in ``bad_records`` and changes nothing.
         """
         with self.lock:
-            return self._apply(topic, key, value, headers, timestamp_ms, partition, offset)
+            change = self._apply(topic, key, value, headers, timestamp_ms, partition, offset)
+        return None if change is None else _traced(change, headers)
 
     def apply_many(self, records: Iterable[SourceRecord]) -> list[Change]:
         """Apply many ``SourceRecord``s under one lock; return what they changed, in order."""
@@ -271,7 +286,7 @@ class ReadModel:
             for record in records:
                 change = self._apply(*record)
                 if change is not None:
-                    changes.append(change)
+                    changes.append(_traced(change, record[3]))
         return changes
 
     def _apply(

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from tradeflux import topics
 from tradeflux.broker.acl_admin import Acl
 from tradeflux.security import SecurityConfigError
-from tradeflux.services import SHIPPED
+from tradeflux.services import SHIPPED, service_target
 from tradeflux.stream.changelog import changelog_topic
 from tradeflux.stream.runner import load_service
 from tradeflux.stream.topology import Service
@@ -56,6 +56,8 @@ def _edges() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
 
 GATEWAY_OUTBOUND_GROUP = "gateway-outbound-"
 """The prefix of the gateway's outbound follower's group (``gateway/runner.py``)."""
+GATEWAY_TRANSACTIONS = "tradeflux-gateway-"
+"""The prefix of the gateway's HTTP transactional ids (``gateway/runner.py``)."""
 
 
 def service_acls(service: Service, principal: str, prefix: str = "") -> list[Acl]:
@@ -69,13 +71,16 @@ def service_acls(service: Service, principal: str, prefix: str = "") -> list[Acl
         topic(prefix + t.name, "read")
     for table in service.global_tables:
         topic(prefix + table.topic, "read")
+    # What it writes, and the record size limits of those topics (max.message.bytes), so that
+    # an oversized output is pinned on its record before the broker would refuse it.
     for t in service.outputs:
-        topic(prefix + t.name, "write")
+        topic(prefix + t.name, "write", "describe_configs")
     if service.dead_letter_topic:
-        topic(prefix + service.dead_letter_topic, "write")
+        topic(prefix + service.dead_letter_topic, "write", "describe_configs")
     for store in service.stores:
         if store.logged:  # a derived store has no changelog
-            topic(changelog_topic(prefix, service.name, store.name), "read", "write", "create")
+            changelog = changelog_topic(prefix, service.name, store.name)
+            topic(changelog, "read", "write", "create", "describe_configs")
     acls.append(Acl(principal, "group", prefix + service.name, "prefixed", "read"))
     acls.append(Acl(principal, "transactional_id", f"{prefix}{service.name}-", "prefixed", "write"))
     return _unique(acls)
@@ -94,8 +99,16 @@ def edge_acls(name: str, principal: str, prefix: str = "") -> list[Acl]:
     acls += [Acl(principal, "topic", prefix + t, "literal", "write") for t in writes]
     if name == "query":
         acls.append(Acl(principal, "group", QUERY_GROUP_PREFIX, "prefixed", "describe"))
-    if name == "gateway":  # it follows the services' answers in a group of its own
+    if name == "gateway":
+        # It follows the services' answers in a group of its own; it writes a request's
+        # trades in a transaction of its own producers, sized to what trades.raw takes.
         acls.append(Acl(principal, "group", prefix + GATEWAY_OUTBOUND_GROUP, "prefixed", "read"))
+        acls.append(
+            Acl(principal, "transactional_id", prefix + GATEWAY_TRANSACTIONS, "prefixed", "write")
+        )
+        acls.append(
+            Acl(principal, "topic", prefix + topics.RAW.name, "literal", "describe_configs")
+        )
     return _unique(acls)
 
 
@@ -134,7 +147,7 @@ def plan(
     for name in chosen:
         principal = principal_template.format(name=name)
         if name in SHIPPED:
-            service = load_service(f"tradeflux.services.{name.replace('-', '_')}:SERVICE")
+            service = load_service(service_target(name))
             acls += service_acls(service, principal, prefix)
         else:
             acls += edge_acls(name, principal, prefix)

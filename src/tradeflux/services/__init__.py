@@ -19,3 +19,8 @@ SHIPPED = (
 
 A ``-`` in NAME is a ``_`` in the module's name (``ticker-settlement``: ticker_settlement).
 """
+
+
+def service_target(name: str) -> str:
+    """Return the ``module:attribute`` of shipped service ``name`` (``-`` becomes ``_``)."""
+    return f"tradeflux.services.{name.replace('-', '_')}:SERVICE"

@@ -43,7 +43,7 @@ def feed(ctx: Context, records: Sequence[Record]) -> None:
         event: EnrichedTrade = record.value
         if event.allocation is not None:
             if event.allocation.role == "CHILD":
-                ctx.emit(CONFIRMATIONS_IN, event.trade_id, ChildBooked(trade=event))
+                ctx.emit(CONFIRMATIONS_IN, event.trade_id, ChildBooked(trade=event), cause=record)
                 ctx.count("children")
             else:
                 ctx.count("passed")
@@ -55,12 +55,12 @@ def feed(ctx: Context, records: Sequence[Record]) -> None:
             continue
         if before is not None and before != event.order_id:
             moved = msgspec.structs.replace(event, event_type="CANCEL", order_id=before)
-            ctx.emit(ALLOCATIONS_IN, before, BlockExecution(trade=moved))
+            ctx.emit(ALLOCATIONS_IN, before, BlockExecution(trade=moved), cause=record)
             ctx.count("order_moves")
             if event.event_type == "AMEND":
                 event = msgspec.structs.replace(event, event_type="NEW")
         if event.order_id:
-            ctx.emit(ALLOCATIONS_IN, event.order_id, BlockExecution(trade=event))
+            ctx.emit(ALLOCATIONS_IN, event.order_id, BlockExecution(trade=event), cause=record)
             ctx.count("executions")
         if event.event_type == "CANCEL" or not event.order_id:
             orders.delete(key)

@@ -82,7 +82,7 @@ def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
     books = ctx.store("books")
     fills = ctx.store("fills")
     index = ctx.store("index")
-    changed: dict[str, PositionBook] = {}
+    changed: dict[str, tuple[PositionBook, Record]] = {}  # with the last record of each
     paths: dict[str, int] = {}  # how often each fold path ran: a metric
     for record in sorted(records, key=_fold_order):
         trade: PositionEvent = record.value
@@ -95,11 +95,13 @@ def apply_trades(ctx: Context, records: Sequence[Record]) -> None:
             fills.put(f"{key}|{change.fill.trade_id}", _FILL_CODEC.encode(change.fill))
         if change.sealed is not None:
             index.put(f"{key}#{change.sealed[0]}", _CHUNK_CODEC.encode(change.sealed[1]))
-        changed[key] = change.book
+        changed[key] = (change.book, record)
     for path, n in paths.items():
         ctx.count(f"fold_{path}", n)
-    for key, changed_book in changed.items():
-        ctx.emit(topics.POSITIONS.name, key, changed_book.position, partition=ctx.partition)
+    for key, (changed_book, last) in changed.items():
+        ctx.emit(
+            topics.POSITIONS.name, key, changed_book.position, partition=ctx.partition, cause=last
+        )
 
 
 SERVICE = Service(

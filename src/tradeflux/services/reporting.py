@@ -83,7 +83,7 @@ def report_trades(
             continue
         state, report = made
         reports.put(key, state)
-        ctx.emit(REPORTS, event.trade_id, report)
+        ctx.emit(REPORTS, event.trade_id, report, cause=record)
         if report.late:
             ctx.count("late_reports")
     if now is not None and now != held:

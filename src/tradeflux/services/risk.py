@@ -53,7 +53,7 @@ def check_trades(ctx: Context, records: Sequence[Record]) -> None:
         trades.put(key, step.trade)
         accounts.put(event.account, step.account)
         for alert in step.alerts:
-            ctx.emit(topics.ALERTS.name, alert.account, alert)
+            ctx.emit(topics.ALERTS.name, alert.account, alert, cause=record)
             ctx.count(f"risk_{alert.status.lower()}")
 
 

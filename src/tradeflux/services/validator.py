@@ -69,7 +69,7 @@ def validate_trades(ctx: Context, records: Sequence[Record], bounds: NotionalBou
         if isinstance(outcome, Accepted):
             trades.put(trade_id, outcome.new_state)
             for event in outcome.events:
-                ctx.emit(topics.ENRICHED.name, event.account, event)
+                ctx.emit(topics.ENRICHED.name, event.account, event, cause=record)
             ctx.count("enriched")
         elif isinstance(outcome, Duplicate):
             ctx.count("duplicates")

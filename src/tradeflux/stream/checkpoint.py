@@ -27,6 +27,7 @@ from tradeflux.stream.kafka import TP, GroupConsumer, Refusal, TransactionalProd
 from tradeflux.stream.records import HOP_HEADER, Emitted
 from tradeflux.stream.retry import Patience
 from tradeflux.stream.task import Task
+from tradeflux.tracing import OFF_BATCH, BatchTrace, with_trace
 
 
 class InjectedAbort(Exception):  # noqa: N818 - named for what tests raise
@@ -50,8 +51,10 @@ class Checkpoint:
         fetched_us: int,
         started_us: int,
         processed_us: int,
+        trace: BatchTrace = OFF_BATCH,
     ) -> None:
         self.seq = seq
+        self._trace = trace
         self.tasks = tasks
         self.offsets = offsets
         self._hop = hop  # "service;instance;batch"
@@ -64,6 +67,7 @@ class Checkpoint:
         ]
         self.out_counts: dict[str, int] = {}
         self.produced_us = 0
+        self.commit_started_us = 0
         self.committed_us = 0
 
     def run(
@@ -80,10 +84,13 @@ class Checkpoint:
         tail = f";{self._started_us};{self._processed_us};{produced}"
         prefix = self._hop + ";"
         counts = self.out_counts
+        trace = self._trace if self._trace is not OFF_BATCH else None
         for task, rec in self.records:
             fetched = rec.source.fetched_us if rec.source is not None else self._fetched_us
             hop = (HOP_HEADER, f"{prefix}{fetched or self._fetched_us}{tail}".encode())
             headers = [*rec.headers, hop] if rec.headers else [hop]
+            if trace is not None and rec.headers:  # the hop span of the input's trace
+                headers = with_trace(headers, trace.child_headers(rec.headers))
             try:
                 producer.send(rec.topic, rec.key, rec.value, headers, rec.partition)
             except RecordRefusedError as exc:
@@ -107,6 +114,7 @@ class Checkpoint:
             )
         if before_commit is not None:
             before_commit(self.seq)
+        self.commit_started_us = now_us()
         patience("commit").run(lambda: producer.commit(timeout_s))
         self.committed_us = now_us()
 

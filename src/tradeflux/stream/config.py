@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tradeflux.tracing import OFF, Tracing
+
 
 @dataclass(frozen=True)
 class RuntimeConfig:
@@ -17,8 +19,11 @@ class RuntimeConfig:
     record (0: no time budget); an idle instance waits at most ``batch_max_wait_ms`` for
     its first record. ``cluster_wait_s`` is how long a transient cluster failure is waited
     out before the instance exits. ``batch_trace`` names a file that gets one line per
-    committed batch (``service;instance;batch;produced_us;committed_us;records``), for the
-    latency breakdown of bench/latency.py.
+    committed batch (``batch committed service=S instance=I batch=N records=R
+    produced_us=... commit_started_us=... commit_ended_us=...``, epoch microseconds), for
+    the latency breakdown of bench/latency.py. ``tracing`` continues the traces the input
+    records carry (a batch span per batch, a hop span per traced input record; off by
+    default: :data:`tradeflux.tracing.OFF`).
     """
 
     client: dict[str, Any]
@@ -41,5 +46,6 @@ class RuntimeConfig:
     metrics_authorize: Callable[[Mapping[str, str]], int] | None = None
     changelog_replication: int | None = None
     batch_trace: str | None = None
+    tracing: Tracing = OFF
     # Fault injection for tests: called before each commit with the batch number.
     before_commit: Callable[[int], None] | None = None

@@ -45,6 +45,7 @@ from tradeflux.stream.restore import Restorer
 from tradeflux.stream.retry import Patience, Stopping, Waits
 from tradeflux.stream.tables import GlobalTable
 from tradeflux.stream.topology import Service
+from tradeflux.tracing import OFF_BATCH
 
 log = logging.getLogger("tradeflux.stream")
 
@@ -229,6 +230,7 @@ class StreamApp:
             self._producer.close(5.0)
         if self._trace is not None:
             self._trace.close()
+        self.config.tracing.shutdown()
         log.info("service stopped %s batches=%d", self._context, self._batches)
 
     # -- the loop ------------------------------------------------------------------------
@@ -277,6 +279,10 @@ class StreamApp:
         started = now_us()
         for tp, msgs in by_tp.items():
             active[tp].process(msgs, fetched[tp], started // 1000)
+        count = sum(len(m) for m in by_tp.values())
+        # The cost per record that sizes the next batches: records only, not the timers
+        # (a timer over every key would make records look dear and batches needlessly small).
+        self._intake.measured(count, now_us() - started)
         timed = []
         if self.service.punctuators:
             now_ms = int(time.time() * 1000)
@@ -284,17 +290,21 @@ class StreamApp:
         if not by_tp and not timed:
             return
         processed = now_us()
-        count = sum(len(m) for m in by_tp.values())
-        self._intake.measured(count, processed - started)
         self.metrics.process_s.labels(**self.metrics.labels()).observe((processed - started) / 1e6)
         touched = [active[tp] for tp in by_tp]
         touched += [t for t in timed if t not in touched]
         offsets = {tp: (msgs[-1].offset() or 0) + 1 for tp, msgs in by_tp.items()}
         self._batches += 1
+        tracing = self.config.tracing
+        trace = (
+            tracing.batch(self.service.name, (m.headers() for ms in by_tp.values() for m in ms))
+            if tracing.enabled
+            else OFF_BATCH
+        )
         checkpoint = Checkpoint(
             self._batches, touched, offsets,
             f"{self.service.name};{self.config.instance_id};{self._batches}",
-            min(fetched.values(), default=started), started, processed,
+            min(fetched.values(), default=started), started, processed, trace,
         )  # fmt: skip
         try:
             checkpoint.run(
@@ -303,14 +313,17 @@ class StreamApp:
             )  # fmt: skip
         except (TransactionAbortableError, InjectedAbort) as exc:
             checkpoint.pin_refusals(self._producer.refused)
+            trace.end(committed=False)
             self._abort(exc)
             return
         except KafkaClientError as exc:
+            trace.end(committed=False)
             if isinstance(exc, ProducerFatalError | AuthorizationError):
                 raise
             checkpoint.pin_refusals(self._producer.refused)
             self._abort(exc)
             return
+        trace.end()
         checkpoint.committed()
         self._after_commit(checkpoint, by_tp, count)
 
@@ -385,8 +398,11 @@ class StreamApp:
         record_batch(self.metrics, checkpoint, by_tp, count)
         if self._trace is not None:
             self._trace.write(
-                f"{self.service.name};{self.config.instance_id};{checkpoint.seq};"
-                f"{checkpoint.produced_us};{checkpoint.committed_us};{count}\n"
+                f"batch committed service={self.service.name} "
+                f"instance={self.config.instance_id} batch={checkpoint.seq} records={count} "
+                f"produced_us={checkpoint.produced_us} "
+                f"commit_started_us={checkpoint.commit_started_us} "
+                f"commit_ended_us={checkpoint.committed_us}\n"
             )
 
     def _publish_gauges(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tradeflux.stream.errors import ServiceConfigError, TopicMissingError
+from tradeflux.stream.errors import AuthorizationError, ServiceConfigError, TopicMissingError
 from tradeflux.stream.kafka import Admin, NewTopicSpec
 from tradeflux.stream.retry import Patience
 from tradeflux.stream.topology import Service
@@ -93,7 +93,17 @@ def provision(
             )
     producer_max = int(client.get("message.max.bytes", _PRODUCER_MAX_BYTES))
     sized = [*outputs, *wanted]
-    configs = patience.run(lambda: admin.topic_configs(sized))
+    try:
+        configs = patience.run(lambda: admin.topic_configs(sized))
+    except AuthorizationError as exc:  # a cluster may not let a service read topic configs
+        log.warning(
+            "topic configs not readable service=%s error=%s; outputs are checked against the "
+            "producer's message.max.bytes=%d only (grant DESCRIBE_CONFIGS on its topics)",
+            service.name,
+            exc.code,
+            producer_max,
+        )
+        configs = {}
     limits = {
         t: min(producer_max, int(configs.get(t, {}).get("max.message.bytes", producer_max)))
         for t in sized

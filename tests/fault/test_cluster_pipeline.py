@@ -1,0 +1,200 @@
+"""The whole pipeline on a 3-node cluster of hosts of their own, under every kind of fault.
+
+Every shipped service runs at two instances, each a ``tradeflux run`` process in its own
+network namespace, kept up by a supervisor (as Kubernetes would). Simulated trades flow
+in at a steady rate while the faults of the schedule hit the cluster one after another:
+SIGKILLs of service instances and of brokers, a rolling restart of the brokers, and
+network partitions (an instance cut off for longer than its session timeout, a broker
+cut off from the controller quorum, a partition leader cut off from its followers). The
+same input then goes through a fault-free copy of the pipeline under another prefix on
+the same cluster, and every output topic of the two runs is compared, read_committed
+(tests/support/pipeline_outputs.py says how, topic by topic), and with the independent
+models of the rules.
+
+The test fails on any difference AND on any instance that exited on its own: a fault
+of the cluster must be waited out by the runtime, not survived by a restart.
+
+The short form (``./dev test``) runs a few kills of each kind and one partition; with
+``TRADEFLUX_SOAK=1`` the long form runs 20 service kills, 3 broker kills, a rolling
+restart and two partitions of each kind over a longer input; ``TRADEFLUX_FAULTS`` (a
+comma-separated list of kinds, tests/support/faults.py) runs just those.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import unique
+from tests.support import netns
+from tests.support.fault_cluster import FaultCluster, fault_cluster
+from tests.support.fault_pipeline import (
+    TRADE_TIME_SPEEDUP,
+    Deployment,
+    Feeder,
+    deploy,
+    drain,
+    expectations,
+    feed_all,
+    prepare_prefix,
+)
+from tests.support.faults import SHORT, FaultDriver, long_schedule
+from tests.support.kafka_tools import wait_for
+from tests.support.pipeline import simulated_session
+from tests.support.pipeline_outputs import differences, dump, read_outputs
+from tradeflux.sim.trades import TradeMix
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
+
+SOAK = os.environ.get("TRADEFLUX_SOAK", "") not in ("", "0")
+# TRADEFLUX_FAULTS=leader-cut,quorum-cut runs those faults only (to reproduce one kind).
+CHOSEN = [k for k in os.environ.get("TRADEFLUX_FAULTS", "").split(",") if k]
+FEED_RATE = 100  # raw records per second, steady, while the faults run
+COPY_RATE = 5 * FEED_RATE  # the fault-free copy needs no time for faults
+BUDGET_S = 3600 if SOAK else 420  # of input generated; the feed stops when the faults end
+TAIL_S = 3.0  # input after the last fault
+SEED = 16
+MIX = TradeMix(amend_rate=0.06, cancel_rate=0.03, duplicate_rate=0.02, malformed_rate=0.02)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
+    """A 3-node cluster on a test network of its own; torn down whatever happens."""
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+    with (
+        netns.network() as net,
+        fault_cluster(net, tmp_path_factory.mktemp("fault-cluster")) as fc,
+    ):
+        yield fc
+
+
+class Phases:
+    """How long each phase of the run took, for the report."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.monotonic()
+        self.done: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.done.append((name, now - self.last))
+        self.last = now
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in self.done)
+        return f"{self.last - self.started:.0f}s: {parts}"
+
+
+def _run_faulted(
+    cluster: FaultCluster, prefix: str, records: list, log_dir: Path, schedule: list[str],
+    phases: Phases,
+) -> tuple[Deployment, FaultDriver, int]:  # fmt: skip
+    deployment = deploy(cluster.client, cluster.net, prefix, 2, log_dir, "f")
+    feeder = Feeder(cluster.client, prefix, records, FEED_RATE)
+    driver = FaultDriver(
+        cluster, deployment, random.Random(SEED), recover_timeout_s=300 if SOAK else 120
+    )
+    try:
+        wait_for(lambda: not deployment.unready(), 180, "the deployment to be whole", every_s=1)
+        phases.mark("start 14 instances")
+        feeder.start()
+        driver.run(schedule, keep_going=lambda: not feeder.exhausted)
+        time.sleep(TAIL_S)  # the last fault's aftermath with input flowing
+        fed = feeder.stop_feeding()
+        phases.mark("faults")
+    except BaseException:
+        deployment.supervisor.kill_all()
+        raise
+    return deployment, driver, fed
+
+
+def _report(
+    faulted: Deployment, copy: Deployment, driver: FaultDriver, fed: int, diffs: list[str],
+    stops: dict[str, int], phases: Phases, behind: list[str],
+) -> str:  # fmt: skip
+    faults = "\n".join(f"  {a.kind} {a.target}: {a.seconds:.1f}s" for a in driver.applied)
+    exits = faulted.supervisor.self_exits + copy.supervisor.self_exits
+    return "\n".join(
+        [
+            f"run time {phases}",
+            f"input: {fed} raw records; {len(driver.applied)} faults applied, "
+            f"{faulted.supervisor.kills} instance SIGKILLs:",
+            faults,
+            f"not recovered: {driver.unrecovered}",
+            f"not caught up: {behind}",
+            f"{len(diffs)} difference line(s):",
+            *diffs[:80],
+            f"{len(exits)} instance(s) exited on their own:",
+            faulted.supervisor.report(),
+            copy.supervisor.report(),
+            f"exit codes on SIGTERM that were not 0: {stops}",
+        ]
+    )
+
+
+def _exit_logs(*deployments: Deployment) -> str:
+    """The end of each self-exited instance's log, for the report file."""
+    blocks = []
+    for deployment in deployments:
+        for e in deployment.supervisor.self_exits:
+            blocks.append(f"== {e.instance} rc={e.returncode} at {e.after_s:.1f}s")
+            blocks += [f"   {line}" for line in e.last_lines]
+    return "\n".join(blocks)
+
+
+@pytest.mark.timeout(7200 if SOAK else 1200)
+def test_pipeline_on_three_hosts_survives_kills_restarts_and_partitions_exactly_without_exits(
+    cluster: FaultCluster, tmp_path: Path
+) -> None:
+    phases = Phases()
+    schedule = CHOSEN or (long_schedule() if SOAK else SHORT)
+    session = simulated_session(
+        int(FEED_RATE * BUDGET_S), SEED, MIX, rate_per_s=FEED_RATE * TRADE_TIME_SPEEDUP
+    )
+    client = cluster.client
+    faulted_prefix, copy_prefix = unique("faulted") + ".", unique("copy") + "."
+    for prefix in (faulted_prefix, copy_prefix):
+        prepare_prefix(client, prefix, session)
+    phases.mark("input and topics")
+
+    faulted, driver, fed = _run_faulted(
+        cluster, faulted_prefix, session.records, tmp_path / "faulted", schedule, phases
+    )
+    records = session.records[:fed]
+    expect = expectations(session, records)
+    # The copy's instances start while the faulted run drains: they see no fault.
+    copy = deploy(client, cluster.net, copy_prefix, 1, tmp_path / "copy", "c")
+    try:
+        try:
+            behind = drain(faulted, expect.reference.pnl, timeout_s=600 if SOAK else 240)
+        finally:
+            stops = faulted.supervisor.stop()
+        phases.mark("drain")
+        wait_for(lambda: not copy.unready(), 180, "the copy to be whole", every_s=1)
+        feed_all(client, copy_prefix, records, COPY_RATE)
+        behind += [f"copy: {b}" for b in drain(copy, expect.reference.pnl, timeout_s=300)]
+    finally:
+        stops |= {f"copy {name}": code for name, code in copy.supervisor.stop().items()}
+    phases.mark("fault-free copy")
+
+    runs = (
+        read_outputs(client, faulted_prefix, "faulted"),
+        read_outputs(client, copy_prefix, "copy"),
+    )
+    diffs = differences(*runs, expect)
+    phases.mark("compare")
+    if diffs:
+        for run in runs:
+            dump(run, tmp_path / "outputs", diffs)
+    report = _report(faulted, copy, driver, fed, diffs, stops, phases, behind)
+    (tmp_path / "report.txt").write_text(report + "\n\n" + _exit_logs(faulted, copy) + "\n")
+    print(report)
+    exits = faulted.supervisor.self_exits + copy.supervisor.self_exits
+    assert (diffs, driver.unrecovered, behind, len(exits), stops) == ([], [], [], 0, {}), report

@@ -1,0 +1,285 @@
+"""The whole pipeline as supervised ``tradeflux run`` processes, each on a host of its own.
+
+A :class:`Deployment` is every shipped service at ``replicas`` instances under one topic
+prefix, each instance in a network namespace of the test network (so a test can cut it
+off), kept running by a :class:`~tests.support.supervisor.Supervisor`. A :class:`Feeder`
+writes a simulated session's raw records at a steady rate until told to stop, so the
+input lasts exactly as long as the faults need and the fault-free copy can be given the
+very same records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from confluent_kafka import KafkaError
+
+from tests.support.group_probe import describe_groups
+from tests.support.kafka_tools import ServiceProcess, caught_up, producer, read_all
+from tests.support.netns import Host, Network
+from tests.support.pipeline import REFDATA_DIR, REFDATA_FILES, last_by_key, produce_marks
+from tests.support.pipeline_outputs import Expectations
+from tests.support.reference import run_reference
+from tests.support.supervisor import Instance, Supervisor
+from tradeflux.broker.topics import TopicSet, create_topics
+from tradeflux.config import Settings
+from tradeflux.domain.schemas import AccountPnL, FxRate, Limits
+from tradeflux.gateway.refdata import load_files
+from tradeflux.services import SHIPPED, service_target
+from tradeflux.sim.refdata import load_refdata, read_structs
+from tradeflux.sim.trades import SimRecord, SimSession
+from tradeflux.stream.runner import load_service
+
+PARTITIONS = 6
+_KAFKA_LOG = logging.getLogger("tests.kafka")
+# Bars of 1 s that close 2 s (of trade time) after their end. The session is generated
+# at TRADE_TIME_SPEEDUP times the feed's rate, so trade time advances 1/25 s per second of
+# feed: a partition may fall 2 * 25 = 50 s of wall time behind another before one of its
+# events is late (a late event would make the runs' bars differ legitimately), and a
+# two-minute feed still closes a few windows per instrument.
+BAR_SIZE = dt.timedelta(seconds=1)
+BAR_GRACE = dt.timedelta(seconds=2)
+TRADE_TIME_SPEEDUP = 25
+SERVICE_ENV = {
+    "TRADEFLUX_BAR_SECONDS": str(BAR_SIZE.seconds),
+    "TRADEFLUX_BAR_GRACE_SECONDS": str(BAR_GRACE.seconds),
+}
+SESSION_TIMEOUT_S = 6.0  # what ServiceProcess passes as --session-timeout-ms
+
+
+def input_topic(service: str) -> str:
+    """Return the (unprefixed) topic a shipped service reads."""
+    return load_service(service_target(service)).inputs[0].name
+
+
+INPUTS = {service: input_topic(service) for service in SHIPPED}
+
+
+def prepare_prefix(settings: Settings, prefix: str, session: SimSession) -> None:
+    """Create every topic under ``prefix``; load the sample refdata and the session's marks."""
+    create_topics(replace(settings, topic_prefix=prefix, partitions=PARTITIONS), TopicSet.ALL)
+    report = load_files(REFDATA_FILES, settings.client_config(), prefix)
+    assert not report.errors
+    produce_marks(settings, prefix, session)
+
+
+def expectations(session: SimSession, records: Sequence[SimRecord]) -> Expectations:
+    """What the services must make of ``records`` (a prefix of the session's), by the models."""
+    ref = load_refdata(REFDATA_DIR)
+    fx = {r.pair: r for r in read_structs(REFDATA_DIR / "fx.csv", FxRate)}
+    fx.update({r.pair: r for r in session.fx_rates})  # the session's rates come last
+    result = run_reference(
+        [(r.key, r.value, r.timestamp_ms) for r in records],
+        ref.instruments, ref.accounts, ref.counterparties, session.prices, fx.values(),
+    )  # fmt: skip
+    return Expectations(
+        reference=result,
+        inputs=frozenset((r.key, r.value) for r in records),
+        limits=tuple(read_structs(REFDATA_DIR / "limits.csv", Limits)),
+        base_currencies={a.account_id: a.base_currency for a in ref.accounts},
+        fx_rates=tuple(fx.values()),
+        bar_size=BAR_SIZE,
+        bar_grace=BAR_GRACE,
+    )
+
+
+@dataclass
+class Deployment:
+    """Every shipped service at ``replicas`` instances under ``prefix``, supervised."""
+
+    settings: Settings
+    prefix: str
+    replicas: int
+    supervisor: Supervisor
+    hosts: dict[str, Host]  # instance name -> its host
+
+    def group(self, service: str) -> str:
+        """Return the consumer group (and transactional id stem) of ``service``."""
+        return self.prefix + service
+
+    def service_of(self, instance: str) -> str:
+        """Return the service an instance runs."""
+        return self.supervisor.instances[instance].service
+
+    def unready(self) -> list[str]:
+        """Return why the deployment is not fully up (empty: every group is whole)."""
+        live = self.supervisor.client_ids()
+        reasons = [f"{n} is down" for n in self.supervisor.instances if n not in live.values()]
+        expected: dict[str, set[str]] = {self.group(s): set() for s in SHIPPED}
+        for client_id, name in live.items():
+            expected[self.group(self.service_of(name))].add(client_id)
+        return reasons + group_problems(self.settings, expected)
+
+    def behind(self) -> list[str]:
+        """Return the services whose group has not committed its input to the end."""
+        return [
+            service
+            for service in SHIPPED
+            if not caught_up(self.settings, self.group(service), self.prefix + INPUTS[service])
+        ]
+
+
+def deploy(
+    settings: Settings, net: Network, prefix: str, replicas: int, log_dir: Path, label: str
+) -> Deployment:
+    """Start every shipped service at ``replicas`` instances, each on a new host of ``net``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    instances = []
+    hosts = {}
+    for service in SHIPPED:
+        for i in range(1, replicas + 1):
+            name = f"{service}-{i}"
+            host = net.add_host(f"{label}-{name}")
+            hosts[name] = host
+
+            start = functools.partial(_start, settings, service, prefix, name, log_dir, host)
+            instances.append(Instance(name, service, start))
+    supervisor = Supervisor(instances)
+    supervisor.start()
+    return Deployment(settings, prefix, replicas, supervisor, hosts)
+
+
+def _start(
+    settings: Settings, service: str, prefix: str, name: str, log_dir: Path, host: Host,
+    client_id: str,
+) -> ServiceProcess:  # fmt: skip
+    env = {**SERVICE_ENV, "TRADEFLUX_KAFKA_CLIENT_ID": client_id}
+    return ServiceProcess(settings, service, prefix, name, log_dir, launcher=host.launcher, env=env)
+
+
+def group_problems(
+    settings: Settings, groups: Mapping[str, set[str]], partitions: int = PARTITIONS
+) -> list[str]:
+    """Return what keeps each group from being whole (empty: every group is).
+
+    ``groups``: {group: the client ids its members must be}. Whole: stable, exactly
+    those members (a dead incarnation still listed, or a new one not yet joined, is not
+    whole), each holding at least one partition, all ``partitions`` held.
+    """
+    described = describe_groups(settings.bootstrap, list(groups))
+    if "error" in described:
+        return [f"groups not described: {described['error']}"]
+    problems = []
+    for group, d in described.items():
+        members = sorted(client_id for client_id, _, _ in d["members"])
+        held = [n for _, _, n in d["members"]]
+        whole = (
+            d["state"] == "STABLE"
+            and members == sorted(groups[group])
+            and min(held, default=0) > 0
+            and sum(held) == partitions
+        )
+        if not whole:
+            problems.append(f"{group}: {d['state']}, members {members} holding {held}")
+    return problems
+
+
+def group_members(settings: Settings, group: str) -> list[tuple[str, int]]:
+    """Return (client address, partitions held) of each member of a stable ``group``."""
+    d = describe_groups(settings.bootstrap, [group]).get(group)
+    if d is None or d["state"] != "STABLE":
+        return []
+    return [(host, n) for _, host, n in d["members"]]
+
+
+class Feeder(threading.Thread):
+    """Writes the session's raw records to ``trades.raw`` at ``rate_per_s`` until stopped.
+
+    Steady: after the producer was held up by a broker fault it catches up at most a
+    second's worth. :attr:`fed` is how many records it wrote, in order; once it ends,
+    every one of them was acknowledged (idempotent producer: once each), or it says so.
+    """
+
+    def __init__(
+        self, settings: Settings, prefix: str, records: Sequence[SimRecord], rate_per_s: float
+    ) -> None:
+        super().__init__(name="feeder", daemon=True)
+        self.settings = settings
+        self.topic = prefix + "trades.raw"
+        self.records = records
+        self.rate_per_s = rate_per_s
+        self.fed = 0
+        self.unsent = -1
+        self.failed: list[str] = []
+        self._stopping = threading.Event()
+
+    def stop_feeding(self) -> int:
+        """Stop at the next record, wait until everything written is acknowledged; return fed."""
+        self._stopping.set()
+        self.join(180)
+        assert not self.is_alive(), "the feeder did not finish flushing within 180 s"
+        assert self.unsent == 0, f"{self.unsent} raw record(s) were never acknowledged"
+        assert self.failed == [], f"{len(self.failed)} raw record(s) failed: {self.failed[:3]}"
+        return self.fed
+
+    @property
+    def exhausted(self) -> bool:
+        """Tell whether every record of the session was written (the input ran out)."""
+        return self.fed == len(self.records)
+
+    def run(self) -> None:
+        prod = producer(self.settings, **{"message.timeout.ms": 300_000, "logger": _KAFKA_LOG})
+        step = 1 / self.rate_per_s
+        due = time.monotonic()
+        for rec in self.records:
+            if self._stopping.is_set():
+                break
+            wait = due - time.monotonic()
+            if wait > 0:
+                self._stopping.wait(wait)
+            due = max(due + step, time.monotonic() - 1.0)  # never more than 1 s of catch-up
+            while True:
+                try:
+                    prod.produce(
+                        self.topic, rec.value, rec.key, timestamp=rec.timestamp_ms,
+                        on_delivery=self._delivered,
+                    )  # fmt: skip
+                    break
+                except BufferError:
+                    prod.poll(0.05)
+            prod.poll(0)
+            self.fed += 1
+        self.unsent = prod.flush(300)
+
+    def _delivered(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self.failed.append(err.str())
+
+
+def feed_all(settings: Settings, prefix: str, records: Sequence[SimRecord], rate: float) -> None:
+    """Write ``records`` at ``rate`` per second and wait until they are all acknowledged."""
+    feeder = Feeder(settings, prefix, records, rate)
+    feeder.start()
+    deadline = time.monotonic() + len(records) / rate + 120
+    while feeder.fed < len(records) and feeder.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert feeder.stop_feeding() == len(records)
+
+
+def drain(
+    deployment: Deployment, expected_pnl: dict[str, AccountPnL], timeout_s: float
+) -> list[str]:
+    """Wait until every service has committed its input to the end, then for the final P&L.
+
+    Returns what did not get there in time (empty: all of it did); what is missing then
+    shows up in the comparison too.
+    """
+    deadline = time.monotonic() + timeout_s
+    while (behind := deployment.behind()) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    if behind:
+        return [f"{s} did not consume its input within {timeout_s:g}s" for s in behind]
+    deadline = time.monotonic() + 60  # the throttled P&L follows within a second or so
+    while time.monotonic() < deadline:
+        seen = last_by_key(read_all(deployment.settings, deployment.prefix + "pnl"), AccountPnL)
+        if seen == expected_pnl:
+            return []
+        time.sleep(1.0)
+    return ["the P&L did not reach the reference model's final values within 60s"]
