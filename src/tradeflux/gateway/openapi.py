@@ -68,6 +68,7 @@ def trade_event_schema() -> dict[str, Any]:
     properties = {k: v for k, v in event["properties"].items() if k not in INTERNAL_FIELDS}
     for name, bound in _FIELDS.items():
         properties[name] = {**bound, "title": properties[name].get("title", name)}
+    properties.pop("allocation", None)  # set by the allocations service only (ingest.py)
     properties["trade_time"] = {"type": "string", "format": "date-time"}
     properties["ingest_time"] = {"type": "string", "format": "date-time"}
     event["properties"] = {k: {kk: vv for kk, vv in v.items() if kk != "title"}
