@@ -20,7 +20,7 @@ import pytest
 from tests.browser.feed import Feeder, bar
 from tests.conftest import unique
 from tests.support.auth import Tokens, tokens_file
-from tests.support.browser import OUTPUT, dashboard_page
+from tests.support.browser import OUTPUT, dashboard_page, wait_in_page
 from tests.support.kafka_tools import create_query_topics
 from tradeflux.config import Settings
 from tradeflux.domain.finality import ObligationStatement
@@ -146,10 +146,12 @@ def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
         page.wait_for_selector("#pnl-table tbody tr td.acct", timeout=30_000)
         page.wait_for_selector("#rej-reasons .reason", timeout=30_000)
         page.wait_for_selector("#bar-chart canvas", timeout=30_000)
-        page.wait_for_function(  # a function, not a string: the page's CSP forbids eval
-            "() => document.querySelectorAll('#alerts-feed li.alert').length >= 3"
+        wait_in_page(
+            page,
+            "document.querySelectorAll('#alerts-feed li.alert').length >= 3"
             " && document.querySelectorAll('#svc-table .badge.up').length === 3",
-            timeout=60_000,
+            60,
+            "three alerts and three services up",
         )
         assert page.locator("#bar-empty").is_hidden()
         tile = page.locator(".kpi", has_text="Open positions").locator(".value")
@@ -163,10 +165,12 @@ def test_dashboard_shows_positions_and_alerts_as_they_are_produced(
         assert "-1,000.00" in row.inner_text() or "-1000.00" in row.inner_text(), row.inner_text()
         feeder.send("settlement.statements", OBLIGATION, adjustment)
         feeder.producer.flush(10)
-        page.wait_for_function(
+        wait_in_page(
+            page,
             "[...document.querySelectorAll('#final-table tbody tr')].some("
             "r => r.textContent.includes('CP-007') && r.cells[6].textContent === '1')",
-            timeout=30_000,
+            30,
+            "CP-007's FINAL obligation with one adjustment",
         )
         page.screenshot(path=str(OUTPUT / "dashboard.png"))
         # the dashboard's own response headers, as the browser got them (its session cookie)

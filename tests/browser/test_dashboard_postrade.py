@@ -11,7 +11,7 @@ import pytest
 from tests.browser.feed import Feeder
 from tests.conftest import unique
 from tests.support.allocation_fixtures import allocation, confirmation, exception
-from tests.support.browser import OUTPUT, dashboard_page
+from tests.support.browser import OUTPUT, dashboard_page, wait_in_page
 from tests.support.kafka_tools import create_query_topics
 from tradeflux.config import Settings
 from tradeflux.domain.allocation_events import AllocationAck
@@ -28,7 +28,7 @@ def test_allocations_confirmations_and_open_exceptions_show_as_they_come(
     prefix = unique("dash-post") + "."
     create_query_topics(kafka, prefix)
     feeder = Feeder(kafka, prefix)
-    service = QueryService(dataclasses.replace(kafka, topic_prefix=prefix))
+    service = QueryService(dataclasses.replace(kafka, topic_prefix=prefix, auth="none"))
     problems: list[str] = []
     with BackgroundServer(service) as server, dashboard_page(server.url + "/", problems) as page:
         page.wait_for_selector("#conn.pill-live", timeout=30_000)
@@ -45,10 +45,12 @@ def test_allocations_confirmations_and_open_exceptions_show_as_they_come(
         feeder.send("confirmations.exceptions", "C2", exception("C2", "UNAFFIRMED"))
         feeder.send("confirmations.exceptions", "C3", exception("C3", "UNAFFIRMED"))
         feeder.producer.flush(10)
-        page.wait_for_function(
+        wait_in_page(
+            page,
             "document.querySelectorAll('#alloc-table tbody tr').length === 2"
             " && document.querySelectorAll('#aff-table tbody tr').length === 2",
-            timeout=30_000,
+            30,
+            "two allocations and two open exceptions",
         )
         table = page.locator("#alloc-table").inner_text()
         assert "UNKNOWN_ACCOUNT" in table and "O1:20261124" in table and "CL-A 300" in table
@@ -61,9 +63,10 @@ def test_allocations_confirmations_and_open_exceptions_show_as_they_come(
         feeder.send("confirmations", "C3", confirmation("C3", "AFFIRMED", 1))
         feeder.send("confirmations.exceptions", "C3", exception("C3", "CLEARED"))
         feeder.producer.flush(10)
-        page.wait_for_function(
-            "document.querySelectorAll('#aff-table tbody tr').length === 1", timeout=30_000
-        )
+        wait_in_page(
+            page, "document.querySelectorAll('#aff-table tbody tr').length === 1", 30,
+            "one open exception left",
+        )  # fmt: skip
         assert "1 cleared late" in page.locator("#aff-hint").inner_text()
         assert Decimal(page.locator("#aff-status .affirmed .n").inner_text()) == 2
     assert problems == []

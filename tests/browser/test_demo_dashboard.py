@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import OUTPUT, dashboard_page
+from tests.support.browser import OUTPUT, dashboard_page, wait_in_page
 from tests.support.demo import answers, running_demo
 from tests.support.kafka_tools import wait_for
 from tradeflux.config import Settings
@@ -37,15 +37,17 @@ def test_dashboard_of_a_demo_run_shows_positions_and_an_alert(
             alert = page.locator("#alerts-feed li.alert").first.inner_text()
             assert "ACC-" in alert and ("BREACH" in alert or "CLEARED" in alert), alert
             page.wait_for_selector("#pnl-table tbody tr td.acct", timeout=30_000)
-            page.wait_for_function(
-                "() => document.querySelectorAll('#svc-table .badge.up').length === "
-                f"{len(SHIPPED)}",  # a function, not a string: the page's CSP forbids eval
-                timeout=60_000,
+            wait_in_page(
+                page,
+                f"document.querySelectorAll('#svc-table .badge.up').length === {len(SHIPPED)}",
+                60,
+                "every service up",
             )
             page.wait_for_selector("#bar-chart canvas", timeout=30_000)  # analytics' bars
-            page.wait_for_function(
-                "() => document.getElementById('bar-empty').offsetParent === null", timeout=60_000
-            )
+            wait_in_page(
+                page, "document.getElementById('bar-empty').offsetParent === null", 60,
+                "the bar chart shown",
+            )  # fmt: skip
             tile = page.locator(".kpi", has_text="Open positions").locator(".value")
             assert tile.inner_text() not in ("", "0", "—")
             page.screenshot(path=str(OUTPUT / "demo-dashboard.png"))

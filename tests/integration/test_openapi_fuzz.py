@@ -48,7 +48,10 @@ def error_bodies_are_json(_ctx: Any, response: Any, _case: Any) -> bool | None:
 @pytest.fixture(scope="module")
 def gateway_url(kafka: Settings) -> Iterator[str]:
     prefix = unique("fuzzgw") + "."
-    create_topics(kafka, {prefix + "trades.raw": 3})
+    # every topic the gateway writes: trades, allocation instructions, confirmation acks
+    create_topics(
+        kafka, {prefix + t: 3 for t in ("trades.raw", "allocations.in", "confirmations.in")}
+    )
     gateway = Gateway(GatewayConfig(kafka.client_config(), prefix, http_port=0))
     try:
         yield f"http://127.0.0.1:{gateway.http_port}"
@@ -60,7 +63,7 @@ def gateway_url(kafka: Settings) -> Iterator[str]:
 def query_url(kafka: Settings) -> Iterator[str]:
     prefix = unique("fuzzq") + "."
     create_query_topics(kafka, prefix)
-    service = QueryService(dataclasses.replace(kafka, topic_prefix=prefix))
+    service = QueryService(dataclasses.replace(kafka, topic_prefix=prefix, auth="none"))
     with BackgroundServer(service) as running:
         import httpx
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,3 +62,17 @@ def dashboard_page(url: str, problems: list[str]) -> Iterator[Any]:
             yield page
         finally:
             browser.close()
+
+
+def wait_in_page(page: Any, predicate: str, timeout_s: float, what: str) -> None:
+    """Poll a JavaScript ``predicate`` (an expression) in ``page`` until it is true.
+
+    Not ``page.wait_for_function``: Playwright builds its predicate with ``eval`` inside
+    the page, which the dashboard's Content-Security-Policy (no 'unsafe-eval') refuses;
+    ``page.evaluate`` runs through the DevTools protocol, outside the page's CSP.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.1)

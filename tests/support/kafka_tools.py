@@ -250,6 +250,8 @@ class ServiceProcess:
             **os.environ,
             "PYTHONPATH": str(REPO),
             "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
+            # /metrics on loopback answers anyone unless a test sets its own auth
+            "TRADEFLUX_AUTH": "none",
             **(env or {}),
         }
         cmd = [

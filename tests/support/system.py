@@ -111,6 +111,16 @@ class System:
             assert proc.alive(), f"{name} exited:\n{proc.log()[-3000:]}"
 
 
+_INSTRUCTION = json.dumps({
+    "alloc_id": "AL-MON-1", "order_id": "ORD-MON-1", "trade_date": "2026-11-24", "side": "BUY",
+    "instrument": "7203.XTKS", "quantity": 900, "avg_px": "2502.5",
+    "allocations": [{"account": "CL-A", "quantity": 600}, {"account": "CL-B", "quantity": 300}],
+}).encode()  # fmt: skip
+_ACK = json.dumps(
+    {"confirm_id": "ORD-MON-1:20261124/AL-MON-1/CL-A#1", "affirm_status": "AFFIRMED"}
+).encode()
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "tradeflux.cli", *args]
 
@@ -162,11 +172,11 @@ def running_system(settings: Settings, log_dir: Path, trades: int = 400) -> Iter
         events = [json.loads(r.value) for r in session.records[:20] if r.malformed is None]
         body = json.dumps([{**e, "trade_id": f"GW-{e['trade_id']}"} for e in events]).encode()
 
-        def post() -> bool:
+        def post(path: str, payload: bytes) -> bool:
             system.assert_running()
             request = urllib.request.Request(  # noqa: S310 - loopback
-                f"http://127.0.0.1:{gateway.port}/v1/trades",
-                body,
+                f"http://127.0.0.1:{gateway.port}{path}",
+                payload,
                 method="POST",
                 headers={"Content-Type": "application/json"},
             )
@@ -176,7 +186,14 @@ def running_system(settings: Settings, log_dir: Path, trades: int = 400) -> Iter
             except OSError:
                 return False
 
-        wait_for(post, 90, "the gateway to accept a batch of trades", every_s=0.5)
+        wait_for(lambda: post("/v1/trades", body), 90, "the gateway to accept a batch of trades",
+                 every_s=0.5)  # fmt: skip
+        # The post-trade services' inputs come from senders too: an instruction for a block
+        # that has no fills (allocations waits for them) and an ack nobody waits for (a
+        # dead letter): each service has records in, so its metrics have samples.
+        for path, payload in (("/v1/allocations", _INSTRUCTION), ("/v1/confirmation-acks", _ACK)):
+            wait_for(lambda p=path, b=payload: post(p, b), 60, f"the gateway to accept {path}",
+                     every_s=0.5)  # fmt: skip
         yield system
     finally:
         for proc in system.procs.values():
