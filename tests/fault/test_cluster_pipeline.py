@@ -14,10 +14,12 @@ models of the rules.
 The test fails on any difference AND on any instance that exited on its own: a fault
 of the cluster must be waited out by the runtime, not survived by a restart.
 
-The short form (``./dev test``) runs a few kills of each kind and one partition; with
-``TRADEFLUX_SOAK=1`` the long form runs 20 service kills, 3 broker kills, a rolling
-restart and two partitions of each kind over a longer input; ``TRADEFLUX_FAULTS`` (a
-comma-separated list of kinds, tests/support/faults.py) runs just those.
+The short form (``./dev test``) runs the seven services whose outputs are checked against
+models of their rules, with a few kills of each kind and one partition; with
+``TRADEFLUX_SOAK=1`` the long form runs every shipped service, 20 service kills, 3 broker
+kills, a rolling restart and two partitions of each kind over a longer input;
+``TRADEFLUX_FAULTS`` (a comma-separated list of kinds, tests/support/faults.py) runs just
+those.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tests.conftest import unique
 from tests.support import netns
 from tests.support.fault_cluster import FaultCluster, fault_cluster
 from tests.support.fault_pipeline import (
+    CHECKED,
     TRADE_TIME_SPEEDUP,
     Deployment,
     Feeder,
@@ -47,6 +50,7 @@ from tests.support.faults import SHORT, FaultDriver, long_schedule
 from tests.support.kafka_tools import wait_for
 from tests.support.pipeline import simulated_session
 from tests.support.pipeline_outputs import differences, dump, read_outputs
+from tradeflux.services import SHIPPED
 from tradeflux.sim.trades import TradeMix
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -54,6 +58,9 @@ pytestmark = [pytest.mark.fault, pytest.mark.slow]
 SOAK = os.environ.get("TRADEFLUX_SOAK", "") not in ("", "0")
 # TRADEFLUX_FAULTS=leader-cut,quorum-cut runs those faults only (to reproduce one kind).
 CHOSEN = [k for k in os.environ.get("TRADEFLUX_FAULTS", "").split(",") if k]
+# The short form runs the services whose outputs are checked against models (21 processes
+# fewer on two cores); the soak runs every shipped service.
+SERVICES = SHIPPED if SOAK else CHECKED
 FEED_RATE = 100  # raw records per second, steady, while the faults run
 COPY_RATE = 5 * FEED_RATE  # the fault-free copy needs no time for faults
 BUDGET_S = 3600 if SOAK else 420  # of input generated; the feed stops when the faults end
@@ -96,7 +103,7 @@ def _run_faulted(
     cluster: FaultCluster, prefix: str, records: list, log_dir: Path, schedule: list[str],
     phases: Phases,
 ) -> tuple[Deployment, FaultDriver, int]:  # fmt: skip
-    deployment = deploy(cluster.client, cluster.net, prefix, 2, log_dir, "f")
+    deployment = deploy(cluster.client, cluster.net, prefix, 2, log_dir, "f", SERVICES)
     feeder = Feeder(cluster.client, prefix, records, FEED_RATE)
     driver = FaultDriver(
         cluster, deployment, random.Random(SEED), recover_timeout_s=300 if SOAK else 120
@@ -170,7 +177,7 @@ def test_pipeline_on_three_hosts_survives_kills_restarts_and_partitions_exactly_
     records = session.records[:fed]
     expect = expectations(session, records)
     # The copy's instances start while the faulted run drains: they see no fault.
-    copy = deploy(client, cluster.net, copy_prefix, 1, tmp_path / "copy", "c")
+    copy = deploy(client, cluster.net, copy_prefix, 1, tmp_path / "copy", "c", SERVICES)
     try:
         try:
             behind = drain(faulted, expect.reference.pnl, timeout_s=600 if SOAK else 240)

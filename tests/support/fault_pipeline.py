@@ -60,6 +60,9 @@ def input_topic(service: str) -> str:
 
 
 INPUTS = {service: input_topic(service) for service in SHIPPED}
+CHECKED = ("validator", "positions", "pnl", "risk", "repartition", "analytics", "settlement")
+"""The services whose every output the comparison checks against a model of its rules (the
+short form deploys these; the post-trade services add load, compared run against run)."""
 
 
 def prepare_prefix(settings: Settings, prefix: str, session: SimSession) -> None:
@@ -92,13 +95,14 @@ def expectations(session: SimSession, records: Sequence[SimRecord]) -> Expectati
 
 @dataclass
 class Deployment:
-    """Every shipped service at ``replicas`` instances under ``prefix``, supervised."""
+    """The services at ``replicas`` instances under ``prefix``, supervised."""
 
     settings: Settings
     prefix: str
     replicas: int
     supervisor: Supervisor
     hosts: dict[str, Host]  # instance name -> its host
+    services: tuple[str, ...] = SHIPPED
 
     def group(self, service: str) -> str:
         """Return the consumer group (and transactional id stem) of ``service``."""
@@ -112,7 +116,7 @@ class Deployment:
         """Return why the deployment is not fully up (empty: every group is whole)."""
         live = self.supervisor.client_ids()
         reasons = [f"{n} is down" for n in self.supervisor.instances if n not in live.values()]
-        expected: dict[str, set[str]] = {self.group(s): set() for s in SHIPPED}
+        expected: dict[str, set[str]] = {self.group(s): set() for s in self.services}
         for client_id, name in live.items():
             expected[self.group(self.service_of(name))].add(client_id)
         return reasons + group_problems(self.settings, expected)
@@ -121,19 +125,20 @@ class Deployment:
         """Return the services whose group has not committed its input to the end."""
         return [
             service
-            for service in SHIPPED
+            for service in self.services
             if not caught_up(self.settings, self.group(service), self.prefix + INPUTS[service])
         ]
 
 
 def deploy(
-    settings: Settings, net: Network, prefix: str, replicas: int, log_dir: Path, label: str
-) -> Deployment:
-    """Start every shipped service at ``replicas`` instances, each on a new host of ``net``."""
+    settings: Settings, net: Network, prefix: str, replicas: int, log_dir: Path, label: str,
+    services: tuple[str, ...] = SHIPPED,
+) -> Deployment:  # fmt: skip
+    """Start ``services`` at ``replicas`` instances, each on a new host of ``net``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     instances = []
     hosts = {}
-    for service in SHIPPED:
+    for service in services:
         for i in range(1, replicas + 1):
             name = f"{service}-{i}"
             host = net.add_host(f"{label}-{name}")
@@ -143,7 +148,7 @@ def deploy(
             instances.append(Instance(name, service, start))
     supervisor = Supervisor(instances)
     supervisor.start()
-    return Deployment(settings, prefix, replicas, supervisor, hosts)
+    return Deployment(settings, prefix, replicas, supervisor, hosts, services)
 
 
 def _start(
