@@ -618,8 +618,17 @@ class TransactionalProducer:
         self._producer.poll(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Flush what is left (of an aborted or committed transaction) and drop the client."""
-        self._producer.flush(timeout_s)
+        """Flush what is left (of an aborted or committed transaction) and drop the client.
+
+        A producer that failed fatally (fenced, INVALID_TXN_STATE) can deliver nothing: its
+        flush raises the fatal error again, or, from inside a delivery report, the C client
+        reports it as a SystemError. Either way the client is dropped without its flush, so
+        that the instance can go on with a new producer.
+        """
+        try:
+            self._producer.flush(timeout_s)
+        except (KafkaException, KafkaClientError, SystemError) as exc:
+            log.info("transactional producer dropped without a flush: %s", str(exc)[:200])
 
 
 class IdempotentWriter:

@@ -15,7 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tradeflux.stream.errors import AuthorizationError, ServiceConfigError, TopicMissingError
+from tradeflux.stream.errors import (
+    AuthorizationError,
+    ServiceConfigError,
+    TopicMissingError,
+    TransientKafkaError,
+)
 from tradeflux.stream.kafka import Admin, NewTopicSpec
 from tradeflux.stream.retry import Patience
 from tradeflux.stream.topology import Service
@@ -23,6 +28,22 @@ from tradeflux.stream.topology import Service
 log = logging.getLogger("tradeflux.stream")
 
 _PRODUCER_MAX_BYTES = 1_000_000  # librdkafka's message.max.bytes default
+
+
+def _listing(admin: Admin, named: list[str], wanted: list[str]) -> Any:
+    """Return the metadata of ``named`` once it lists every topic of ``wanted``.
+
+    The broker that answers may not have the topics another instance created a moment ago
+    in its metadata cache yet, even after every broker listed them once: that is a wait,
+    not an error (instances of a deployment start together).
+    """
+    meta = admin.metadata(10.0, topics=named)
+    late = [t for t in wanted if t not in meta.topics]
+    if late:
+        raise TransientKafkaError(
+            f"changelogs not yet in the metadata: {', '.join(late)}", "_UNKNOWN_TOPIC", True
+        )
+    return meta
 
 
 @dataclass(frozen=True)
@@ -82,7 +103,7 @@ def provision(
     if wanted:
         # Also when they existed: another instance may have created them a moment ago.
         admin.await_topics(wanted, timeout_s=max(30.0, patience.deadline_s))
-        meta = patience.run(lambda: admin.metadata(10.0, topics=named))
+        meta = patience.run(lambda: _listing(admin, named, wanted))
     for topic in wanted:
         have = len(meta.topics[topic].partitions)
         if have != partitions:
