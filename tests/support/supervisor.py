@@ -162,6 +162,9 @@ class Supervisor:
                 try:
                     code = instance.proc.proc.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
+                    # its stacks into its log first (faulthandler on SIGUSR1): where it hung
+                    instance.proc.proc.send_signal(signal.SIGUSR1)
+                    time.sleep(1.0)
                     instance.proc.kill()
                     code = -9
                 if code != 0:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -52,7 +54,14 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def run_service(service: Service, config: RuntimeConfig) -> int:
-    """Run ``service`` until it is stopped; return the process exit code."""
+    """Run ``service`` until it is stopped; return the process exit code.
+
+    ``kill -USR1 PID`` writes every thread's stack to stderr (the log): how an operator,
+    or the fault suite before a SIGKILL, sees where a stuck instance waits, also inside a
+    call of the Kafka client that holds the main thread.
+    """
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     app = StreamApp(service, config)
     try:
         app.run()
