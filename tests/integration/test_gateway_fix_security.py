@@ -135,7 +135,12 @@ def test_a_tls_session_with_a_client_certificate_delivers_trades(
         row.exec_id for row in plan
     )
     assert any(line.startswith("LOGON ") for line in initiator.lines())
-    assert closed == {}, door.gateway.log()[-3000:]
+    # QuickFIX/J's MINA initiator now and then writes its Logon before its own TLS handshake
+    # is under way on a connection (seen once in two runs: the door logged
+    # reason=tls_handshake '[SSL: BAD_RECORD_TYPE]', the initiator a
+    # WriteToClosedSessionException), then reconnects and logs on. The door closing a
+    # connection whose first record is not TLS is its rule; any other close is a failure.
+    assert set(closed) <= {"tls_handshake"}, door.gateway.log()[-3000:]
 
 
 def test_plaintext_idle_capped_and_oversized_callers_are_closed_in_bounds(door: Door) -> None:
