@@ -54,7 +54,11 @@ def _topics(bootstrap: str, names: list[str], partitions: int) -> None:
 
 
 def _start(kind: str, bootstrap: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": bootstrap}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}",
+        "TRADEFLUX_BOOTSTRAP": bootstrap,
+    }
     if kind == "raw":
         cmd = [sys.executable, str(REPO / "bench" / "raw_loop.py"), bootstrap,
                f"{prefix}numbers", f"{prefix}copies", f"{prefix}raw"]  # fmt: skip

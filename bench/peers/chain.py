@@ -146,7 +146,8 @@ def start_tradeflux(
     query_port: int | None,
 ) -> None:  # fmt: skip
     """Start the three services (and the query service on ``query_port``)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": bootstrap,
+    path = f"{REPO / 'src'}{os.pathsep}{REPO}"  # this tree's code, whatever is installed
+    env = {**os.environ, "PYTHONPATH": path, "TRADEFLUX_BOOTSTRAP": bootstrap,
            "PYTHONUNBUFFERED": "1"}  # fmt: skip
     cli = [sys.executable, "-m", "tradeflux.cli"]
     for name in TRADEFLUX_SERVICES:

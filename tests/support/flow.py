@@ -124,7 +124,8 @@ def running_flow(
     if seed is not None:
         seed(prefix)
     base_env = {
-        **os.environ, "PYTHONPATH": str(REPO), "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
+        **os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}",
+        "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
         "TRADEFLUX_AUTH": "none", **(env or {}),
     }  # fmt: skip
     ports = free_port_block(len(services) + 1)

@@ -248,7 +248,7 @@ class ServiceProcess:
         self.log_path = log_dir / f"{instance_id}-{time.monotonic_ns()}.log"
         environ = {
             **os.environ,
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}",
             "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
             # /metrics on loopback answers anyone unless a test sets its own auth
             "TRADEFLUX_AUTH": "none",

@@ -138,7 +138,7 @@ def running_system(settings: Settings, log_dir: Path, trades: int = 400) -> Iter
     assert not load_files(REFDATA_FILES, settings.client_config(), prefix).errors
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}",
         "TRADEFLUX_BOOTSTRAP": settings.bootstrap,
         "TRADEFLUX_AUTH": "none",  # loopback only: the HTTP edges and /metrics answer anyone
     }

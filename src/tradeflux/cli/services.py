@@ -112,6 +112,16 @@ def run(
             "limit) for throughput " + _RUNTIME_HELP.format("MAX_BATCH_MS", 50)
         ),
     ] = None,
+    transaction_producers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=4,
+            help="Transactional producers that take turns, batch by batch; 1 makes every "
+            "batch wait for the coordinator to finish the previous commit (ids: "
+            "GROUP-INSTANCE, then GROUP-INSTANCE#2...)",
+        ),
+    ] = 2,
     static_membership: Annotated[
         bool,
         typer.Option(
@@ -194,6 +204,7 @@ def run(
         max_batch_ms=settings.max_batch_ms,
         session_timeout_ms=settings.session_timeout_ms,
         static_membership=static_membership,
+        transaction_producers=transaction_producers,
         group_protocol="consumer" if settings.group_protocol == "consumer" else "classic",
         cluster_wait_s=settings.cluster_wait_s,
         metrics_port=metrics_port,

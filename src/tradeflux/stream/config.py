@@ -37,6 +37,9 @@ class RuntimeConfig:
     static_membership: bool = False
     group_protocol: Literal["classic", "consumer"] = "classic"
     transaction_timeout_ms: int = 10000
+    # Transactional producers that take turns, batch by batch (loop.StreamApp._new_producer);
+    # 1 waits for the coordinator between transactions. Ids: {group}-{instance}, then #2...
+    transaction_producers: int = 2
     commit_timeout_s: float = 30.0
     cluster_wait_s: float = 300.0
     metrics_port: int | None = None

@@ -3,9 +3,20 @@
 Fetching: whatever is waiting (``consume(N, 0)``); when nothing is held or waiting, wait
 up to ``batch_max_wait_ms`` for a first record (less when a timer is due), so an idle
 service answers its first record at once. Taking: the oldest held records, at most
-``batch_max_records``, and at most what ``max_batch_ms`` of processing allows at the
-moving-average cost per record. A batch never holds records for long under load: what
-does not fit waits, in order, for the next one.
+``batch_max_records``, and at most what the time budget allows at the measured cost per
+record. What does not fit waits, in order, for the next one.
+
+The time budget is ``max_batch_ms`` or the measured time of one commit, whichever is
+longer. Every batch pays one transaction (produce, offsets, commit: tens of milliseconds
+on a busy broker) whatever its size; a batch whose processing is shorter than that pays
+more for its commit than for its records, so under load the queue grows batch by batch
+until every record waits for several commits (bench/latency.py showed batches held at
+50 records while 800 waited). Processing as long as a commit keeps the instance at half
+its processing capacity or more, and the batch never takes longer than twice its commit.
+
+The cost per record is weighted by records (decayed sums, not an average of batch
+averages): a one-record batch that paid for a first call's imports does not make the
+next batches small.
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ from tradeflux.stream.kafka import TP, GroupConsumer
 from tradeflux.stream.records import KafkaMessage
 
 _MIN_BATCH_RECORDS = 50  # a budget never makes batches smaller than this
+_DECAY = 0.8  # weight of the past in the measured costs, per batch
+_FIRST_COST_US = 20.0  # the cost per record assumed before one is measured
 
 
 class Intake:
@@ -29,7 +42,9 @@ class Intake:
         self._now_us = now_us
         self._held: collections.deque[tuple[int, list[KafkaMessage]]] = collections.deque()
         self._count = 0
-        self.cost_us = 20.0  # processing per record, moving average
+        self._spent_us = 0.0  # processing time, decayed per batch
+        self._records = 0.0  # records processed, decayed alike
+        self.commit_us = 0.0  # one transaction, moving average (0: none measured yet)
 
     def __len__(self) -> int:
         return self._count
@@ -54,12 +69,23 @@ class Intake:
         self._held.clear()
         self._count = 0
 
+    @property
+    def cost_us(self) -> float:
+        """Return the measured processing time per record, microseconds."""
+        return self._spent_us / self._records if self._records else _FIRST_COST_US
+
+    def budget_us(self) -> float:
+        """Return the processing time the next batch may take (0: no limit)."""
+        if self.max_batch_ms <= 0:
+            return 0.0
+        return max(self.max_batch_ms * 1000.0, self.commit_us)
+
     def limit(self) -> int:
         """Return how many records the next batch may take."""
         limit = self.max_records
-        if self.max_batch_ms > 0:
-            budget = int(self.max_batch_ms * 1000 / max(self.cost_us, 0.1))
-            limit = max(_MIN_BATCH_RECORDS, min(limit, budget))
+        budget = self.budget_us()
+        if budget > 0:
+            limit = max(_MIN_BATCH_RECORDS, min(limit, int(budget / max(self.cost_us, 0.1))))
         return limit
 
     def take(
@@ -99,4 +125,13 @@ class Intake:
     def measured(self, records: int, elapsed_us: float) -> None:
         """Fold one batch's processing time into the cost per record."""
         if records:
-            self.cost_us = 0.8 * self.cost_us + 0.2 * (elapsed_us / records)
+            self._spent_us = _DECAY * self._spent_us + max(0.0, elapsed_us)
+            self._records = _DECAY * self._records + records
+
+    def committed(self, elapsed_us: float) -> None:
+        """Fold one transaction's time (first send to commit returned) into the budget."""
+        elapsed_us = max(0.0, elapsed_us)
+        if self.commit_us == 0.0:
+            self.commit_us = elapsed_us
+        else:
+            self.commit_us = _DECAY * self.commit_us + (1 - _DECAY) * elapsed_us

@@ -75,7 +75,11 @@ class StreamApp:
         self._started = False
         self._tables: dict[str, GlobalTable] = {}
         self._consumer: GroupConsumer | None = None
-        self._producer: TransactionalProducer | None = None
+        # Transactions take turns on these producers (config.transaction_producers): one is
+        # open at a time, but the next batch does not wait for the coordinator to finish the
+        # previous one's markers (see _new_producer).
+        self._producers: list[TransactionalProducer] = []
+        self._turn_of = 0
         self._restorer: Restorer | None = None
         self._assignment: Assignment | None = None
         self._layout = Layout(0)
@@ -150,7 +154,7 @@ class StreamApp:
             )
             self._tables[spec.name] = table
             table.load(self._patience(f"global table {spec.name}"))
-        self._producer = self._new_producer()
+        self._producers = [self._new_producer(n) for n in range(cfg.transaction_producers)]
         self._consumer = self._new_consumer()
         if self.changelogs:
             self._restorer = Restorer(
@@ -179,11 +183,28 @@ class StreamApp:
         assert self._consumer is not None  # noqa: S101 - set up before any rebalance
         return self._consumer
 
-    def _new_producer(self) -> TransactionalProducer:
+    @property
+    def _producer(self) -> TransactionalProducer | None:
+        """Return the producer whose turn it is (None before set-up)."""
+        return self._producers[self._turn_of] if self._producers else None
+
+    def _new_producer(self, slot: int) -> TransactionalProducer:
+        """Make (and register) the producer of ``slot``, fencing any zombie with its id.
+
+        Why more than one: a transaction coordinator answers the commit before it has
+        written the commit markers, and refuses the same producer's next transaction
+        (CONCURRENT_TRANSACTIONS) until it has; librdkafka then retries after a fixed 20 ms.
+        On a loaded broker that wait was most of a batch's commit time. The next producer
+        has no transaction in flight, so it starts at once. Exactly-once is unchanged: one
+        transaction is open at a time, in batch order (a batch begins only after the
+        previous one's commit returned, so its records and offsets follow that one's), and
+        every id is stable per instance, so a restarted instance fences all of them.
+        """
         cfg = self.config
+        base = f"{self.group_id}-{cfg.instance_id}"
         producer = TransactionalProducer(
             self._client(),
-            f"{self.group_id}-{cfg.instance_id}",
+            base if slot == 0 else f"{base}#{slot + 1}",
             **{"transaction.timeout.ms": cfg.transaction_timeout_ms},
         )
         self._patience("init transactions").run(lambda: producer.init(cfg.commit_timeout_s))
@@ -226,8 +247,8 @@ class StreamApp:
             table.close()
         if self._restorer is not None:
             self._restorer.stop()
-        if self._producer is not None:
-            self._producer.close(5.0)
+        for producer in self._producers:
+            producer.close(5.0)
         if self._trace is not None:
             self._trace.close()
         self.config.tracing.shutdown()
@@ -325,6 +346,8 @@ class StreamApp:
             return
         trace.end()
         checkpoint.committed()
+        self._turn_of = (self._turn_of + 1) % len(self._producers)
+        self._intake.committed(checkpoint.committed_us - checkpoint.produced_us)
         self._after_commit(checkpoint, by_tp, count)
 
     def _abort(self, reason: BaseException) -> None:
@@ -372,7 +395,7 @@ class StreamApp:
         self._intake.clear()
         if self._producer is not None:
             self._producer.close(1.0)
-        self._producer = self._new_producer()
+        self._producers[self._turn_of] = self._new_producer(self._turn_of)
         if exc.outcome_known:
             self._rewind()
         else:
