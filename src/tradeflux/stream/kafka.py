@@ -21,6 +21,7 @@ Partitions are ``(topic, partition)`` tuples; offsets plain ints (-2 = the begin
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -490,16 +491,29 @@ class Refusal:
     error: KafkaClientError
 
 
+# How long past its own timeout a transactional call may take before the client is given up.
+_STUCK_GRACE_S = 15.0
+
+
 class TransactionalProducer:
     """The transactional producer of a service instance: one transaction per batch.
 
     ``refused`` lists the records of the open transaction whose delivery failed (the
     commit then fails too); it is cleared by :meth:`begin`.
+
+    librdkafka waits for the end of send_offsets, commit and abort without a bound of its
+    own (RD_POLL_INFINITE; the timeout given is enforced by the request's retries), and
+    the cluster-fault suite saw a send_offsets never return after the group coordinator's
+    broker was killed: the loop stood still for minutes and ignored SIGTERM. Those calls
+    run on a worker thread; one that has not returned ``_STUCK_GRACE_S`` after its timeout
+    raises :class:`ProducerFatalError` (code ``_STUCK``), and the loop replaces the
+    producer as after a fence: the new one's init_transactions fences this one.
     """
 
     def __init__(self, config: Mapping[str, Any], transactional_id: str, **settings: Any) -> None:
         self.transactional_id = transactional_id
         self.refused: list[Refusal] = []
+        self._stuck = ""  # the call that never returned: the client is given up
         self._producer = _make(
             Producer,
             _client_config(
@@ -578,13 +592,40 @@ class TransactionalProducer:
             except KafkaException as exc:
                 _raise(exc, f"produce to {topic}")
 
+    def _bounded(self, call: Callable[[], object], timeout_s: float, what: str) -> None:
+        """Run ``call`` on a thread of its own; give the client up if it does not return.
+
+        A daemon thread, so that one stuck in the C client never holds the process at exit.
+        """
+        if self._stuck:
+            raise ProducerFatalError(f"{what}: the client is given up ({self._stuck})", "_STUCK")
+        raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                raised.append(exc)
+
+        worker = threading.Thread(target=run, name=f"txn-call {what}", daemon=True)
+        worker.start()
+        worker.join(timeout_s + _STUCK_GRACE_S)
+        if worker.is_alive():
+            self._stuck = f"{what} did not return in {timeout_s + _STUCK_GRACE_S:g} s"
+            raise ProducerFatalError(f"{self._stuck}; the producer is replaced", "_STUCK")
+        if raised:
+            raise raised[0]
+
     def send_offsets(
         self, offsets: Mapping[TP, int], consumer: GroupConsumer, timeout_s: float
     ) -> None:
         """Add the consumed offsets (next offset to read) to the open transaction."""
+        tps, metadata = _tps(offsets, offsets), consumer.group_metadata()
         try:
-            self._producer.send_offsets_to_transaction(
-                _tps(offsets, offsets), consumer.group_metadata(), timeout_s
+            self._bounded(
+                lambda: self._producer.send_offsets_to_transaction(tps, metadata, timeout_s),
+                timeout_s,
+                "send offsets to the transaction",
             )
         except KafkaException as exc:
             _raise(exc, "send offsets to the transaction")
@@ -595,17 +636,20 @@ class TransactionalProducer:
         A fatal error here leaves the outcome unknown (``outcome_known`` False).
         """
         try:
-            self._producer.commit_transaction(timeout_s)
+            self._bounded(lambda: self._producer.commit_transaction(timeout_s), timeout_s, "commit")
         except KafkaException as exc:
             err = classify(exc.args[0], "commit transaction")
             if isinstance(err, ProducerFatalError):
                 err.outcome_known = False
             raise err from None
+        except ProducerFatalError as exc:
+            exc.outcome_known = False  # stuck in commit: it may have committed
+            raise
 
     def abort(self, timeout_s: float) -> None:
         """Abort the open transaction (its records are never visible read_committed)."""
         try:
-            self._producer.abort_transaction(timeout_s)
+            self._bounded(lambda: self._producer.abort_transaction(timeout_s), timeout_s, "abort")
         except KafkaException as exc:
             _raise(exc, "abort transaction")
 
@@ -625,6 +669,9 @@ class TransactionalProducer:
         reports it as a SystemError. Either way the client is dropped without its flush, so
         that the instance can go on with a new producer.
         """
+        if self._stuck:  # a call of this client never returned: its flush would not either
+            log.info("transactional producer dropped without a flush: %s", self._stuck)
+            return
         try:
             self._producer.flush(timeout_s)
         except (KafkaException, KafkaClientError, SystemError) as exc:

@@ -129,6 +129,10 @@ class StreamApp:
     def _alive(self) -> bool:
         return time.monotonic() - self._last_turn < 60.0
 
+    def seconds_since_turn(self) -> float:
+        """Return how long ago the loop last began a turn (0 before it started)."""
+        return time.monotonic() - self._last_turn if self._started else 0.0
+
     def ready(self) -> bool:
         """Tell whether every partition is restored, tables loaded, and nothing is waited for."""
         a = self._assignment
