@@ -492,7 +492,8 @@ class Refusal:
 
 
 # How long past its own timeout a transactional call may take before the client is given up.
-_STUCK_GRACE_S = 15.0
+_STUCK_GRACE_S = 5.0
+_OFFSETS_TIMEOUT_S = 10.0  # send_offsets_to_transaction, at most
 
 
 class TransactionalProducer:
@@ -619,8 +620,14 @@ class TransactionalProducer:
     def send_offsets(
         self, offsets: Mapping[TP, int], consumer: GroupConsumer, timeout_s: float
     ) -> None:
-        """Add the consumed offsets (next offset to read) to the open transaction."""
+        """Add the consumed offsets (next offset to read) to the open transaction.
+
+        Two small requests (AddOffsetsToTxn, TxnOffsetCommit), so at most
+        ``_OFFSETS_TIMEOUT_S`` whatever ``timeout_s``: while this call waits the instance
+        serves no rebalance, and its whole consumer group waits with it.
+        """
         tps, metadata = _tps(offsets, offsets), consumer.group_metadata()
+        timeout_s = min(timeout_s, _OFFSETS_TIMEOUT_S)
         try:
             self._bounded(
                 lambda: self._producer.send_offsets_to_transaction(tps, metadata, timeout_s),
