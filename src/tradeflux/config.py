@@ -57,7 +57,7 @@ class Settings:
     # How a service instance runs (docs/runtime.md): batches, waits, membership.
     batch_max_records: int = 5000
     batch_max_wait_ms: int = 100
-    max_batch_ms: int = 50  # processing per batch at most: latency first
+    max_batch_ms: int = 250  # processing per batch at most (or one commit, if longer)
     session_timeout_ms: int = 10000
     cluster_wait_s: float = 300.0  # a transient cluster failure is waited out this long
     group_protocol: str = "classic"  # or "consumer" (KIP-848)

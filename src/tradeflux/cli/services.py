@@ -109,7 +109,7 @@ def run(
         int | None,
         typer.Option(
             help="Most processing time per batch, ms: lower for latency, higher (or 0: no "
-            "limit) for throughput " + _RUNTIME_HELP.format("MAX_BATCH_MS", 50)
+            "limit) for throughput " + _RUNTIME_HELP.format("MAX_BATCH_MS", 250)
         ),
     ] = None,
     transaction_producers: Annotated[

@@ -31,7 +31,7 @@ class RuntimeConfig:
     topic_prefix: str = ""
     batch_max_records: int = 5000
     batch_max_wait_ms: int = 100
-    max_batch_ms: int = 50
+    max_batch_ms: int = 250
     fetch_wait_ms: int = 10
     session_timeout_ms: int = 10000
     static_membership: bool = False
