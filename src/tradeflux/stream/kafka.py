@@ -369,6 +369,7 @@ class PartitionReader:
         **settings: Any,
     ) -> None:
         self._on_error = on_error
+        self._config = dict(config)
         self._consumer = _make(
             Consumer,
             _client_config(
@@ -424,13 +425,38 @@ class PartitionReader:
         return good, at_end
 
     def watermarks(self, tp: TP, timeout_s: float = 10.0) -> tuple[int, int]:
-        """Return ``(low, high)`` offsets of ``tp`` from its leader."""
+        """Return ``(low, high)`` offsets of ``tp`` from its leader.
+
+        A long-lived client can answer ``_UNKNOWN_PARTITION`` for minutes after a broker
+        restart (the cluster-fault suite waited 126 s and 269 s on a changelog whose every
+        partition had a leader), until its next periodic metadata refresh. Then a client
+        of its own, with fresh metadata, asks once.
+        """
         try:
             low, high = self._consumer.get_watermark_offsets(
                 TopicPartition(*tp), timeout=timeout_s, cached=False
             )
         except KafkaException as exc:
-            _raise(exc, f"offsets of {tp[0]}[{tp[1]}]")
+            if exc.args[0].code() != KafkaError._UNKNOWN_PARTITION:
+                _raise(exc, f"offsets of {tp[0]}[{tp[1]}]")
+            return self._fresh_watermarks(tp, timeout_s)
+        return int(low), int(high)
+
+    def _fresh_watermarks(self, tp: TP, timeout_s: float) -> tuple[int, int]:
+        client = _make(
+            Consumer,
+            _client_config(
+                self._config, **{"group.id": f"tradeflux-offsets-{uuid.uuid4().hex[:12]}"}
+            ),
+        )
+        try:
+            low, high = client.get_watermark_offsets(
+                TopicPartition(*tp), timeout=timeout_s, cached=False
+            )
+        except KafkaException as exc:
+            _raise(exc, f"offsets of {tp[0]}[{tp[1]}] (fresh metadata)")
+        finally:
+            client.close()
         return int(low), int(high)
 
     def high_watermark(self, tp: TP) -> int | None:
