@@ -352,6 +352,17 @@ def _partition_count(client: Any, topic: str, timeout_s: float) -> int | None:
     return len(found.partitions)
 
 
+# Errors of a watermark query that fresh metadata may cure (PartitionReader.watermarks).
+_STALE_METADATA = frozenset(
+    {
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._TIMED_OUT,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+    }
+)
+
+
 class PartitionReader:
     """Reads partitions it assigns itself (no group membership), read_committed.
 
@@ -429,15 +440,16 @@ class PartitionReader:
 
         A long-lived client can answer ``_UNKNOWN_PARTITION`` for minutes after a broker
         restart (the cluster-fault suite waited 126 s and 269 s on a changelog whose every
-        partition had a leader), until its next periodic metadata refresh. Then a client
-        of its own, with fresh metadata, asks once.
+        partition had a leader), until its next periodic metadata refresh, or keep asking a
+        killed leader (``_TIMED_OUT`` for 56 s). Then a client of its own, with fresh
+        metadata, asks once.
         """
         try:
             low, high = self._consumer.get_watermark_offsets(
                 TopicPartition(*tp), timeout=timeout_s, cached=False
             )
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._UNKNOWN_PARTITION:
+            if exc.args[0].code() not in _STALE_METADATA:
                 _raise(exc, f"offsets of {tp[0]}[{tp[1]}]")
             return self._fresh_watermarks(tp, timeout_s)
         return int(low), int(high)
