@@ -37,7 +37,7 @@ def test_a_stale_client_answers_from_a_fresh_one(kafka: Settings, code: int) -> 
     topic = unique("stale-offsets")
     create_topics(kafka, {topic: 2})
     p = producer(kafka)
-    for i in range(5):
+    for _ in range(5):
         p.produce(topic, b"v", b"k", partition=1)
     assert p.flush(30) == 0
     reader = PartitionReader(kafka.client_config())
