@@ -57,3 +57,9 @@ def test_no_budget_and_the_bounds() -> None:
     fast = _intake(max_records=300)
     fast.measured(1000, 1_000)
     assert fast.limit() == 300  # never above batch_max_records
+
+
+def test_a_commit_slowed_by_a_failing_cluster_widens_the_budget_to_a_second_at_most() -> None:
+    intake = _intake()
+    intake.committed(45_000_000)  # a 45 s commit while a broker was down
+    assert intake.budget_us() == 1_000_000

@@ -6,8 +6,8 @@ service answers its first record at once. Taking: the oldest held records, at mo
 ``batch_max_records``, and at most what the time budget allows at the measured cost per
 record. What does not fit waits, in order, for the next one.
 
-The time budget is ``max_batch_ms`` or the measured time of one commit, whichever is
-longer. Every batch pays one transaction (produce, offsets, commit: tens of milliseconds
+The time budget is ``max_batch_ms`` or the measured time of one commit (up to 1 s),
+whichever is longer. Every batch pays one transaction (produce, offsets, commit: tens of milliseconds
 on a busy broker) whatever its size; a batch whose processing is shorter than that pays
 more for its commit than for its records, so under load the queue grows batch by batch
 until every record waits for several commits (bench/latency.py showed batches held at
@@ -31,6 +31,9 @@ from tradeflux.stream.records import KafkaMessage
 _MIN_BATCH_RECORDS = 50  # a budget never makes batches smaller than this
 _DECAY = 0.8  # weight of the past in the measured costs, per batch
 _FIRST_COST_US = 20.0  # the cost per record assumed before one is measured
+# A commit's time widens the budget up to this, no further: a commit that took seconds while
+# the cluster was failing must not make the next transactions seconds long too.
+_COMMIT_BUDGET_CAP_US = 1_000_000.0
 
 
 class Intake:
@@ -78,7 +81,7 @@ class Intake:
         """Return the processing time the next batch may take (0: no limit)."""
         if self.max_batch_ms <= 0:
             return 0.0
-        return max(self.max_batch_ms * 1000.0, self.commit_us)
+        return max(self.max_batch_ms * 1000.0, min(self.commit_us, _COMMIT_BUDGET_CAP_US))
 
     def limit(self) -> int:
         """Return how many records the next batch may take."""
