@@ -7,12 +7,12 @@ service answers its first record at once. Taking: the oldest held records, at mo
 record. What does not fit waits, in order, for the next one.
 
 The time budget is ``max_batch_ms`` or the measured time of one commit (up to 1 s),
-whichever is longer. Every batch pays one transaction (produce, offsets, commit: tens of milliseconds
-on a busy broker) whatever its size; a batch whose processing is shorter than that pays
-more for its commit than for its records, so under load the queue grows batch by batch
-until every record waits for several commits (bench/latency.py showed batches held at
-50 records while 800 waited). Processing as long as a commit keeps the instance at half
-its processing capacity or more, and the batch never takes longer than twice its commit.
+whichever is longer. Every batch pays one transaction (produce, offsets, commit: tens
+of milliseconds on a busy broker) whatever its size; a batch whose processing is
+shorter than that pays more for its commit than for its records, so under load the
+queue grows batch by batch until every record waits for several commits
+(bench/latency.py showed batches held at 50 records while 800 waited). Processing as
+long as a commit keeps the instance at half its processing capacity or more.
 
 The cost per record is weighted by records (decayed sums, not an average of batch
 averages): a one-record batch that paid for a first call's imports does not make the
