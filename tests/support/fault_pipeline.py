@@ -173,6 +173,9 @@ def group_problems(
         return [f"groups not described: {described['error']}"]
     problems = []
     for group, d in described.items():
+        if "error" in d:
+            problems.append(f"{group}: not described: {d['error']}")
+            continue
         members = sorted(client_id for client_id, _, _ in d["members"])
         held = [n for _, _, n in d["members"]]
         whole = (
@@ -189,7 +192,7 @@ def group_problems(
 def group_members(settings: Settings, group: str) -> list[tuple[str, int]]:
     """Return (client address, partitions held) of each member of a stable ``group``."""
     d = describe_groups(settings.bootstrap, [group]).get(group)
-    if d is None or d["state"] != "STABLE":
+    if d is None or d.get("state") != "STABLE":
         return []
     return [(host, n) for _, host, n in d["members"]]
 

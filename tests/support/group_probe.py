@@ -7,8 +7,9 @@ test process never describes groups itself: a short-lived child does, and a chil
 that dies is only a failed look.
 
 Run as ``python -m tests.support.group_probe BOOTSTRAP GROUP...``; prints
-``{group: {"state": ..., "members": [[client_id, host, partitions], ...]}}`` or
-``{"error": ...}``.
+``{group: {"state": ..., "members": [[client_id, host, partitions], ...]}}``, where a
+group whose coordinator did not answer is ``{group: {"error": ...}}``; a probe that failed
+as a whole is ``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -45,21 +46,27 @@ def _describe(bootstrap: str, groups: list[str]) -> dict[str, Any]:
 
     logging.basicConfig(level=logging.CRITICAL)
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logging.getLogger("probe")})
-    try:
-        futures = admin.describe_consumer_groups(groups, request_timeout=10)
-        out: dict[str, Any] = {}
-        for group, future in futures.items():
+    # Each group has a coordinator of its own: one that does not answer (its broker was just
+    # killed, its offsets partition is loading) is that group's answer, not every group's.
+    futures = admin.describe_consumer_groups(groups, request_timeout=10)
+    out: dict[str, Any] = {}
+    for group, future in futures.items():
+        try:
             d = future.result(timeout=15)
-            out[group] = {
-                "state": d.state.name,
-                "members": [
-                    [m.client_id, m.host.lstrip("/"), len(m.assignment.topic_partitions)]
-                    for m in d.members
-                ],
-            }
-        return out
-    except KafkaException as exc:
-        return {"error": exc.args[0].str() if exc.args else str(exc)}
+        except KafkaException as exc:
+            out[group] = {"error": exc.args[0].str() if exc.args else str(exc)}
+            continue
+        except Exception as exc:  # noqa: BLE001 - a future that timed out is a failed look too
+            out[group] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        out[group] = {
+            "state": d.state.name,
+            "members": [
+                [m.client_id, m.host.lstrip("/"), len(m.assignment.topic_partitions)]
+                for m in d.members
+            ],
+        }
+    return out
 
 
 if __name__ == "__main__":
