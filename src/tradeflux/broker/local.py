@@ -461,7 +461,9 @@ def start_node(settings: Settings, node_id: int, timeout_s: float = 90.0) -> int
     """Start one stopped node of the recorded cluster again; return its pid once it answers.
 
     For fault tests and rolling restarts: the other nodes keep running, whatever
-    happens to this one. Returns when the cluster's metadata lists the node.
+    happens to this one. Returns when the node's listener accepts connections and the
+    cluster's metadata lists it. (Metadata alone is not enough: a node SIGKILLed a few
+    seconds ago is still listed until the controller's broker session times out.)
     """
     cluster = load_cluster(settings)
     if cluster is None:
@@ -480,14 +482,24 @@ def start_node(settings: Settings, node_id: int, timeout_s: float = 90.0) -> int
                 f"broker node {node_id} exited with code {code} while starting: "
                 f"{_last_error(node.log_file)} (full log: {node.log_file})"
             )
-        with contextlib.suppress(KafkaClientError):
-            if node_id in {b[0] for b in client.metadata(2.0, topics=()).brokers}:
-                return proc.pid
+        if _accepts(node.host, node.port):
+            with contextlib.suppress(KafkaClientError):
+                if node_id in {b[0] for b in client.metadata(2.0, topics=()).brokers}:
+                    return proc.pid
         if time.monotonic() > deadline:
             raise BrokerError(
                 f"broker node {node_id} did not register within {timeout_s:g}s; see {node.log_file}"
             )
         time.sleep(0.2)
+
+
+def _accepts(host: str, port: int) -> bool:
+    """Tell whether something listens on ``host:port`` (a TCP connection is accepted)."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def stop_node(cluster: LocalCluster, node_id: int, grace_s: float = 60.0) -> int:
