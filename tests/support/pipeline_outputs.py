@@ -65,6 +65,19 @@ OUTPUTS = (
     topics.BY_INSTRUMENT, topics.BY_COUNTERPARTY, topics.OBLIGATIONS, topics.BARS,
 )  # fmt: skip
 EXAMPLES = 3  # differing records shown per topic
+WRITERS = {
+    topics.ENRICHED.name: "validator", topics.POSITIONS.name: "positions",
+    topics.PNL.name: "pnl", topics.ALERTS.name: "risk", topics.BY_INSTRUMENT.name: "repartition",
+    topics.BY_COUNTERPARTY.name: "repartition", topics.OBLIGATIONS.name: "settlement",
+    topics.BARS.name: "analytics",
+}  # fmt: skip
+"""The service that writes each output (``trades.rejected`` has a writer in every service)."""
+
+
+def written_by(services: Iterable[str]) -> tuple[topics.TopicDef, ...]:
+    """Return the outputs that a run of ``services`` writes."""
+    present = set(services)
+    return tuple(t for t in OUTPUTS if t.name not in WRITERS or WRITERS[t.name] in present)
 
 
 @dataclass(frozen=True)
@@ -85,17 +98,25 @@ class RunOutputs:
     """Every output topic of one run, as read_all returned it (per partition, offset order)."""
 
     label: str
-    messages: Mapping[str, list[Any]]  # unprefixed topic name -> messages
+    messages: Mapping[str, list[Any]]  # unprefixed topic name -> messages, of those it wrote
 
     def of(self, topic: topics.TopicDef) -> list[Any]:
         """Return the messages of ``topic``."""
         return self.messages[topic.name]
 
+    def wrote(self, *outputs: topics.TopicDef) -> bool:
+        """Tell whether the run had the services that write every one of ``outputs``."""
+        return all(t.name in self.messages for t in outputs)
 
-def read_outputs(settings: Settings, prefix: str, label: str) -> RunOutputs:
-    """Read every output topic of the run under ``prefix`` to its end, read_committed."""
+
+def read_outputs(
+    settings: Settings, prefix: str, label: str, services: Iterable[str]
+) -> RunOutputs:
+    """Read every output topic that ``services`` write under ``prefix`` to its end,
+    read_committed."""
     return RunOutputs(
-        label, {t.name: read_all(settings, prefix + t.name, timeout_s=180) for t in OUTPUTS}
+        label,
+        {t.name: read_all(settings, prefix + t.name, timeout_s=180) for t in written_by(services)},
     )
 
 
@@ -138,15 +159,21 @@ def _headers(m: Any) -> list[tuple[str, bytes | None]]:
 
 
 def differences(faulted: RunOutputs, copy: RunOutputs, expect: Expectations) -> list[str]:
-    """Return every difference found, one line each (empty: the runs agree in every way)."""
+    """Return every difference found, one line each (empty: the runs agree in every way).
+
+    Only the outputs the runs wrote are compared (a run of fewer services writes fewer).
+    """
     folds = {
         r.label: expected_from(r.of(topics.BY_INSTRUMENT), expect.bar_size, expect.bar_grace)
         for r in (faulted, copy)
+        if r.wrote(topics.BARS, topics.BY_INSTRUMENT)
     }
     out: list[str] = []
     for run in (faulted, copy):
-        out += _against_reference(run, expect, folds[run.label])
+        out += _against_reference(run, expect, folds.get(run.label))
     for topic in (topics.ENRICHED, topics.BY_INSTRUMENT, topics.BY_COUNTERPARTY):
+        if not faulted.wrote(topic):
+            continue
         a, b = _trades(faulted.of(topic)), _trades(copy.of(topic))
         out += _counter_diff(topic.name, _records(a), _records(b), faulted.label, copy.label)
         out += _mapping_diff(f"{topic.name} event order", _trade_orders(a), _trade_orders(b))
@@ -159,62 +186,81 @@ def differences(faulted: RunOutputs, copy: RunOutputs, expect: Expectations) -> 
         (topics.PNL, AccountPnL),
         (topics.OBLIGATIONS, SettlementObligation),
     ):
+        if not faulted.wrote(topic):
+            continue
         out += _mapping_diff(
             f"{topic.name} (latest per key)",
             _view(faulted.of(topic), struct),
             _view(copy.of(topic), struct),
         )
-    out += _alerts_across_runs(faulted, copy)
-    out += _bars_across_runs(faulted, copy, folds)
+    if faulted.wrote(topics.ALERTS, topics.ENRICHED):
+        out += _alerts_across_runs(faulted, copy)
+    if folds:
+        out += _bars_across_runs(faulted, copy, folds)
     return out
 
 
 # -- each run against the independent models --------------------------------------------
 
 
-def _against_reference(run: RunOutputs, expect: Expectations, bars: BarsExpected) -> list[str]:
+def _against_reference(
+    run: RunOutputs, expect: Expectations, bars: BarsExpected | None
+) -> list[str]:
     ref = expect.reference
     out: list[str] = []
     tag = f"[{run.label}]"
+    rejects = run.of(topics.REJECTED)
+    lost = [m.key() for m in rejects if (m.key(), m.value()) not in expect.inputs]
+    if lost:
+        out.append(f"{tag} {len(lost)} dead letter(s) do not carry an input's bytes: {lost[:3]}")
+    if run.wrote(topics.ENRICHED):
+        out += _validator_against_reference(run, expect)
+    views: list[tuple[topics.TopicDef, str, type[Any], dict[str, Any]]] = [
+        (topics.POSITIONS, "positions vs the reference fold", Position, ref.positions),
+        (topics.PNL, "pnl vs the reference P&L", AccountPnL, ref.pnl),
+        (topics.OBLIGATIONS, "settlement.obligations vs a plain netting", SettlementObligation,
+         dict(expected_obligations(list(ref.enriched)))),
+    ]  # fmt: skip
+    for topic, name, struct, wanted in views:
+        if run.wrote(topic):
+            out += _mapping_diff(f"{tag} {name}", _view(run.of(topic), struct), wanted)
+    if run.wrote(topics.ALERTS, topics.ENRICHED):
+        enriched = _decode_all(run.of(topics.ENRICHED), EnrichedTrade)
+        alerts_seen = _alerts(run)
+        alerts_wanted = fold_alerts(
+            enriched, expect.limits, expect.base_currencies, expect.fx_rates
+        )
+        out += _mapping_diff(
+            f"{tag} risk.alerts vs the rules' fold of its trades.enriched",
+            {a: [comparable(x) for x in xs] for a, xs in alerts_seen.items()},
+            {a: [comparable(x) for x in xs] for a, xs in alerts_wanted.items()},
+        )
+    if bars is not None:
+        latest, finals = bars_written(run.of(topics.BARS))
+        out += _mapping_diff(f"{tag} analytics.bars vs the windows' fold", latest, bars.bars)
+        wanted_finals = {k: 1 for k, bar in bars.bars.items() if bar.final}
+        out += _mapping_diff(f"{tag} final bars (once each)", dict(finals), wanted_finals)
+    return out
+
+
+def _validator_against_reference(run: RunOutputs, expect: Expectations) -> list[str]:
+    """The validator's outputs (enriched trades and its dead letters) vs the reference's."""
+    ref = expect.reference
+    tag = f"[{run.label}]"
     enriched = _decode_all(run.of(topics.ENRICHED), EnrichedTrade)
-    out += _counter_diff(
+    out = _counter_diff(
         f"{tag} {topics.ENRICHED.name} vs the reference validator",
         Counter(enriched), Counter(ref.enriched), run.label, "reference",
     )  # fmt: skip
-    rejects = run.of(topics.REJECTED)
     validator = Counter(
         (m.key(), header_map(m.headers()).get("tf.reason", ""))
-        for m in rejects
+        for m in run.of(topics.REJECTED)
         if header_map(m.headers()).get("tf.stage") == "validator"
     )
     out += _counter_diff(
         f"{tag} {topics.REJECTED.name} of the validator vs the reference",
         validator, Counter((k, str(r)) for k, r in ref.rejected), run.label, "reference",
     )  # fmt: skip
-    lost = [m.key() for m in rejects if (m.key(), m.value()) not in expect.inputs]
-    if lost:
-        out.append(f"{tag} {len(lost)} dead letter(s) do not carry an input's bytes: {lost[:3]}")
-    views: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-        ("positions vs the reference fold",
-         _view(run.of(topics.POSITIONS), Position), ref.positions),
-        ("pnl vs the reference P&L", _view(run.of(topics.PNL), AccountPnL), ref.pnl),
-        ("settlement.obligations vs a plain netting",
-         _view(run.of(topics.OBLIGATIONS), SettlementObligation),
-         dict(expected_obligations(list(ref.enriched)))),
-    ]  # fmt: skip
-    for name, seen, wanted in views:
-        out += _mapping_diff(f"{tag} {name}", seen, wanted)
-    alerts_seen = _alerts(run)
-    alerts_wanted = fold_alerts(enriched, expect.limits, expect.base_currencies, expect.fx_rates)
-    out += _mapping_diff(
-        f"{tag} risk.alerts vs the rules' fold of its trades.enriched",
-        {a: [comparable(x) for x in xs] for a, xs in alerts_seen.items()},
-        {a: [comparable(x) for x in xs] for a, xs in alerts_wanted.items()},
-    )
-    latest, finals = bars_written(run.of(topics.BARS))
-    out += _mapping_diff(f"{tag} analytics.bars vs the windows' fold", latest, bars.bars)
-    wanted_finals = {k: 1 for k, bar in bars.bars.items() if bar.final}
-    out += _mapping_diff(f"{tag} final bars (once each)", dict(finals), wanted_finals)
     return out
 
 

@@ -12,11 +12,13 @@ import msgspec
 
 from tests.support import pipeline_outputs as outputs
 from tests.support.kafka_tools import wait_for
+from tests.support.reference import ReferenceResult
 from tests.support.risk import risk_input
 from tests.support.risk_fold import fold_alerts
 from tests.support.risk_reference import expected_alerts
 from tests.support.supervisor import Instance, SelfExit, Supervisor
-from tradeflux.domain.schemas import RiskAlert
+from tradeflux.domain.schemas import Position, RiskAlert
+from tradeflux.services import SHIPPED
 
 
 class Msg:
@@ -86,6 +88,33 @@ def test_a_compacted_view_is_the_last_value_per_key_and_a_tombstone_removes_it()
     ]
 
     assert outputs._view(messages, Value) == {"k1": Value(Decimal("1.5"))}
+
+
+def test_a_run_of_some_services_is_compared_on_what_they_write_and_finds_a_wrong_position() -> None:
+    assert [t.name for t in outputs.written_by(("positions", "pnl"))] == [
+        "trades.rejected", "positions", "pnl",
+    ]  # fmt: skip
+    assert outputs.written_by(SHIPPED) == outputs.OUTPUTS
+    right = Position(
+        account="A1", instrument="X.XNYS", currency="USD", quantity=Decimal(5),
+        avg_cost=Decimal(10), realized_pnl=Decimal(0),
+    )  # fmt: skip
+    wrong = msgspec.structs.replace(right, quantity=Decimal(6))
+    reference = ReferenceResult([], [], 0, {"A1|X.XNYS": right}, {})
+    expect = outputs.Expectations(
+        reference, frozenset(), (), {}, (), dt.timedelta(seconds=1), dt.timedelta(seconds=1)
+    )
+
+    def run(label: str, position: Position) -> outputs.RunOutputs:
+        record = Msg(0, b"A1|X.XNYS", msgspec.json.encode(position))
+        return outputs.RunOutputs(label, {"trades.rejected": [], "positions": [record], "pnl": []})
+
+    assert outputs.differences(run("faulted", right), run("copy", right), expect) == []
+    lines = outputs.differences(run("faulted", wrong), run("copy", right), expect)
+    assert [line for line in lines if not line.startswith(" ")] == [
+        "[faulted] positions vs the reference fold: 1 key(s) differ, 0 extra, 0 missing (of 1)",
+        "positions (latest per key): 1 key(s) differ, 0 extra, 0 missing (of 1)",
+    ]
 
 
 def _alert(status: str, limit: str, trade_id: str, instrument: str = "") -> RiskAlert:
