@@ -266,6 +266,12 @@ def _properties(
         "group.initial.rebalance.delay.ms": 0,
         "unclean.leader.election.enable": "false",
         "log.retention.hours": 24,
+        # Every node of a local cluster shares one machine's cores. At the default 2 s, a
+        # controller starved for CPU by the others (and by the services) misses a fetch,
+        # the quorum leader resigns and the metadata stalls for an election every half
+        # minute (seen in the fault soak on 2 cores). 10 s rides that out; a node cut off
+        # the quorum is still replaced about 10 s after it.
+        "controller.quorum.fetch.timeout.ms": 10_000,
         **overrides,
     }
     if cluster.sasl:
