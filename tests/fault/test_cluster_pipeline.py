@@ -50,6 +50,7 @@ from tests.support.faults import SHORT, FaultDriver, long_schedule
 from tests.support.kafka_tools import wait_for
 from tests.support.pipeline import simulated_session
 from tests.support.pipeline_outputs import differences, dump, read_outputs
+from tradeflux.audit.run import AuditOptions, run_audit
 from tradeflux.services import SHIPPED
 from tradeflux.sim.trades import TradeMix
 
@@ -178,7 +179,7 @@ def test_pipeline_on_three_hosts_survives_kills_restarts_and_partitions_exactly_
     client = cluster.client
     faulted_prefix, copy_prefix = unique("faulted") + ".", unique("copy") + "."
     for prefix in (faulted_prefix, copy_prefix):
-        prepare_prefix(client, prefix, session)
+        prepare_prefix(client, prefix, session, SERVICES)
     phases.mark("input and topics")
 
     faulted, driver, fed = _run_faulted(
@@ -206,7 +207,23 @@ def test_pipeline_on_three_hosts_survives_kills_restarts_and_partitions_exactly_
         read_outputs(client, copy_prefix, "copy", SERVICES),
     )
     diffs = differences(*runs, expect)
-    phases.mark("compare")
+    # The operator's daily control on the faulted run's topics: it must find nothing either.
+    options = AuditOptions(prefix=faulted_prefix, services=SERVICES)
+    audit = run_audit(client.client_config(), options)
+    diffs += [
+        f"tradeflux audit, {r.check}: {d.key}: expected {d.expected}, found {d.found}"
+        for r in audit.results
+        for d in r.differences
+    ]
+    checked_by = {"positions": "positions", "pnl": "pnl", "settlement": "obligations",
+                  "risk": "alerts"}  # fmt: skip
+    wanted = {"conservation"} | {checked_by[s] for s in SERVICES if s in checked_by}
+    diffs += [
+        f"tradeflux audit did not run {r.check}: {r.skipped}"
+        for r in audit.results
+        if r.check in wanted and r.skipped is not None
+    ]
+    phases.mark("compare and audit")
     if diffs:
         for run in runs:
             dump(run, tmp_path / "outputs", diffs)

@@ -36,6 +36,7 @@ from tradeflux.services import SHIPPED, service_target
 from tradeflux.sim.refdata import load_refdata, read_structs
 from tradeflux.sim.trades import SimRecord, SimSession
 from tradeflux.stream.runner import load_service
+from tradeflux.topics import topic_specs
 
 PARTITIONS = 6
 _KAFKA_LOG = logging.getLogger("tests.kafka")
@@ -65,9 +66,26 @@ CHECKED = ("validator", "positions", "pnl", "risk", "repartition", "analytics", 
 short form deploys these; the post-trade services add load, compared run against run)."""
 
 
-def prepare_prefix(settings: Settings, prefix: str, session: SimSession) -> None:
-    """Create every topic under ``prefix``; load the sample refdata and the session's marks."""
-    create_topics(replace(settings, topic_prefix=prefix, partitions=PARTITIONS), TopicSet.ALL)
+def topics_of(services: Sequence[str]) -> set[str]:
+    """Return the (unprefixed) topics that ``services`` read, write or load, and the refdata."""
+    names = {t.name for t in topic_specs(TopicSet.REFDATA)}
+    for service in services:
+        s = load_service(service_target(service))
+        names |= {t.name for t in (*s.inputs, *s.outputs)} | {g.topic for g in s.global_tables}
+        if s.dead_letter_topic:
+            names.add(s.dead_letter_topic)
+    return names
+
+
+def prepare_prefix(
+    settings: Settings, prefix: str, session: SimSession, services: Sequence[str] = SHIPPED
+) -> None:
+    """Create the topics of ``services`` under ``prefix`` (fewer partitions for the brokers
+    to carry through every fault); load the sample refdata and the session's marks."""
+    create_topics(
+        replace(settings, topic_prefix=prefix, partitions=PARTITIONS), TopicSet.ALL,
+        only=topics_of(services),
+    )  # fmt: skip
     report = load_files(REFDATA_FILES, settings.client_config(), prefix)
     assert not report.errors
     produce_marks(settings, prefix, session)

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from tests.support import pipeline_outputs as outputs
+from tests.support.fault_pipeline import topics_of
 from tests.support.kafka_tools import wait_for
 from tests.support.reference import ReferenceResult
 from tests.support.risk import risk_input
@@ -19,6 +20,7 @@ from tests.support.risk_reference import expected_alerts
 from tests.support.supervisor import Instance, SelfExit, Supervisor
 from tradeflux.domain.schemas import Position, RiskAlert
 from tradeflux.services import SHIPPED
+from tradeflux.topics import TopicSet, topic_specs
 
 
 class Msg:
@@ -115,6 +117,13 @@ def test_a_run_of_some_services_is_compared_on_what_they_write_and_finds_a_wrong
         "[faulted] positions vs the reference fold: 1 key(s) differ, 0 extra, 0 missing (of 1)",
         "positions (latest per key): 1 key(s) differ, 0 extra, 0 missing (of 1)",
     ]
+
+
+def test_the_topics_of_a_deployment_are_what_its_services_touch() -> None:
+    # The core set of `tradeflux topics create` is exactly what the three hops use.
+    core = {t.name for t in topic_specs(TopicSet.CORE)}
+    assert topics_of(("validator", "positions", "pnl")) == core
+    assert topics_of(SHIPPED) == {t.name for t in topic_specs(TopicSet.ALL)}
 
 
 def _alert(status: str, limit: str, trade_id: str, instrument: str = "") -> RiskAlert:

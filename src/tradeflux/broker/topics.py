@@ -8,6 +8,7 @@ Topics that are joined by key must have the same partition count (co-partitionin
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from tradeflux.broker.admin import admin, unreachable
@@ -58,15 +59,18 @@ def create_topics(
     settings: Settings,
     topic_set: TopicSet = TopicSet.ALL,
     timeout_s: float = 15.0,
+    only: Collection[str] | None = None,
 ) -> dict[str, str]:
     """Create the missing topics of ``topic_set``; return ``{name: "created" | "exists"}``.
+
+    ``only``: just those (unprefixed) names of the set, for a deployment of a few services.
 
     Idempotent. Waits until every broker lists every topic of the set with a leader per
     partition before it describes them (a broker learns of a new topic a moment after the
     controller committed it). Raises TopicError when an existing topic has a different
     cleanup policy or breaks co-partitioning with the rest of its group.
     """
-    specs = topic_specs(topic_set)
+    specs = [s for s in topic_specs(topic_set) if only is None or s.name in only]
     meta = _metadata(settings, timeout_s, [settings.topic_prefix + s.name for s in specs])
     brokers = len(meta.brokers)
     replication = settings.replication or min(3, brokers)
