@@ -84,7 +84,9 @@ MIX = TradeMix(amend_rate=0.06, cancel_rate=0.03, duplicate_rate=0.02, malformed
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
     """A 3-node cluster on a test network of its own; torn down whatever happens."""
     reason = netns.available()
-    if reason:
+    if reason:  # a developer's machine may lack root; CI runs as root and must run this
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the cluster fault suite cannot run: {reason}")
         pytest.skip(reason)
     with (
         netns.network() as net,
@@ -116,9 +118,7 @@ def _run_faulted(
 ) -> tuple[Deployment, FaultDriver, int]:  # fmt: skip
     deployment = deploy(cluster.client, cluster.net, prefix, 2, log_dir, "f", SERVICES)
     feeder = Feeder(cluster.client, prefix, records, FEED_RATE)
-    driver = FaultDriver(
-        cluster, deployment, random.Random(SEED), recover_timeout_s=300 if SOAK else 120
-    )
+    driver = FaultDriver(cluster, deployment, random.Random(SEED), recover_timeout_s=300)
     try:
         wait_for(lambda: not deployment.unready(), 180, "the deployment to be whole", every_s=1)
         phases.mark(f"start {len(deployment.supervisor.instances)} instances")
