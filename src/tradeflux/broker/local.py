@@ -488,13 +488,21 @@ def start_node(settings: Settings, node_id: int, timeout_s: float = 90.0) -> int
                 f"broker node {node_id} exited with code {code} while starting: "
                 f"{_last_error(node.log_file)} (full log: {node.log_file})"
             )
-        if _accepts(node.host, node.port):
-            with contextlib.suppress(KafkaClientError):
-                if node_id in {b[0] for b in client.metadata(2.0, topics=()).brokers}:
+        if not _accepts(node.host, node.port):
+            last = f"nothing accepts connections at {node.host}:{node.port}"
+        else:
+            try:
+                listed = {b[0] for b in client.metadata(5.0, topics=()).brokers}
+            except KafkaClientError as exc:
+                last = f"the cluster's metadata did not answer: {exc}"
+            else:
+                if node_id in listed:
                     return proc.pid
+                last = f"the cluster lists nodes {sorted(listed)}, not {node_id}"
         if time.monotonic() > deadline:
             raise BrokerError(
-                f"broker node {node_id} did not register within {timeout_s:g}s; see {node.log_file}"
+                f"broker node {node_id} did not register within {timeout_s:g}s ({last}); "
+                f"see {node.log_file}"
             )
         time.sleep(0.2)
 
