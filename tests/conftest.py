@@ -1,7 +1,9 @@
 """Session fixtures: one real Kafka broker for the whole test session.
 
 The broker starts only when a test asks for it (unit tests never do), on free loopback
-ports in a temporary runtime folder, and is stopped at the end of the session. With
+ports in a temporary runtime folder, and is stopped at the end of the session. Under
+pytest-xdist (``./dev test`` runs two workers) each worker is a session of its own, with
+its own broker. With
 ``TRADEFLUX_BOOTSTRAP`` set, the tests use that cluster instead and start nothing.
 """
 
