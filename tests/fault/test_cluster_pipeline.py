@@ -52,6 +52,7 @@ from tests.support.kafka_tools import wait_for
 from tests.support.pipeline import simulated_session
 from tests.support.pipeline_outputs import differences, dump, read_outputs
 from tradeflux.audit.run import AuditOptions, run_audit
+from tradeflux.broker import local
 from tradeflux.services import SHIPPED
 from tradeflux.sim.trades import TradeMix
 
@@ -89,9 +90,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the cluster fault suite cannot run: {reason}")
         pytest.skip(reason)
+    # The soak's rolling restart makes restarted followers leaders of what they caught up:
+    # without the workaround for Kafka 4.4.0's transaction index defect (broker/local.py)
+    # consumers read aborted records as committed there. The short form keeps the broker
+    # defaults: with them a killed node is back in every ISR in ~45 s instead of ~215 s.
+    workaround = local.ONE_BATCH_REPLICA_FETCHES if SOAK else None
     with (
         netns.network() as net,
-        fault_cluster(net, tmp_path_factory.mktemp("fault-cluster")) as fc,
+        fault_cluster(net, tmp_path_factory.mktemp("fault-cluster"), overrides=workaround) as fc,
     ):
         yield fc
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,8 +154,13 @@ class FaultCluster:
 
 
 @contextlib.contextmanager
-def fault_cluster(net: Network, folder: Path, heap: str = "512m") -> Iterator[FaultCluster]:
-    """Start a 3-node cluster on three broker hosts of ``net``; always stop it after."""
+def fault_cluster(
+    net: Network, folder: Path, heap: str = "512m", overrides: Mapping[str, str] | None = None
+) -> Iterator[FaultCluster]:
+    """Start a 3-node cluster on three broker hosts of ``net``; always stop it after.
+
+    ``overrides``: broker properties besides :data:`OVERRIDES`.
+    """
     hosts = {i: net.add_host(f"b{i}", controller=True) for i in (1, 2, 3)}
     runtime = load_settings(
         env={}, runtime_dir=folder, cache_dir=load_settings().cache_dir, broker_heap=heap
@@ -165,8 +170,9 @@ def fault_cluster(net: Network, folder: Path, heap: str = "512m") -> Iterator[Fa
     ]
     started = time.monotonic()
     cluster = local.start_cluster(
-        runtime, nodes=3, port=9092, timeout_s=180, hosts=places, overrides=OVERRIDES
-    )
+        runtime, nodes=3, port=9092, timeout_s=180, hosts=places,
+        overrides={**OVERRIDES, **(overrides or {})},
+    )  # fmt: skip
     _LOG.info("3-node cluster up in %.1fs at %s", time.monotonic() - started, cluster.bootstrap)
     try:
         yield FaultCluster(net, runtime, cluster, hosts)
