@@ -125,8 +125,9 @@ later aborted transaction and deliver its records as committed (seen in the faul
 after a rolling restart; tests/fault/test_follower_txn_index.py shows it). One batch per
 partition per replica fetch (the broker answers at least one whole batch) completes at
 most one transaction per append. The cost: a follower catching up needs a round trip per
-batch (in the fault suite's short form a killed node was back in every ISR after 215 s
-instead of 44 s), so local clusters do not set it unless asked; the soak does.
+batch (the fault suite's short form with it: a killed node back in every ISR after 215 s,
+with other fault tests beside it; 44 s without it, alone: not a like-for-like figure), so
+local clusters do not set it unless asked; the soak does.
 """
 
 
