@@ -93,8 +93,8 @@ def cluster(
 def _partition(client: Settings, topic: str) -> tuple[int, list[int]]:
     """Return (leader, isr) of ``topic``'s one partition."""
     meta = admin_client(client).list_topics(topic, timeout=10)
-    part = meta.topics[topic].partitions[0]
-    return part.leader, sorted(part.isrs)
+    part = meta.topics[topic].partitions.get(0)  # none yet while a new topic propagates
+    return (-1, []) if part is None else (part.leader, sorted(part.isrs))
 
 
 def _wait(what: str, test: object, timeout_s: float = 90.0) -> None:
