@@ -52,7 +52,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import NewTopic
 
 from tests.conftest import free_port_block, unique
-from tests.support.kafka_tools import admin_client
+from tests.support.kafka_tools import admin_client, wait_for
 from tradeflux.broker import local
 from tradeflux.config import Settings, load_settings
 
@@ -96,13 +96,6 @@ def _partition(client: Settings, topic: str) -> tuple[int, list[int]]:
     meta = admin_client(client).list_topics(topic, timeout=10)
     part = meta.topics[topic].partitions.get(0)  # none yet while a new topic propagates
     return (-1, []) if part is None else (part.leader, sorted(part.isrs))
-
-
-def _wait(what: str, test: object, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not test():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"not within {timeout_s:g} s: {what}"
-        time.sleep(0.2)
 
 
 def _transactional(client: Settings, txn_id: str) -> Producer:
@@ -156,12 +149,17 @@ def test_a_follower_that_leads_serves_a_second_aborted_transaction_unless_it_fet
         topic, 1, -1, replica_assignment=[[LEADER, *OTHERS]], config={"min.insync.replicas": "2"}
     )
     admin.create_topics([new])[topic].result(timeout=30)
-    _wait("the preferred leader leads", lambda: _partition(client, topic)[0] == LEADER)
+    wait_for(
+        lambda: _partition(client, topic)[0] == LEADER,
+        90,
+        "the preferred leader leads",
+        every_s=0.2,
+    )
 
     recorded = local.load_cluster(runtime)
     assert recorded is not None
     local.stop_node(recorded, LEADER)
-    _wait("another node leads", lambda: _partition(client, topic)[0] in OTHERS)
+    wait_for(lambda: _partition(client, topic)[0] in OTHERS, 90, "another node leads", every_s=0.2)
 
     aborting = _transactional(client, unique("txn-a"))
     for _ in range(2):
@@ -176,12 +174,22 @@ def test_a_follower_that_leads_serves_a_second_aborted_transaction_unless_it_fet
     committing.flush(30)  # its transaction stays open while the follower catches up
 
     local.start_node(runtime, LEADER, timeout_s=180)
-    _wait("the restarted node back in the ISR", lambda: LEADER in _partition(client, topic)[1])
+    wait_for(
+        lambda: LEADER in _partition(client, topic)[1],
+        90,
+        "the restarted node back in the ISR",
+        every_s=0.2,
+    )
     committing.commit_transaction(30)
 
     elected = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(topic, 0)])
     elected.result(timeout=30)
-    _wait("the restarted node leads again", lambda: _partition(client, topic)[0] == LEADER)
+    wait_for(
+        lambda: _partition(client, topic)[0] == LEADER,
+        90,
+        "the restarted node leads again",
+        every_s=0.2,
+    )
 
     read = _read_committed_one_batch_at_a_time(client, topic)
     if variant == "defaults":

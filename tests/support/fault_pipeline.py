@@ -282,7 +282,7 @@ class Feeder(threading.Thread):
             if time.monotonic() - born >= PRODUCER_LIFE_S:
                 self.unsent = prod.flush(300)
                 if self.unsent:
-                    break  # stop_feeding says how many were never acknowledged
+                    return  # stop_feeding says how many were never acknowledged
                 prod, born = self._producer(), time.monotonic()
             wait = due - time.monotonic()
             if wait > 0:
