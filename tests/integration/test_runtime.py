@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from tests.conftest import unique
-from tests.support.jobs import RUNNING_SUM
+from tests.support.jobs import HELD_SUM, RUNNING_SUM, Sum
 from tests.support.kafka_tools import (
     ServiceProcess,
     caught_up,
@@ -77,6 +77,36 @@ def test_aborted_transactions_leave_no_output_and_no_state(kafka: Settings) -> N
     assert len(everything) > len(committed) == len(numbers)
     aborts = app.metrics.aborts.labels(**app.metrics.labels())._value.get()
     assert aborts == 3
+
+
+def test_a_graceful_stop_commits_what_the_service_sends_on_stop(kafka: Settings) -> None:
+    prefix = unique("onstop") + "-"
+    _topics(kafka, prefix)
+    numbers = make_numbers(3_000, keys=40, seed=11)
+    produce_numbers(kafka, f"{prefix}numbers", numbers)
+    app = StreamApp(
+        HELD_SUM,
+        RuntimeConfig(client=kafka.client_config(), instance_id="on-stop", topic_prefix=prefix),
+    )
+    thread = _run_in_thread(app)
+    try:
+        wait_for(lambda: caught_up(kafka, f"{prefix}held-sum", f"{prefix}numbers"), 90, "catch up")
+        assert read_all(kafka, f"{prefix}sums") == []  # all input committed, all held back
+    finally:
+        app.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    decoder = msgspec.json.Decoder(Sum)
+    sent = {
+        s.key: (s.count, s.total)
+        for s in map(decoder.decode, (m.value() for m in read_all(kafka, f"{prefix}sums")))
+    }
+    expected: dict[str, tuple[int, int]] = {}
+    for n in numbers:
+        count, total = expected.get(n.key, (0, 0))
+        expected[n.key] = (count + 1, total + n.amount)
+    assert sent == expected
+    assert len(read_all(kafka, f"{prefix}sums")) == len(expected)  # one per key, once
 
 
 def test_poison_records_go_to_dead_letters_and_the_rest_is_processed(

@@ -57,6 +57,34 @@ RUNNING_SUM = Service(
 )
 
 
+def hold_sums(ctx: Context, records: Sequence[Record]) -> None:
+    """Add each amount to its key's (count, total), and hold it back: nothing is emitted."""
+    held = ctx.store("held")
+    for record in records:
+        number: Number = record.value
+        count, total = held.get(number.key, (0, 0))
+        held.put(number.key, (count + 1, total + number.amount))
+
+
+def send_held_sums(ctx: Context, now_ms: int) -> None:
+    """Emit every held sum (a graceful stop): the only way the held sums go out."""
+    held = ctx.store("held")
+    for key, (count, total) in list(held.items()):
+        held.delete(key)
+        ctx.emit("sums", key, Sum(key, -1, count, total))
+
+
+HELD_SUM = Service(
+    name="held-sum",
+    inputs=[Topic("numbers", JsonCodec(Number))],
+    outputs=[Topic("sums", JsonCodec(Sum))],
+    stores=[StoreSpec("held", MsgpackCodec(tuple[int, int]), logged=False)],
+    process=hold_sums,
+    on_stop=send_held_sums,
+)
+"""Sums held back until the instance stops gracefully (its ``on_stop``): tests the last batch."""
+
+
 def pass_through(ctx: Context, records: Sequence[Record]) -> None:
     """Copy every record to the output unchanged."""
     for record in records:

@@ -158,6 +158,19 @@ def test_pnl_goes_out_when_a_position_changes_at_most_once_per_throttle_interval
     assert driver.advance(10_000) == []
 
 
+def test_pnl_held_back_by_the_throttle_goes_out_when_the_instance_stops() -> None:
+    driver, _prices = _pnl_world()
+    throttle = pnl.THROTTLE_MS
+    driver.send([_pnl_position(100)], now_ms=1_000)
+    driver.advance(1_000)  # arms the timers
+    assert driver.send([_pnl_position(200)], now_ms=1_000 + throttle // 2) == []  # held
+    # Stopping before the interval is over sends it at once, and only it.
+    stopped = driver.stop(1_000 + throttle // 2 + 1)
+    assert [o.value for o in stopped] == [_account_pnl("210.00")]
+    assert driver.store("held") == {}
+    assert driver.stop(1_000 + throttle // 2 + 2) == []  # nothing held: nothing sent
+
+
 def test_pnl_is_re_marked_when_only_the_price_moved() -> None:
     driver, prices = _pnl_world()
     driver.send([_pnl_position(100)], now_ms=1_000)

@@ -6,11 +6,11 @@ and when a held-back one may go (``sent``, ``held``: derived, not changelogged).
 
 An account's P&L goes out as soon as one of its positions changes, at most once per
 ``pnl_throttle_ms`` (default 100 ms): a change inside that interval is held and sent by
-a timer when the interval is over, so the last value always goes out. Every
-``pnl_remark_ms`` (default 1 s) every account is re-marked at the latest prices and FX,
-and sent if its P&L changed (prices move without any trade). Nothing is sent when the
-P&L did not change. Each timer runs per account: one account whose marks fail is
-isolated from the others.
+a timer when the interval is over, or when the instance stops gracefully, so the last
+value always goes out. Every ``pnl_remark_ms`` (default 1 s) every account is re-marked
+at the latest prices and FX, and sent if its P&L changed (prices move without any
+trade). Nothing is sent when the P&L did not change. Each timer runs per account: one
+account whose marks fail is isolated from the others.
 """
 
 from __future__ import annotations
@@ -92,6 +92,13 @@ def build(settings: Settings | None = None) -> Service:
         _emit_pnl(ctx, account_id)
         ctx.store("sent").put(account_id, now_ms)
 
+    def send_all_held(ctx: Context, now_ms: int) -> None:
+        """On a graceful stop, send every held-back P&L now: it would leave with us."""
+        waiting = ctx.store("held")
+        for account_id in [k for k, _ in waiting.items()]:
+            waiting.delete(account_id)
+            _emit_pnl(ctx, account_id)
+
     def all_accounts(ctx: Context) -> Iterable[str]:
         return [k for k, _ in ctx.store("accounts").items()]
 
@@ -121,6 +128,7 @@ def build(settings: Settings | None = None) -> Service:
         ],
         process=record_positions,
         dead_letter_topic=topics.REJECTED.name,
+        on_stop=send_all_held,
     )
 
 

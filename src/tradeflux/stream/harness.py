@@ -150,6 +150,13 @@ class TestDriver:
         task.fire_timers(now_ms)
         return self._commit(task)
 
+    def stop(self, now_ms: int, partition: int = 0) -> list[Output]:
+        """Stop gracefully at wall-clock ``now_ms``: due timers, then ``on_stop``; commit."""
+        task = self.task(partition)
+        task.fire_timers(now_ms)
+        task.fire_on_stop(now_ms)
+        return self._commit(task)
+
     def store(self, name: str, partition: int = 0) -> dict[str, Any]:
         """Return the committed contents of a store partition."""
         return dict(self.task(partition).stores[name].items())

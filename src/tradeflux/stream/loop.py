@@ -271,6 +271,22 @@ class StreamApp:
                 self._replace_producer(exc)
             if time.monotonic() - self._gauges_at >= 1.0:
                 self._publish_gauges()
+        self._last_batch()
+
+    def _last_batch(self) -> None:
+        """On a graceful stop, commit what the service's ``on_stop`` sends (no new input).
+
+        Without it a P&L held back by its rate cap would leave with the instance: the next
+        owner of the partition starts with nothing held, so the last value waited for a
+        re-mark, and ``tradeflux replay`` (which stops its services once their outputs are
+        quiet) could stop a P&L instance before it had sent its last value.
+        """
+        if self.service.on_stop is None or self._assignment is None:
+            return
+        try:
+            self._run_batch(({}, {}), final=True)
+        except ProducerFatalError as exc:
+            log.warning("last batch not committed %s: %s", self._context, str(exc)[:200])
 
     def _turn(self) -> None:
         assert self._assignment is not None  # noqa: S101 - set up
@@ -297,7 +313,10 @@ class StreamApp:
                 wait_s = min(wait_s, max(0.0, (soonest - time.time() * 1000) / 1000))
         return wait_s
 
-    def _run_batch(self, batch: tuple[dict[TP, list[KafkaMessage]], dict[TP, int]]) -> None:
+    def _run_batch(
+        self, batch: tuple[dict[TP, list[KafkaMessage]], dict[TP, int]], final: bool = False
+    ) -> None:
+        """Process, fire due timers (and ``on_stop`` if ``final``), commit as one transaction."""
         by_tp, fetched = batch
         assert self._assignment is not None and self._producer is not None  # noqa: S101
         active = self._assignment.active
@@ -309,9 +328,13 @@ class StreamApp:
         # (a timer over every key would make records look dear and batches needlessly small).
         self._intake.measured(count, now_us() - started)
         timed = []
-        if self.service.punctuators:
+        if self.service.punctuators or final:
             now_ms = int(time.time() * 1000)
-            timed = [t for t in active.values() if t.fire_timers(now_ms) and t.has_output()]
+            for task in active.values():
+                fired = task.fire_timers(now_ms)
+                fired = (final and task.fire_on_stop(now_ms)) or fired
+                if fired and task.has_output():
+                    timed.append(task)
         if not by_tp and not timed:
             return
         processed = now_us()

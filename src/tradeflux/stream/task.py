@@ -254,6 +254,11 @@ class Task:
         self.ctx.wall_time_ms = now_ms
         return self.timers.fire(now_ms)
 
+    def fire_on_stop(self, now_ms: int) -> bool:
+        """Call the service's ``on_stop`` for this partition; return whether it succeeded."""
+        self.ctx.wall_time_ms = now_ms
+        return self.timers.fire_on_stop(now_ms)
+
     def next_timer_ms(self) -> int | None:
         """Return when the next wall-clock timer of this partition is due, if any."""
         return self.timers.next_wall_ms()

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tradeflux.stream.timers")
 
+STOP_TIMER = -1
+"""The timer number that logs and failure keys give the service's ``on_stop``."""
+
 
 class Timers:
     """The punctuators of one partition, with what they last fired at."""
@@ -50,7 +53,7 @@ class Timers:
             if at is None:
                 continue
             if punctuator.keys is None:
-                fired |= self._fire_whole(i, punctuator, at)
+                fired |= self._fire_whole(i, punctuator.fn, at)
             else:
                 fired |= self._fire_keyed(i, punctuator, at)
         return fired
@@ -73,9 +76,17 @@ class Timers:
         self._last_stream[i] = boundary
         return None if first else boundary
 
-    def _fire_whole(self, i: int, punctuator: Punctuator, at: int) -> bool:
+    def fire_on_stop(self, now_ms: int) -> bool:
+        """Call the service's ``on_stop`` (a graceful stop); return whether it succeeded.
+
+        Undone as a whole on failure, logged and dead-lettered as timer ``stop``.
+        """
+        if self._service.on_stop is None:
+            return False
+        return self._fire_whole(STOP_TIMER, self._service.on_stop, now_ms)
+
+    def _fire_whole(self, i: int, fn: Any, at: int) -> bool:
         ctx = self._ctx
-        fn: Any = punctuator.fn
         ctx.savepoint()
         try:
             fn(ctx, at)
@@ -125,10 +136,10 @@ class Timers:
             return  # reported when it began failing
         self.failing[(i, key)] = name
         log.warning(
-            "timer failed service=%s partition=%d timer=%d key=%s error=%s detail=%s",
+            "timer failed service=%s partition=%d timer=%s key=%s error=%s detail=%s",
             self._service.name,
             self._ctx.partition,
-            i,
+            "stop" if i == STOP_TIMER else i,
             key,
             name,
             str(exc)[:200],

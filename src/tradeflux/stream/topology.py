@@ -92,6 +92,11 @@ class Service:
     global_tables: Sequence[GlobalTableSpec] = ()
     punctuators: Sequence[Punctuator] = ()
     dead_letter_topic: str | None = None
+    # Called once per active partition, ``on_stop(ctx, now_ms)``, when the instance stops
+    # gracefully (SIGTERM, Ctrl-C), in a last batch of its own: what the service holds back
+    # for a timer (a rate-capped P&L) goes out before the partition leaves with it. Not
+    # called on a crash or when a partition moves in a rebalance.
+    on_stop: PunctuateFn | None = None
 
     def __post_init__(self) -> None:
         if not self.inputs:
