@@ -9,8 +9,6 @@ topics on a 3-node cluster, twenty times, and fails if any instance exits.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +63,7 @@ def _start_together(settings: Settings, log_dir: Path) -> list[SelfExit]:
                 if not proc.alive() and name not in {e.instance for e in exits}:
                     lines = tuple(proc.log().splitlines()[-40:])
                     exits.append(
-                        SelfExit(name, proc.proc.returncode, time.monotonic() - started, lines)
+                        SelfExit(name, proc.returncode(), time.monotonic() - started, lines)
                     )
             if exits or all("store restored" in p.log() for p in procs.values()):
                 break
@@ -78,13 +76,9 @@ def _start_together(settings: Settings, log_dir: Path) -> list[SelfExit]:
         # than one after another): SIGTERM to each, then each one's exit code.
         alive = {name: proc for name, proc in procs.items() if proc.alive()}
         for proc in alive.values():
-            proc.proc.send_signal(signal.SIGTERM)
+            proc.signal_stop()
         for name, proc in alive.items():
-            try:
-                code = proc.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = -9
+            code = proc.wait(30)
             if code != 0:
                 lines = tuple(proc.log().splitlines()[-40:])
                 exits.append(SelfExit(name, code, time.monotonic() - started, lines))

@@ -273,8 +273,24 @@ class ServiceProcess:
 
     def terminate(self, timeout_s: float = 30.0) -> int:
         """SIGTERM the process and return its exit code."""
+        self.signal_stop()
+        return self.wait(timeout_s)
+
+    def signal_stop(self) -> None:
+        """SIGTERM the process without waiting (to stop several together, then ``wait``)."""
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout_s)
+
+    def wait(self, timeout_s: float = 30.0) -> int:
+        """Wait for the process to exit and return its exit code; SIGKILL it (-9) if late."""
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -9
+
+    def returncode(self) -> int | None:
+        """Return the exit code, or None while the process runs."""
+        return self.proc.poll()
 
     def alive(self) -> bool:
         """Tell whether the process is still running."""
