@@ -2,8 +2,8 @@
 
 The broker starts only when a test asks for it (unit tests never do), on free loopback
 ports in a temporary runtime folder, and is stopped at the end of the session. Under
-pytest-xdist (``TRADEFLUX_TEST_WORKERS=2 ./dev test``) each worker is a session of its
-own, with its own broker. With
+pytest-xdist (``./dev test`` runs two workers) each worker is a session of its own,
+with its own broker. With
 ``TRADEFLUX_BOOTSTRAP`` set, the tests use that cluster instead and start nothing.
 """
 
