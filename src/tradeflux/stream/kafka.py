@@ -381,6 +381,7 @@ class PartitionReader:
     ) -> None:
         self._on_error = on_error
         self._config = dict(config)
+        self._isolation = str(settings.get("isolation.level", "read_committed"))
         self._consumer = _make(
             Consumer,
             _client_config(
@@ -438,6 +439,10 @@ class PartitionReader:
     def watermarks(self, tp: TP, timeout_s: float = 10.0) -> tuple[int, int]:
         """Return ``(low, high)`` offsets of ``tp`` from its leader.
 
+        ``high`` follows the reader's isolation: read_committed (the default) gets the last
+        stable offset, which stops before the first transaction still open on ``tp``; a
+        reader made with ``isolation.level=read_uncommitted`` gets the log's end.
+
         A long-lived client can answer ``_UNKNOWN_PARTITION`` for minutes after a broker
         restart (the cluster-fault suite waited 126 s and 269 s on a changelog whose every
         partition had a leader), until its next periodic metadata refresh, or keep asking a
@@ -458,7 +463,11 @@ class PartitionReader:
         client = _make(
             Consumer,
             _client_config(
-                self._config, **{"group.id": f"tradeflux-offsets-{uuid.uuid4().hex[:12]}"}
+                self._config,
+                **{
+                    "group.id": f"tradeflux-offsets-{uuid.uuid4().hex[:12]}",
+                    "isolation.level": self._isolation,
+                },
             ),
         )
         try:
@@ -551,6 +560,7 @@ class TransactionalProducer:
 
     def __init__(self, config: Mapping[str, Any], transactional_id: str, **settings: Any) -> None:
         self.transactional_id = transactional_id
+        self.opened_at: float | None = None  # monotonic time the open transaction began
         self.refused: list[Refusal] = []
         self._stuck = ""  # the call that never returned: the client is given up
         self._producer = _make(
@@ -590,6 +600,11 @@ class TransactionalProducer:
             self._producer.begin_transaction()
         except KafkaException as exc:
             _raise(exc, "begin transaction")
+        self.opened_at = time.monotonic()
+
+    def open_s(self) -> float | None:
+        """Return how long the current transaction has been open (None: none is open)."""
+        return None if self.opened_at is None else time.monotonic() - self.opened_at
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -682,6 +697,7 @@ class TransactionalProducer:
         """
         try:
             self._bounded(lambda: self._producer.commit_transaction(timeout_s), timeout_s, "commit")
+            self.opened_at = None
         except KafkaException as exc:
             err = classify(exc.args[0], "commit transaction")
             if isinstance(err, ProducerFatalError):
@@ -695,6 +711,7 @@ class TransactionalProducer:
         """Abort the open transaction (its records are never visible read_committed)."""
         try:
             self._bounded(lambda: self._producer.abort_transaction(timeout_s), timeout_s, "abort")
+            self.opened_at = None
         except KafkaException as exc:
             _raise(exc, "abort transaction")
 

@@ -3,10 +3,19 @@
 The loop pauses a newly assigned partition and hands its task to the :class:`Restorer`,
 then goes on processing the partitions it already holds. The restorer, with a reader of
 its own (no group membership), first fetches the group's committed offset of the input
-partition (the fetch waits until any open transaction of the group on it has ended, so
-the changelogs hold everything that was committed), then reads each store's changelog
-partition from its beginning to its end, read_committed, into the task's stores. A
-finished job goes back to the loop, which moves the partition to its committed offset and
+partition (the fetch waits until any open transaction of the group on it has ended), then
+reads each store's changelog partition from its beginning to its end, read_committed, into
+the task's stores.
+
+That end is the log's end (high watermark) when the job starts, not the last stable offset.
+A committed transaction is readable on a partition only once its commit marker is written
+there, and the marker on a changelog can come after the one on the group's offsets. The
+cluster-fault soak had an instance restore its own partition (its group session had timed
+out) when its last two commits were final on the offsets but not yet on the changelog: the
+restore stopped before them, the input went on after them, and the stores lost them. Reading
+on to the log's end waits until every transaction there has ended (committed or aborted), so
+the stores hold every commit up to the committed offset. A finished job goes back to the
+loop, which moves the partition to its committed offset and
 resumes it. A partition revoked meanwhile is cancelled. Transient broker errors are waited
 out up to the deadline; past it the job fails and the instance exits with one line.
 """
@@ -106,6 +115,7 @@ class Restorer:
         self._jobs: list[RestoreJob] = []  # being read (the thread's own)
         self._deferred: list[RestoreJob] = []
         self._tainted: set[TP] = set()  # changelog partitions of cancelled jobs
+        self._ends: PartitionReader | None = None  # asks for log ends only (_log_ends)
         self._default_switch = sys.getswitchinterval()
         self.pending = 0  # submitted, not yet handed back (read by the loop)
 
@@ -171,6 +181,9 @@ class Restorer:
         finally:
             sys.setswitchinterval(self._default_switch)
             reader.close()
+            if self._ends is not None:
+                self._ends.close()
+                self._ends = None
 
     def _position(self) -> int:
         """Return a number that grows whenever any job reads a record (or finishes)."""
@@ -196,6 +209,15 @@ class Restorer:
         if remaining:
             fresh.assign(remaining)
         return fresh
+
+    def _log_ends(self) -> PartitionReader:
+        """Return the client that asks for changelogs' log ends (read_uncommitted: not the LSO)."""
+        if self._ends is None:
+            self._ends = PartitionReader(
+                self._client, group_id=self._group_id, on_error=self._note,
+                **{"isolation.level": "read_uncommitted"},
+            )  # fmt: skip
+        return self._ends
 
     def _new_reader(self) -> PartitionReader:
         return PartitionReader(
@@ -233,7 +255,7 @@ class Restorer:
                     continue  # derived state: starts empty
                 ctp = (self._changelogs[spec.name], job.tp[1])
                 low, high = self._patience("changelog offsets").run(
-                    lambda ctp=ctp: reader.watermarks(ctp)  # type: ignore[misc]
+                    lambda ctp=ctp: self._log_ends().watermarks(ctp)  # type: ignore[misc]
                 )
                 if high > low:
                     job.parts[ctp] = _Part(job.task.stores[spec.name], spec.codec.decode, high)
@@ -274,7 +296,9 @@ class Restorer:
                 self._done.put(job)
             self._jobs = []
             return
-        done: set[TP] = set(at_end)
+        # The end a read_committed reader reports is the last stable offset: a partition is
+        # done only once that has reached the log end the job started with.
+        done = {ctp for ctp, end in at_end.items() if ctp in parts and end >= parts[ctp][1].high}
         for msg in msgs:
             ctp = (msg.topic() or "", msg.partition() or 0)
             found = parts.get(ctp)
