@@ -49,8 +49,37 @@ from tradeflux.tracing import OFF_BATCH
 
 log = logging.getLogger("tradeflux.stream")
 
-_FENCES_BEFORE_EXIT = 3  # fenced this often within _FENCE_WINDOW_S: a live twin exists
-_FENCE_WINDOW_S = 120.0
+
+class TwinWatch:
+    """Tells a live twin (another instance with this one's id) from the coordinator's aborts.
+
+    Both fence the transactional producer. The coordinator fences one whose transaction was
+    open past the transaction timeout (it aborts it and bumps the epoch): under cluster faults
+    an instance was fenced so three times in two minutes. A twin's new producer fences at any
+    age, every few seconds, as the two keep replacing their producers. So a fence counts only
+    if the transaction was younger than the timeout; ``limit`` counted fences within
+    ``window_s`` mean a twin.
+    """
+
+    def __init__(self, timeout_s: float, limit: int = 5, window_s: float = 120.0) -> None:
+        self.timeout_s = timeout_s
+        self.limit = limit
+        self.window_s = window_s
+        self._counted: collections.deque[float] = collections.deque()
+
+    def fenced(self, open_s: float | None, now: float) -> bool | None:
+        """Note a fence; True: a twin; False: counted, not yet a twin; None: not counted."""
+        if open_s is not None and open_s >= self.timeout_s:
+            return None
+        self._counted.append(now)
+        while self._counted and now - self._counted[0] > self.window_s:
+            self._counted.popleft()
+        return len(self._counted) >= self.limit
+
+    @property
+    def count(self) -> int:
+        """Return the fences counted within the window (as of the last one)."""
+        return len(self._counted)
 
 
 class StreamApp:
@@ -85,7 +114,7 @@ class StreamApp:
         self._layout = Layout(0)
         self._intake = Intake(config.batch_max_records, config.max_batch_ms, now_us)
         self._batches = 0
-        self._fences: collections.deque[float] = collections.deque()
+        self._twins = TwinWatch(config.transaction_timeout_ms / 1000)
         self._fatal: KafkaClientError | None = None
         self._client_errors: dict[str, float] = {}
         self._last_turn = time.monotonic()
@@ -397,18 +426,24 @@ class StreamApp:
     def _replace_producer(self, exc: ProducerFatalError) -> None:
         """Make a new transactional producer after a fatal error, and resync the state."""
         assert self._assignment is not None  # noqa: S101 - set up
-        now = time.monotonic()
-        if exc.fenced:
-            self._fences.append(now)
-            while self._fences and now - self._fences[0] > _FENCE_WINDOW_S:
-                self._fences.popleft()
-            if len(self._fences) >= _FENCES_BEFORE_EXIT:
-                raise ReplacedError(
-                    f"{self._context}: fenced {len(self._fences)} times in "
-                    f"{_FENCE_WINDOW_S:g} s: another live instance uses the transactional id "
-                    f"{self.group_id}-{self.config.instance_id}; give every instance its own "
-                    "--instance-id"
-                )
+        open_s = self._producer.open_s() if self._producer is not None else None
+        twin = self._twins.fenced(open_s, time.monotonic()) if exc.fenced else False
+        if twin is None:
+            log.info(
+                "fenced %s after its transaction was open %.1f s, past the transaction timeout "
+                "(%.0f s): the coordinator aborted it (not a twin)",
+                self._context,
+                open_s or 0.0,
+                self._twins.timeout_s,
+            )
+        elif twin:
+            raise ReplacedError(
+                f"{self._context}: fenced {self._twins.count} times in "
+                f"{self._twins.window_s:g} s, each in a transaction younger than its timeout: "
+                "another live instance uses the transactional id "
+                f"{self.group_id}-{self.config.instance_id}; give every instance its own "
+                "--instance-id"
+            )
         log.warning(
             "transactional producer failed %s code=%s outcome_known=%s; replacing it: %s",
             self._context,
