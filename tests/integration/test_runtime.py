@@ -41,8 +41,10 @@ def test_aborted_transactions_leave_no_output_and_no_state(kafka: Settings) -> N
     numbers = make_numbers(20_000, keys=50, seed=7)
     produce_numbers(kafka, f"{prefix}numbers", numbers)
     aborted: list[int] = []
+    producers: list[object] = []  # kept, so that no two can share an id()
 
     def fail_some_commits(batch: int) -> None:
+        producers.append(app._producer)
         if batch in (2, 3, 5):
             aborted.append(batch)
             # Put the batch's records in the log first (abort would otherwise purge what
@@ -77,6 +79,9 @@ def test_aborted_transactions_leave_no_output_and_no_state(kafka: Settings) -> N
     assert len(everything) > len(committed) == len(numbers)
     aborts = app.metrics.aborts.labels(**app.metrics.labels())._value.get()
     assert aborts == 3
+    # Each aborted batch was re-run on a new producer (a new epoch): two that take turns,
+    # and one more per abort.
+    assert len({id(p) for p in producers}) == app.config.transaction_producers + 3
 
 
 def test_a_graceful_stop_commits_what_the_service_sends_on_stop(kafka: Settings) -> None:
