@@ -49,7 +49,9 @@ def test_allocations_confirmations_and_open_exceptions_show_as_they_come(
             page,
             "document.querySelectorAll('#alloc-table tbody tr').length === 2"
             " && document.querySelectorAll('#aff-table tbody tr').length === 2",
-            30,
+            # The first records wait for the follower to find the new topics: beside a busy
+            # core and a second test worker, their leaders took long enough that 30 s failed.
+            90,
             "two allocations and two open exceptions",
         )
         table = page.locator("#alloc-table").inner_text()
