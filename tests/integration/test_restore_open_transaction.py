@@ -30,8 +30,13 @@ def _write(producer: TransactionalProducer, topic: str, key: str, value: tuple[i
     producer.send(topic, key.encode(), codec.encode(value), None, 0)
 
 
-def test_a_restore_keeps_a_transaction_that_commits_after_it_began(kafka: Settings) -> None:
-    prefix = unique("openrestore") + "-"
+def _restore_around_an_open_transaction(
+    kafka: Settings, tag: str, open_value: tuple[int, int], commit: bool
+) -> tuple[list[RestoreJob], dict[str, tuple[int, int]]]:
+    """Commit k1=(1, 5); open a transaction writing ``open_value`` (k2 if it commits, else
+    k1); start a restore; once it has read all that is readable, commit or abort the open
+    transaction; return the finished jobs and the restored store."""
+    prefix = unique(tag) + "-"
     changelog = changelog_topic(prefix, RUNNING_SUM.name, "sums")
     create_topics(kafka, {f"{prefix}numbers": 1, changelog: 1}, compacted=[changelog])
     client = kafka.client_config()
@@ -40,77 +45,50 @@ def test_a_restore_keeps_a_transaction_that_commits_after_it_began(kafka: Settin
     before.begin()
     _write(before, changelog, "k1", (1, 5))
     before.commit(30)
-    late = TransactionalProducer(client, f"{prefix}late")
-    late.init(30)
-    late.begin()
-    _write(late, changelog, "k2", (1, 7))
-    assert late.flush(30) == 0  # in the log, its transaction still open
+    pending = TransactionalProducer(client, f"{prefix}pending")
+    pending.init(30)
+    pending.begin()
+    _write(pending, changelog, "k2" if commit else "k1", open_value)
+    assert pending.flush(30) == 0  # in the log (offset 2), its transaction still open
 
     restorer = Restorer(
         client, prefix + RUNNING_SUM.name, {"sums": changelog},
-        StreamMetrics(RUNNING_SUM.name, "open-restore"),
-        lambda what: Patience(what, 60.0, "test"), 30.0,
+        StreamMetrics(RUNNING_SUM.name, tag), lambda what: Patience(what, 60.0, "test"), 30.0,
     )  # fmt: skip
     restorer.start()
     task = Task(RUNNING_SUM, 0, {}, prefix)
     job = RestoreJob((f"{prefix}numbers", 0), task)
+    done: list[RestoreJob] = []
+
+    def finished() -> bool:
+        done.extend(restorer.finished())
+        return bool(done)
+
     try:
         restorer.submit(job)
         wait_for(lambda: bool(job.parts), 60, "the restore to take the changelog's end")
-        late.commit(30)
-        done: list[RestoreJob] = []
-
-        def finished() -> bool:
-            done.extend(restorer.finished())
-            return bool(done)
-
+        (part,) = job.parts.values()
+        # It has read all that is readable (to the open transaction at 2), or it has ended.
+        wait_for(lambda: finished() or getattr(part, "stable_end", -1) >= 2, 60, "the readable end")
+        if commit:
+            pending.commit(30)
+        else:
+            pending.abort(30)
         wait_for(finished, 60, "the restore to finish")
     finally:
         restorer.stop()
         before.close()
-        late.close()
+        pending.close()
+    return done, dict(task.stores["sums"].items())
+
+
+def test_a_restore_keeps_a_transaction_that_commits_after_it_began(kafka: Settings) -> None:
+    done, restored = _restore_around_an_open_transaction(kafka, "openrestore", (1, 7), True)
     assert [j.error for j in done] == [None]
-    assert dict(task.stores["sums"].items()) == {"k1": (1, 5), "k2": (1, 7)}
+    assert restored == {"k1": (1, 5), "k2": (1, 7)}
 
 
 def test_a_restore_waits_out_a_transaction_that_aborts(kafka: Settings) -> None:
-    prefix = unique("abortrestore") + "-"
-    changelog = changelog_topic(prefix, RUNNING_SUM.name, "sums")
-    create_topics(kafka, {f"{prefix}numbers": 1, changelog: 1}, compacted=[changelog])
-    client = kafka.client_config()
-    before = TransactionalProducer(client, f"{prefix}before")
-    before.init(30)
-    before.begin()
-    _write(before, changelog, "k1", (1, 5))
-    before.commit(30)
-    zombie = TransactionalProducer(client, f"{prefix}zombie")
-    zombie.init(30)
-    zombie.begin()
-    _write(zombie, changelog, "k1", (2, 99))
-    assert zombie.flush(30) == 0
-
-    restorer = Restorer(
-        client, prefix + RUNNING_SUM.name, {"sums": changelog},
-        StreamMetrics(RUNNING_SUM.name, "abort-restore"),
-        lambda what: Patience(what, 60.0, "test"), 30.0,
-    )  # fmt: skip
-    restorer.start()
-    task = Task(RUNNING_SUM, 0, {}, prefix)
-    job = RestoreJob((f"{prefix}numbers", 0), task)
-    try:
-        restorer.submit(job)
-        wait_for(lambda: bool(job.parts), 60, "the restore to take the changelog's end")
-        zombie.abort(30)
-        done: list[RestoreJob] = []
-
-        def finished() -> bool:
-            done.extend(restorer.finished())
-            return bool(done)
-
-        wait_for(finished, 60, "the restore to finish after the abort")
-    finally:
-        restorer.stop()
-        before.close()
-        zombie.close()
+    done, restored = _restore_around_an_open_transaction(kafka, "abortrestore", (2, 99), False)
     assert [j.error for j in done] == [None]
-    assert dict(task.stores["sums"].items()) == {"k1": (1, 5)}  # the aborted write is not kept
+    assert restored == {"k1": (1, 5)}  # the aborted write is not kept

@@ -64,6 +64,7 @@ class _Part:
     high: int
     applied: int = 0
     done: bool = False
+    stable_end: int = -1  # the end a read_committed read last reported (below high: waiting)
     next: int = BEGINNING  # the offset to read from if the reader is replaced
 
 
@@ -299,6 +300,13 @@ class Restorer:
         # The end a read_committed reader reports is the last stable offset: a partition is
         # done only once that has reached the log end the job started with.
         done = {ctp for ctp, end in at_end.items() if ctp in parts and end >= parts[ctp][1].high}
+        for ctp, end in at_end.items():
+            if ctp in parts and ctp not in done and parts[ctp][1].stable_end != end:
+                parts[ctp][1].stable_end = end
+                log.info(
+                    "restore waits for a transaction open on %s[%d]: readable to %d, log end %d",
+                    ctp[0], ctp[1], end, parts[ctp][1].high,
+                )  # fmt: skip
         for msg in msgs:
             ctp = (msg.topic() or "", msg.partition() or 0)
             found = parts.get(ctp)
