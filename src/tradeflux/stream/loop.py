@@ -424,8 +424,7 @@ class StreamApp:
         # the same producer sent those records with the same sequence numbers, the broker took
         # them for duplicates of the aborted batch, and the commit that followed had none of
         # them there: 72 records lost. A new producer's init_transactions bumps the epoch.
-        producer.close(1.0)
-        self._producers[self._turn_of] = self._new_producer(self._turn_of)
+        self._renew_producer()
         for task in self._assignment.tasks.values():
             task.rollback()
         self._intake.clear()
@@ -463,14 +462,18 @@ class StreamApp:
         for task in self._assignment.tasks.values():
             task.rollback()
         self._intake.clear()
-        if self._producer is not None:
-            self._producer.close(1.0)
-        self._producers[self._turn_of] = self._new_producer(self._turn_of)
+        self._renew_producer()
         if exc.outcome_known:
             self._rewind()
         else:
             self._assignment.rebuild_all()
             self._rewind()
+
+    def _renew_producer(self) -> None:
+        """Drop the producer whose turn it is and put a new one (a new epoch) in its slot."""
+        if self._producer is not None:
+            self._producer.close(1.0)
+        self._producers[self._turn_of] = self._new_producer(self._turn_of)
 
     def _rewind(self) -> None:
         """Seek every active partition back to its committed offset."""

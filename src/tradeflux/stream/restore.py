@@ -299,13 +299,19 @@ class Restorer:
             return
         # The end a read_committed reader reports is the last stable offset: a partition is
         # done only once that has reached the log end the job started with.
-        done = {ctp for ctp, end in at_end.items() if ctp in parts and end >= parts[ctp][1].high}
+        done: set[TP] = set()
         for ctp, end in at_end.items():
-            if ctp in parts and ctp not in done and parts[ctp][1].stable_end != end:
-                parts[ctp][1].stable_end = end
+            found = parts.get(ctp)
+            if found is None:
+                continue
+            part = found[1]
+            if end >= part.high:
+                done.add(ctp)
+            elif part.stable_end != end:
+                part.stable_end = end
                 log.info(
                     "restore waits for a transaction open on %s[%d]: readable to %d, log end %d",
-                    ctp[0], ctp[1], end, parts[ctp][1].high,
+                    ctp[0], ctp[1], end, part.high,
                 )  # fmt: skip
         for msg in msgs:
             ctp = (msg.topic() or "", msg.partition() or 0)
