@@ -112,8 +112,9 @@ def test_a_closed_window_leaves_no_state_in_any_store() -> None:
     driver, _ = _driver()
     driver.send([("AAPL.XNAS", trade("T1", 1, "NEW", 1, "100", "10.00"))])
     driver.send([("MSFT.XNAS", trade("T2", 1, "NEW", 20, "1", "10.00", instrument="MSFT.XNAS"))])
-    assert list(driver.store("windows")) == ["MSFT.XNAS|2026-11-24T15:00:20Z"]
-    assert list(driver.store("slots")) == ["MSFT.XNAS|ACC-1|T2"]
+    assert list(driver.store("bar_windows")) == ["MSFT.XNAS|2026-11-24T15:00:20Z"]
+    assert list(driver.store("bar_trades")) == ["MSFT.XNAS|ACC-1|T2"]
+    assert list(driver.store("bar_members")) == ["MSFT.XNAS|2026-11-24T15:00:20Z#0"]
     assert driver.store("clock") == {"stream_time": at(20)}
 
 

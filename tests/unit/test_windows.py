@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tradeflux.domain import windows
 from tradeflux.domain.schemas import Bar, EnrichedTrade
 from tradeflux.domain.windows import (
     BarTrade,
@@ -21,6 +23,7 @@ from tradeflux.domain.windows import (
     bar_of,
     window_key,
 )
+from tradeflux.stream.codecs import MsgpackCodec
 
 T0 = dt.datetime(2026, 11, 24, 15, 0, 0, tzinfo=dt.UTC)
 SPEC = WindowSpec(size=dt.timedelta(seconds=5), grace=dt.timedelta(seconds=2))
@@ -71,6 +74,14 @@ def trade(
     )
 
 
+def bar_trade(
+    trade_id: str, seconds: float, qty: str, price: str, account: str = "ACC-1"
+) -> BarTrade:
+    """What a window holds of ``trade(...)`` with the same values."""
+    quantity, px = Decimal(qty), Decimal(price)
+    return BarTrade(trade_id, account, at(seconds), quantity, px, quantity * px)
+
+
 class Partition:
     """A committed partition state, fed batch by batch as the service does."""
 
@@ -78,13 +89,14 @@ class Partition:
         self.spec = spec
         self.windows: dict[str, WindowState] = {}
         self.slots: dict[str, TradeSlot] = {}
+        self.members: dict[str, tuple[str, ...]] = {}
         self.stream_time: dt.datetime | None = None
         self.emitted: list[tuple[str, Bar | None]] = []
         self.outcomes: list[Outcome] = []
         self.closed = 0
 
     def batch(self, events: list[EnrichedTrade]) -> list[tuple[str, Bar | None]]:
-        batch = WindowBatch(self.spec, self.stream_time, self.windows, self.slots)
+        batch = WindowBatch(self.spec, self.stream_time, self.windows, self.slots, self.members)
         self.outcomes += [batch.apply(e) for e in events]
         result = batch.finish(list(self.windows.items()))
         for key, window in result.windows.items():
@@ -97,6 +109,11 @@ class Partition:
                 del self.slots[key]
             else:
                 self.slots[key] = slot
+        for key, chunk in result.members.items():
+            if chunk is None:
+                del self.members[key]
+            else:
+                self.members[key] = chunk
         self.stream_time = result.stream_time
         self.closed += result.closed
         self.emitted += result.bars
@@ -202,7 +219,7 @@ def test_an_amend_that_moves_trade_time_leaves_the_old_window_for_the_new() -> N
     assert [k for k, _ in bars] == [window_key(INSTRUMENT, at(0)), window_key(INSTRUMENT, at(5))]
     assert bars[0][1] is None  # the old window has no trade left: a tombstone
     assert bars[1][1] is not None and bars[1][1].count == 1
-    assert p.slots["AAPL.XNAS|ACC-1|T1"] == TradeSlot(at(5), 2, True)
+    assert p.slots["AAPL.XNAS|ACC-1|T1"] == TradeSlot(at(5), 2, bar_trade("T1", 6, "100", "10.00"))
 
 
 def test_cancel_removes_the_trade_and_an_empty_window_is_a_tombstone() -> None:
@@ -277,7 +294,9 @@ def test_an_amend_is_late_when_its_new_window_is_closed() -> None:
     p.batch([trade("T1", 1, "NEW", 1, "100", "10.00"), trade("T2", 1, "NEW", 11, "1", "10.00")])
     assert p.batch([trade("T2", 2, "AMEND", 1, "1", "10.00")]) == []
     assert p.outcomes[-1] is Outcome.LATE
-    assert p.slots["AAPL.XNAS|ACC-1|T2"] == TradeSlot(at(10), 1, True)  # still where it was
+    assert p.slots["AAPL.XNAS|ACC-1|T2"] == TradeSlot(
+        at(10), 1, bar_trade("T2", 11, "1", "10.00")
+    )  # still where it was
 
 
 def test_lateness_is_judged_against_stream_time_before_the_event() -> None:
@@ -467,3 +486,51 @@ def test_with_a_short_grace_batching_never_changes_the_bars_or_the_late_count(
     assert (whole.windows, whole.slots, whole.closed) == (cut.windows, cut.slots, cut.closed)
     finals = [k for k, b in cut.emitted if b is not None and b.final]
     assert len(finals) == len(set(finals))
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.lists(st.integers(min_value=0), max_size=6))
+def test_member_lists_of_many_chunks_give_the_same_bars_and_leave_no_state(
+    history: tuple[list[EnrichedTrade], dict[str, EnrichedTrade]], cuts: list[int]
+) -> None:
+    events, effective = history
+    p = Partition(WIDE)
+    with mock.patch.object(windows, "MEMBERS_PER_CHUNK", 2):
+        for batch in _split(events, cuts):
+            p.batch(batch)
+        assert p.latest() == expected_bars(effective, WIDE, final=False)
+        assert all(len(chunk) <= 2 for chunk in p.members.values())
+        p.batch([trade("Z", 1, "NEW", 1000, "1", "1.00", instrument="ZZZ.XNAS")])  # closes all
+    latest = p.latest()
+    latest.pop(window_key("ZZZ.XNAS", at(1000)))
+    assert latest == expected_bars(effective, WIDE, final=True)
+    assert p.slots.keys() == {"ZZZ.XNAS|ACC-1|Z"}
+    assert p.members.keys() == {windows.member_key("", window_key("ZZZ.XNAS", at(1000)), 0)}
+
+
+def test_no_record_of_a_window_grows_with_its_trades() -> None:
+    """A hot instrument's window of 20,000 trades, amended and cancelled: every record small."""
+    p = Partition()
+    n = 20_000
+    events = [trade(f"T{i:05d}", 1, "NEW", i * 4 / n, "10", f"{100 + i % 97}.00") for i in range(n)]
+    events += [trade(f"T{i:05d}", 2, "AMEND", i * 4 / n, "20", "150.00") for i in range(0, n, 7)]
+    events += [trade(f"T{i:05d}", 3, "CANCEL", i * 4 / n, "20", "150.00") for i in range(0, n, 14)]
+    for start in range(0, len(events), 1000):
+        p.batch(events[start : start + 1000])
+    codec = MsgpackCodec(WindowState)
+    (window,) = p.windows.values()
+    sizes = [len(codec.encode(window))]
+    sizes += [len(MsgpackCodec(TradeSlot).encode(slot)) for slot in p.slots.values()]
+    sizes += [len(MsgpackCodec(tuple[str, ...]).encode(c)) for c in p.members.values()]
+    assert max(sizes) < 8 * 1024
+    final = [
+        bar_trade(f"T{i:05d}", i * 4 / n, "20", "150.00")
+        if i % 7 == 0
+        else bar_trade(f"T{i:05d}", i * 4 / n, "10", f"{100 + i % 97}.00")
+        for i in range(n)
+        if i % 14
+    ]
+    assert p.latest()[window_key(INSTRUMENT, at(0))] == bar_of(
+        INSTRUMENT, at(0), SPEC.size, "USD", final
+    )
+    assert window.count == len(final)

@@ -157,29 +157,55 @@ class BarTrade(msgspec.Struct, frozen=True, array_like=True):
 
 
 class TradeSlot(msgspec.Struct, frozen=True, array_like=True):
-    """Where a trade is: the start of its window, the version held, and whether it is live.
+    """Where a trade is: the start of its window, the version held, and the trade if live.
 
-    A cancelled trade (``live`` False) keeps the window it was cancelled from, so its slot
+    A cancelled trade (``trade`` None) keeps the window it was cancelled from, so its slot
     goes when that window closes.
     """
 
     window_start: dt.datetime
     version: int
-    live: bool
+    trade: BarTrade | None = None
+
+    @property
+    def live(self) -> bool:
+        """Tell whether the trade counts in its window (it was not cancelled)."""
+        return self.trade is not None
+
+
+MEMBERS_PER_CHUNK = 256
+"""Trade keys per record of a window's member list (each record stays a few KiB)."""
 
 
 class WindowState(msgspec.Struct, frozen=True, kw_only=True):
-    """An open window of an instrument: its live trades by ``account|trade_id``.
+    """An open window of an instrument: the running OHLCV of its live trades.
 
-    ``cancelled`` lists the trades cancelled out of this window (their slots point here,
-    and are dropped with it). ``currency`` is that of the last event applied.
+    Sums are exact, so removing a trade (an amend that moves it, a cancel) subtracts it;
+    when the removed trade was the open, the close, the high or the low, they are found
+    again from the window's live trades. The trades themselves are in their slots, and
+    ``members`` counts the trade keys ever placed here (the member list, in chunks of
+    :data:`MEMBERS_PER_CHUNK`; a key may repeat, and a trade that moved on is skipped by
+    its slot). No record of a window grows with its trades. ``currency`` is that of the
+    last event applied.
     """
 
     instrument: str
     start: dt.datetime
     currency: str
-    trades: dict[str, BarTrade] = msgspec.field(default_factory=dict)
-    cancelled: tuple[str, ...] = ()
+    count: int = 0
+    volume: Decimal = _ZERO
+    value: Decimal = _ZERO  # sum of price * quantity
+    notional: Decimal = _ZERO
+    first: BarTrade | None = None
+    last: BarTrade | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    members: int = 0
+
+
+def member_key(prefix: str, window: str, chunk: int) -> str:
+    """Return the key of a window's member chunk: ``[prefix]window#chunk``."""
+    return f"{prefix}{window}#{chunk}"
 
 
 def bar_of(
@@ -254,46 +280,128 @@ class Outcome(enum.Enum):
     STALE = "stale"  # its version is not above the one held: ignored
 
 
+def _order(trade: BarTrade) -> tuple[dt.datetime, str, str]:
+    return (trade.trade_time, trade.trade_id, trade.account)
+
+
 @dataclass
 class _Working:
-    """A private, mutable copy of one window's state during a batch."""
+    """A private, mutable copy of one window's state during a batch.
+
+    ``added`` are the member keys placed in this batch (after the ``members`` stored);
+    ``rescan`` says that a trade holding the open, close, high or low went, so those are
+    found again from the live trades in :meth:`WindowBatch.finish`.
+    """
 
     instrument: str
     start: dt.datetime
     currency: str
-    trades: dict[str, BarTrade]
-    cancelled: list[str]
+    count: int = 0
+    volume: Decimal = _ZERO
+    value: Decimal = _ZERO
+    notional: Decimal = _ZERO
+    first: BarTrade | None = None
+    last: BarTrade | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    members: int = 0
+    added: list[str] = field(default_factory=list)
+    rescan: bool = False
 
     @classmethod
     def of(cls, state: WindowState) -> _Working:
         return cls(
-            state.instrument,
-            state.start,
-            state.currency,
-            dict(state.trades),
-            list(state.cancelled),
-        )
+            state.instrument, state.start, state.currency, state.count, state.volume,
+            state.value, state.notional, state.first, state.last, state.high, state.low,
+            state.members,
+        )  # fmt: skip
+
+    def add(self, trade: BarTrade) -> None:
+        self.count += 1
+        self.volume = _EXACT.add(self.volume, trade.quantity)
+        self.value = _EXACT.add(self.value, _EXACT.multiply(trade.price, trade.quantity))
+        self.notional = _EXACT.add(self.notional, trade.notional)
+        self._extend(trade)
+
+    def _extend(self, trade: BarTrade) -> None:
+        if self.first is None or _order(trade) < _order(self.first):
+            self.first = trade
+        if self.last is None or _order(trade) > _order(self.last):
+            self.last = trade
+        if self.high is None or trade.price > self.high:
+            self.high = trade.price
+        if self.low is None or trade.price < self.low:
+            self.low = trade.price
+
+    def remove(self, trade: BarTrade) -> None:
+        self.count -= 1
+        if self.count == 0:  # back to empty: nothing left to find again
+            self.volume = self.value = self.notional = _ZERO
+            self.first = self.last = self.high = self.low = None
+            self.rescan = False
+            return
+        self.volume = _EXACT.subtract(self.volume, trade.quantity)
+        self.value = _EXACT.subtract(self.value, _EXACT.multiply(trade.price, trade.quantity))
+        self.notional = _EXACT.subtract(self.notional, trade.notional)
+        if trade in (self.first, self.last) or trade.price in (self.high, self.low):
+            self.rescan = True
+
+    def refind(self, live: Iterable[BarTrade]) -> None:
+        """Find the open, close, high and low again among ``live``, the window's trades."""
+        self.first = self.last = self.high = self.low = None
+        for trade in live:
+            self._extend(trade)
+        self.rescan = False
 
     def frozen(self) -> WindowState:
         return WindowState(
-            instrument=self.instrument,
-            start=self.start,
-            currency=self.currency,
-            trades=dict(self.trades),
-            cancelled=tuple(self.cancelled),
-        )
+            instrument=self.instrument, start=self.start, currency=self.currency,
+            count=self.count, volume=self.volume, value=self.value, notional=self.notional,
+            first=self.first, last=self.last, high=self.high, low=self.low,
+            members=self.members + len(self.added),
+        )  # fmt: skip
+
+
+def window_bar(
+    state: WindowState | _Working, size: dt.timedelta, final: bool = False
+) -> Bar | None:
+    """Return the bar of a window from its running state, or None when it has no trades.
+
+    The same bar as :func:`bar_of` over the window's live trades.
+    """
+    if state.count == 0:
+        return None
+    assert state.first is not None and state.last is not None  # noqa: S101 - count > 0
+    assert state.high is not None and state.low is not None  # noqa: S101 - count > 0
+    return Bar(
+        instrument=state.instrument,
+        window_start=state.start,
+        window_end=state.start + size,
+        currency=state.currency,
+        open=state.first.price,
+        high=state.high,
+        low=state.low,
+        close=state.last.price,
+        volume=state.volume,
+        vwap=vwap_of(state.value, state.volume),
+        notional=state.notional,
+        count=state.count,
+        final=final,
+    )
 
 
 @dataclass(frozen=True)
 class BatchResult:
     """What a batch changed: state to write (None deletes) and bars to emit (None: tombstone).
 
-    ``bars`` is in (window start, instrument) order, one entry per window at most.
+    ``members`` are the member chunks to write (None deletes). ``bars`` is in (window
+    start, instrument) order, one entry per window at most.
     """
 
     stream_time: dt.datetime | None
     windows: dict[str, WindowState | None]
     slots: dict[str, TradeSlot | None]
+    members: dict[str, tuple[str, ...] | None]
     bars: list[tuple[str, Bar | None]]
     closed: int
 
@@ -305,13 +413,18 @@ _T = TypeVar("_T")
 class WindowBatch:
     """The windows of one input partition during one batch.
 
-    Feed events in offset order with :meth:`apply`, then call :meth:`finish` once.
+    Feed events in offset order with :meth:`apply`, then call :meth:`finish` once. The
+    committed state is read through three lookups: windows, slots (by
+    ``[prefix]instrument|account|trade_id``) and member chunks (:func:`member_key`).
+    Work per event is constant; a window's trades are visited only when it closes, or
+    when a trade that held its open, close, high or low goes.
     """
 
     spec: WindowSpec
     stream_time: dt.datetime | None
     windows: Lookup[WindowState]
     slots: Lookup[TradeSlot]
+    members: Lookup[tuple[str, ...]]
     slot_prefix: str = ""  # keeps the slots of hopping series apart in one store
     _work: dict[str, _Working] = field(default_factory=dict, init=False)
     _slots: dict[str, TradeSlot | None] = field(default_factory=dict, init=False)
@@ -328,9 +441,7 @@ class WindowBatch:
         if work is None:
             state = self.windows.get(key)
             work = (
-                _Working.of(state)
-                if state is not None
-                else _Working(instrument, start, currency, {}, [])
+                _Working.of(state) if state is not None else _Working(instrument, start, currency)
             )
             self._work[key] = work
         self._changed.add(key)
@@ -357,7 +468,7 @@ class WindowBatch:
         if held is not None and event.version <= held.version:
             return Outcome.STALE
         spec, now = self.spec, self.stream_time
-        old = held.window_start if held is not None and held.live else None
+        old = held.window_start if held is not None and held.trade is not None else None
         live = event.event_type != "CANCEL"
         if event.event_type != "NEW" and old is None:
             return Outcome.LATE  # not held live: its window closed, or it never got in
@@ -367,27 +478,59 @@ class WindowBatch:
         ):
             return Outcome.LATE
         if old is not None:
+            assert held is not None and held.trade is not None  # noqa: S101 - old is set
             window = self._window(instrument, old, event.currency)
-            window.trades.pop(tkey, None)
+            window.remove(held.trade)
             window.currency = event.currency
-            if not live:
-                window.cancelled.append(tkey)
-        if new is not None:
-            window = self._window(instrument, new, event.currency)
-            window.trades[tkey] = BarTrade(
-                event.trade_id,
-                event.account,
-                event.trade_time,
-                event.quantity,
-                event.price,
-                event.notional,
-            )
-            window.currency = event.currency
-            self._slots[key] = TradeSlot(new, event.version, True)
-        else:
+        if new is None:
             assert old is not None  # noqa: S101 - a CANCEL got here only with the trade live
-            self._slots[key] = TradeSlot(old, event.version, False)
+            self._slots[key] = TradeSlot(old, event.version)
+            return Outcome.APPLIED
+        trade = BarTrade(
+            event.trade_id,
+            event.account,
+            event.trade_time,
+            event.quantity,
+            event.price,
+            event.notional,
+        )
+        window = self._window(instrument, new, event.currency)
+        window.add(trade)
+        window.currency = event.currency
+        if new != (held.window_start if held is not None else None):
+            window.added.append(tkey)  # a member of this window from now on
+        self._slots[key] = TradeSlot(new, event.version, trade)
         return Outcome.APPLIED
+
+    def _member_keys(self, key: str, state: _Working | WindowState) -> list[str]:
+        """Return the trade keys ever placed in window ``key``, each once, in placement order."""
+        keys: list[str] = []
+        for chunk in range(-(-state.members // MEMBERS_PER_CHUNK)):
+            keys += self.members.get(member_key(self.slot_prefix, key, chunk)) or ()
+        if isinstance(state, _Working):
+            keys += state.added
+        return list(dict.fromkeys(keys))
+
+    def _live_trades(self, key: str, state: _Working | WindowState) -> Iterable[BarTrade]:
+        for tkey in self._member_keys(key, state):
+            slot = self._slot(self.slot_prefix + slot_key(state.instrument, tkey))
+            if slot is not None and slot.trade is not None and slot.window_start == state.start:
+                yield slot.trade
+
+    def _chunks(self, key: str, work: _Working) -> dict[str, tuple[str, ...]]:
+        """Return the member chunks that the keys added in this batch change or make."""
+        out: dict[str, tuple[str, ...]] = {}
+        at = work.members
+        pending = list(work.added)
+        while pending:
+            chunk, used = divmod(at, MEMBERS_PER_CHUNK)
+            ckey = member_key(self.slot_prefix, key, chunk)
+            held = (self.members.get(ckey) or ()) if used else ()
+            take = pending[: MEMBERS_PER_CHUNK - used]
+            out[ckey] = (*held, *take)
+            pending = pending[len(take) :]
+            at += len(take)
+        return out
 
     def finish(self, committed: Iterable[tuple[str, WindowState]]) -> BatchResult:
         """Close the windows stream time has passed; return the state and bars to write.
@@ -396,11 +539,11 @@ class WindowBatch:
         (windows of other specs are skipped: see :meth:`WindowSpec.holds`). A changed
         window gets its bar revision (a tombstone when it has no trades left); a window
         that closes gets its final bar instead (nothing if it is empty and unchanged), and
-        its state and its trades' slots are dropped.
+        its state, its member chunks and its trades' slots are dropped.
         """
         spec, now = self.spec, self.stream_time
         windows: dict[str, WindowState | None] = {}
-        slots = dict(self._slots)
+        members: dict[str, tuple[str, ...] | None] = {}
         bars: list[tuple[dt.datetime, str, Bar | None]] = []
         closed = 0
         states: dict[str, _Working | WindowState] = {
@@ -408,29 +551,29 @@ class WindowBatch:
         }
         stored = set(states)
         states.update(self._work)
+        for key, work in self._work.items():
+            if work.rescan:
+                work.refind(self._live_trades(key, work))
+        slots = dict(self._slots)
         for key, state in states.items():
             changed = key in self._changed
             is_closed = spec.is_closed(state.start, now)
             if not changed and not is_closed:
                 continue
-            bar = bar_of(
-                state.instrument,
-                state.start,
-                spec.size,
-                state.currency,
-                state.trades.values(),
-                final=is_closed,
-            )
+            bar = window_bar(state, spec.size, final=is_closed)
             if bar is not None or changed:
                 bars.append((state.start, key, bar))
             if not is_closed:
                 assert isinstance(state, _Working)  # noqa: S101 - changed means a working copy
                 windows[key] = state.frozen()
+                members.update(self._chunks(key, state))
                 continue
             closed += 1
             if key in stored:
                 windows[key] = None
-            for tkey in (*state.trades, *state.cancelled):
+            for chunk in range(-(-state.members // MEMBERS_PER_CHUNK)):
+                members[member_key(self.slot_prefix, key, chunk)] = None
+            for tkey in self._member_keys(key, state):
                 skey = self.slot_prefix + slot_key(state.instrument, tkey)
                 slot = _latest(slots, self.slots, skey)
                 if slot is None or slot.window_start != state.start:
@@ -440,7 +583,7 @@ class WindowBatch:
                 else:
                     slots[skey] = None
         bars.sort(key=lambda b: (b[0], b[1]))
-        return BatchResult(now, windows, slots, [(k, b) for _, k, b in bars], closed)
+        return BatchResult(now, windows, slots, members, [(k, b) for _, k, b in bars], closed)
 
 
 def _latest(changed: Mapping[str, _T | None], committed: Lookup[_T], key: str) -> _T | None:

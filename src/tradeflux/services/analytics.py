@@ -8,21 +8,30 @@ record timestamp, which on ``trades.by_instrument`` is when repartition wrote th
 not when the trade happened, so it is not used.) Windows close as each batch moves stream
 time on; an event that would change a closed window is counted as ``late`` and dropped.
 
-State, in the partition of the instrument: the open windows' effective trades
-(``windows``), where each trade is (``slots``), and stream time (``clock``). Per batch,
-each changed window sends one bar revision (a tombstone when its trades were all
-cancelled); a closing window sends its final bar (``final`` true) and its state goes.
+State, in the partition of the instrument: each open window's running OHLCV
+(``bar_windows``), each effective trade and where it is (``bar_trades``), the trade keys
+placed in each window, in chunks (``bar_members``), and stream time (``clock``). No record
+grows with a window's trades, so a hot instrument's window is never too large for its
+changelog, and a batch costs what its events touch. Per batch, each changed window sends
+one bar revision (a tombstone when its trades were all cancelled); a closing window sends
+its final bar (``final`` true) and its state goes.
 
 Hopping windows (``hop_seconds`` long, default 60, one every ``hop_advance_seconds``,
 default 15, the same grace; settings, e.g. ``TRADEFLUX_HOP_SECONDS``) go the same way to
-``analytics.hopping_bars``, from stores of their own (``hop_windows``, ``hop_slots``): they
-are ``size / advance`` tumbling series side by side (domain/windows.py, HoppingSpec).
+``analytics.hopping_bars``, from stores of their own (``hop_bar_windows``, ``hop_bar_trades``,
+``hop_bar_members``): they are ``size / advance`` tumbling series side by side
+(domain/windows.py, HoppingSpec).
+
+(Until 2026-12 a window's state held its trades in one record, in stores named
+``windows``, ``slots``, ``hop_windows`` and ``hop_slots``; the new stores start empty, so
+windows open at an upgrade lose the trades before it.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tradeflux import topics
 from tradeflux.config import Settings, load_settings
@@ -44,6 +53,8 @@ from tradeflux.stream.topology import Service, StoreSpec
 BARS = topics.BARS.name
 HOPPING_BARS = topics.HOPPING_BARS.name
 STREAM_TIME = "stream_time"  # the one key of the clock store
+WINDOWS, TRADES, MEMBERS = "bar_windows", "bar_trades", "bar_members"
+HOP_WINDOWS, HOP_TRADES, HOP_MEMBERS = "hop_bar_windows", "hop_bar_trades", "hop_bar_members"
 
 
 def window_spec(settings: Settings) -> WindowSpec:
@@ -74,15 +85,17 @@ def update_bars(
     ctx: Context, records: Sequence[Record], spec: WindowSpec, phases: Sequence[WindowSpec]
 ) -> None:
     """Apply each trade event to its windows; close the windows stream time has passed."""
-    windows = ctx.store("windows")
-    slots = ctx.store("slots")
-    hop_windows = ctx.store("hop_windows")
-    hop_slots = ctx.store("hop_slots")
+    windows = ctx.store(WINDOWS)
+    slots = ctx.store(TRADES)
+    members = ctx.store(MEMBERS)
+    hop_windows = ctx.store(HOP_WINDOWS)
+    hop_slots = ctx.store(HOP_TRADES)
+    hop_members = ctx.store(HOP_MEMBERS)
     clock = ctx.store("clock")
     held = clock.get(STREAM_TIME)
-    batch = WindowBatch(spec, held, windows, slots)
+    batch = WindowBatch(spec, held, windows, slots, members)
     hops = [
-        WindowBatch(phase, held, hop_windows, hop_slots, slot_prefix=f"{j}|")
+        WindowBatch(phase, held, hop_windows, hop_slots, hop_members, slot_prefix=f"{j}|")
         for j, phase in enumerate(phases)
     ]
     for record in records:
@@ -95,7 +108,9 @@ def update_bars(
             if hop.apply(record.value) is Outcome.LATE:
                 ctx.count("hopping_late")
     result = batch.finish(windows.items())
-    _write(windows, slots, result.windows, result.slots)
+    _write(windows, result.windows)
+    _write(slots, result.slots)
+    _write(members, result.members)
     if result.stream_time is not None and result.stream_time != held:
         clock.put(STREAM_TIME, result.stream_time)
     for key, bar in result.bars:
@@ -104,29 +119,22 @@ def update_bars(
         ctx.count("windows_closed", result.closed)
     for hop in hops:
         hop_result = hop.finish(list(hop_windows.items()))
-        _write(hop_windows, hop_slots, hop_result.windows, hop_result.slots)
+        _write(hop_windows, hop_result.windows)
+        _write(hop_slots, hop_result.slots)
+        _write(hop_members, hop_result.members)
         for key, bar in hop_result.bars:
             ctx.emit(HOPPING_BARS, key, bar)
         if hop_result.closed:
             ctx.count("hopping_windows_closed", hop_result.closed)
 
 
-def _write(
-    windows: StorePartition,
-    slots: StorePartition,
-    changed_windows: Mapping[str, WindowState | None],
-    changed_slots: Mapping[str, TradeSlot | None],
-) -> None:
-    for key, window in changed_windows.items():
-        if window is None:
-            windows.delete(key)
+def _write(store: StorePartition, changed: Mapping[str, Any]) -> None:
+    """Put each changed value in ``store``; None deletes its key."""
+    for key, value in changed.items():
+        if value is None:
+            store.delete(key)
         else:
-            windows.put(key, window)
-    for key, slot in changed_slots.items():
-        if slot is None:
-            slots.delete(key)
-        else:
-            slots.put(key, slot)
+            store.put(key, value)
 
 
 def build(settings: Settings | None = None) -> Service:
@@ -143,11 +151,13 @@ def build(settings: Settings | None = None) -> Service:
         inputs=[topics.BY_INSTRUMENT.topic()],
         outputs=[topics.BARS.topic(), topics.HOPPING_BARS.topic()],
         stores=[
-            StoreSpec("windows", MsgpackCodec(WindowState)),
-            StoreSpec("slots", MsgpackCodec(TradeSlot)),
+            StoreSpec(WINDOWS, MsgpackCodec(WindowState)),
+            StoreSpec(TRADES, MsgpackCodec(TradeSlot)),
+            StoreSpec(MEMBERS, MsgpackCodec(tuple[str, ...])),
             StoreSpec("clock", MsgpackCodec(dt.datetime)),
-            StoreSpec("hop_windows", MsgpackCodec(WindowState)),
-            StoreSpec("hop_slots", MsgpackCodec(TradeSlot)),
+            StoreSpec(HOP_WINDOWS, MsgpackCodec(WindowState)),
+            StoreSpec(HOP_TRADES, MsgpackCodec(TradeSlot)),
+            StoreSpec(HOP_MEMBERS, MsgpackCodec(tuple[str, ...])),
         ],
         process=process,
         dead_letter_topic=topics.REJECTED.name,
