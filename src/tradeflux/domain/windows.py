@@ -181,8 +181,8 @@ class WindowState(msgspec.Struct, frozen=True, kw_only=True):
     """An open window of an instrument: the running OHLCV of its live trades.
 
     Sums are exact, so removing a trade (an amend that moves it, a cancel) subtracts it;
-    when the removed trade was the open, the close, the high or the low, they are found
-    again from the window's live trades. The trades themselves are in their slots, and
+    when the removed trade was the open or the close, or the last one at the high or the
+    low, those are found again from the window's live trades. The trades themselves are in their slots, and
     ``members`` counts the trade keys ever placed here (the member list, in chunks of
     :data:`MEMBERS_PER_CHUNK`; a key may repeat, and a trade that moved on is skipped by
     its slot). No record of a window grows with its trades. ``currency`` is that of the
@@ -200,6 +200,8 @@ class WindowState(msgspec.Struct, frozen=True, kw_only=True):
     last: BarTrade | None = None
     high: Decimal | None = None
     low: Decimal | None = None
+    at_high: int = 0  # live trades at the high price
+    at_low: int = 0
     members: int = 0
 
 
@@ -289,8 +291,9 @@ class _Working:
     """A private, mutable copy of one window's state during a batch.
 
     ``added`` are the member keys placed in this batch (after the ``members`` stored);
-    ``rescan`` says that a trade holding the open, close, high or low went, so those are
-    found again from the live trades in :meth:`WindowBatch.finish`.
+    ``rescan`` says that the trade of the open or the close, or the last one at the high
+    or the low, went, so those are found again from the live trades in
+    :meth:`WindowBatch.finish`.
     """
 
     instrument: str
@@ -304,6 +307,8 @@ class _Working:
     last: BarTrade | None = None
     high: Decimal | None = None
     low: Decimal | None = None
+    at_high: int = 0
+    at_low: int = 0
     members: int = 0
     added: list[str] = field(default_factory=list)
     rescan: bool = False
@@ -313,7 +318,7 @@ class _Working:
         return cls(
             state.instrument, state.start, state.currency, state.count, state.volume,
             state.value, state.notional, state.first, state.last, state.high, state.low,
-            state.members,
+            state.at_high, state.at_low, state.members,
         )  # fmt: skip
 
     def add(self, trade: BarTrade) -> None:
@@ -328,27 +333,38 @@ class _Working:
             self.first = trade
         if self.last is None or _order(trade) > _order(self.last):
             self.last = trade
-        if self.high is None or trade.price > self.high:
-            self.high = trade.price
-        if self.low is None or trade.price < self.low:
-            self.low = trade.price
+        price = trade.price
+        if self.high is None or price > self.high:
+            self.high, self.at_high = price, 1
+        elif price == self.high:
+            self.at_high += 1
+        if self.low is None or price < self.low:
+            self.low, self.at_low = price, 1
+        elif price == self.low:
+            self.at_low += 1
 
     def remove(self, trade: BarTrade) -> None:
         self.count -= 1
         if self.count == 0:  # back to empty: nothing left to find again
             self.volume = self.value = self.notional = _ZERO
             self.first = self.last = self.high = self.low = None
+            self.at_high = self.at_low = 0
             self.rescan = False
             return
         self.volume = _EXACT.subtract(self.volume, trade.quantity)
         self.value = _EXACT.subtract(self.value, _EXACT.multiply(trade.price, trade.quantity))
         self.notional = _EXACT.subtract(self.notional, trade.notional)
-        if trade in (self.first, self.last) or trade.price in (self.high, self.low):
+        if trade.price == self.high:
+            self.at_high -= 1
+        if trade.price == self.low:
+            self.at_low -= 1
+        if trade in (self.first, self.last) or not (self.at_high and self.at_low):
             self.rescan = True
 
     def refind(self, live: Iterable[BarTrade]) -> None:
         """Find the open, close, high and low again among ``live``, the window's trades."""
         self.first = self.last = self.high = self.low = None
+        self.at_high = self.at_low = 0
         for trade in live:
             self._extend(trade)
         self.rescan = False
@@ -358,7 +374,7 @@ class _Working:
             instrument=self.instrument, start=self.start, currency=self.currency,
             count=self.count, volume=self.volume, value=self.value, notional=self.notional,
             first=self.first, last=self.last, high=self.high, low=self.low,
-            members=self.members + len(self.added),
+            at_high=self.at_high, at_low=self.at_low, members=self.members + len(self.added),
         )  # fmt: skip
 
 
