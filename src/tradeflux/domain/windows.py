@@ -182,10 +182,10 @@ class WindowState(msgspec.Struct, frozen=True, kw_only=True):
 
     Sums are exact, so removing a trade (an amend that moves it, a cancel) subtracts it;
     when the removed trade was the open or the close, or the last one at the high or the
-    low, those are found again from the window's live trades. The trades themselves are in their slots, and
-    ``members`` counts the trade keys ever placed here (the member list, in chunks of
-    :data:`MEMBERS_PER_CHUNK`; a key may repeat, and a trade that moved on is skipped by
-    its slot). No record of a window grows with its trades. ``currency`` is that of the
+    low, those are found again from the window's live trades. The trades themselves are in
+    their slots, and ``members`` counts the trade keys ever placed here (the member list,
+    in chunks of :data:`MEMBERS_PER_CHUNK`; a key may repeat, and a trade that moved on is
+    skipped by its slot). No record of a window grows with its trades. ``currency`` is that of the
     last event applied.
     """
 
