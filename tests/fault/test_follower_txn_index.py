@@ -30,8 +30,8 @@ leader (preferred election), then a read_committed consumer fetching one batch a
 On the brokers' defaults it asserts the defect exactly: the consumer reads the three
 records of A's second aborted transaction before B's committed one (when a Kafka upgrade
 fixes it, that assertion fails, and the workaround can go). With
-``replica.fetch.max.bytes=1`` (each replica fetch brings one batch per partition, so one
-append completes at most one transaction) it must pass: that is
+``replica.fetch.max.bytes=1`` (each replica fetch brings one batch, so one append
+completes at most one transaction) it must pass: that is
 ``tradeflux.broker.local.ONE_BATCH_REPLICA_FETCHES``, which the fault soak sets.
 """
 
