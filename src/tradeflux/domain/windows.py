@@ -167,11 +167,6 @@ class TradeSlot(msgspec.Struct, frozen=True, array_like=True):
     version: int
     trade: BarTrade | None = None
 
-    @property
-    def live(self) -> bool:
-        """Tell whether the trade counts in its window (it was not cancelled)."""
-        return self.trade is not None
-
 
 MEMBERS_PER_CHUNK = 256
 """Trade keys per record of a window's member list (each record stays a few KiB)."""
