@@ -58,6 +58,7 @@ class Settings:
     batch_max_records: int = 5000
     batch_max_wait_ms: int = 100
     max_batch_ms: int = 250  # processing per batch at most (or one commit, if longer)
+    fetch_wait_ms: int = 10  # how long the broker may hold an input fetch with nothing new
     session_timeout_ms: int = 10000
     cluster_wait_s: float = 300.0  # a transient cluster failure is waited out this long
     group_protocol: str = "classic"  # or "consumer" (KIP-848)
@@ -134,6 +135,7 @@ _ENV_FIELDS: dict[str, str] = {
             "batch_max_records",
             "batch_max_wait_ms",
             "max_batch_ms",
+            "fetch_wait_ms",
             "session_timeout_ms",
             "cluster_wait_s",
             "group_protocol",
@@ -179,6 +181,7 @@ _WHOLE_NUMBERS = {  # name: smallest value
     "batch_max_records": 1,
     "batch_max_wait_ms": 0,
     "max_batch_ms": 0,
+    "fetch_wait_ms": 0,
     "session_timeout_ms": 1000,
     "pnl_throttle_ms": 0,
     "pnl_remark_ms": 10,

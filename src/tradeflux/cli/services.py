@@ -112,6 +112,13 @@ def run(
             "limit) for throughput " + _RUNTIME_HELP.format("MAX_BATCH_MS", 250)
         ),
     ] = None,
+    fetch_wait_ms: Annotated[
+        int | None,
+        typer.Option(
+            help="Longest time the broker holds an input fetch while nothing new is there, ms "
+            "(a record ends the wait at once) " + _RUNTIME_HELP.format("FETCH_WAIT_MS", 10)
+        ),
+    ] = None,
     transaction_producers: Annotated[
         int,
         typer.Option(
@@ -177,6 +184,7 @@ def run(
         batch_max_records=batch_max_records,
         batch_max_wait_ms=batch_max_wait_ms,
         max_batch_ms=max_batch_ms,
+        fetch_wait_ms=fetch_wait_ms,
         session_timeout_ms=session_timeout_ms,
         cluster_wait_s=cluster_wait_s,
         group_protocol=group_protocol,
@@ -202,6 +210,7 @@ def run(
         batch_max_records=settings.batch_max_records,
         batch_max_wait_ms=settings.batch_max_wait_ms,
         max_batch_ms=settings.max_batch_ms,
+        fetch_wait_ms=settings.fetch_wait_ms,
         session_timeout_ms=settings.session_timeout_ms,
         static_membership=static_membership,
         transaction_producers=transaction_producers,

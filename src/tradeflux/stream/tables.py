@@ -21,6 +21,11 @@ from tradeflux.stream.topology import GlobalTableSpec
 
 log = logging.getLogger("tradeflux.stream.tables")
 
+# How long the broker may hold a table reader's fetch when nothing new is there. A record
+# that arrives ends the wait at once (fetch.min.bytes is 1), so a long wait costs no
+# freshness; a short one makes every idle reader ask each broker ~100 times a second.
+TABLE_FETCH_WAIT_MS = 500
+
 
 class GlobalTable(Mapping[str, Any]):
     """A read-only map of a compacted topic's latest value per key."""
@@ -39,7 +44,9 @@ class GlobalTable(Mapping[str, Any]):
         self.changed: set[str] = set()
         # The group id is never joined or committed, but an authorizer checks it: keep it
         # under the service's own group prefix (``<service>-table``).
-        self._reader = PartitionReader(client, group_id, on_error=self._note)
+        self._reader = PartitionReader(
+            client, group_id, on_error=self._note, **{"fetch.wait.max.ms": TABLE_FETCH_WAIT_MS}
+        )
         self._partitions: list[int] = []
         self._loaded = False
 
