@@ -7,7 +7,8 @@ of one instrument, and some amends and cancels, in batches, and prints per step 
 accept) and dead letters so far. The trade time runs ``--per-second`` trades per second,
 so a 60 s hopping window holds ``60 * per_second`` trades.
 
-Run it from two trees to compare commits (it uses only the service and the harness)::
+Run it from two trees to compare commits (it uses only the service, the harness and the
+trade helper of tests/unit/test_windows.py)::
 
     PYTHONPATH=src .venv/bin/python bench/analytics_windows.py
 """
@@ -15,48 +16,25 @@ Run it from two trees to compare commits (it uses only the service and the harne
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import sys
 import time
-from decimal import Decimal
+from pathlib import Path
 
-from tradeflux.domain.schemas import EnrichedTrade
-from tradeflux.services import analytics
-from tradeflux.stream.harness import TestDriver
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-T0 = dt.datetime(2026, 11, 24, 15, 0, 0, tzinfo=dt.UTC)
+from tests.unit.test_windows import trade  # noqa: E402
+
+from tradeflux.domain.schemas import EnrichedTrade  # noqa: E402
+from tradeflux.services import analytics  # noqa: E402
+from tradeflux.stream.harness import TestDriver  # noqa: E402
 
 
 def event(i: int, version: int, kind: str, per_second: int) -> EnrichedTrade:
     """Trade ``i`` of the hot instrument, at ``i / per_second`` s of trade time."""
-    quantity = Decimal(10 + i % 90)
-    price = Decimal(100 + i % 97) + Decimal(version) / 100
-    return EnrichedTrade(
-        event_type=kind,  # type: ignore[arg-type]
-        trade_id=f"T{i:07d}",
-        version=version,
-        account=f"ACC-{i % 50:04d}",
-        instrument="HOT.XNAS",
-        side="BUY",
-        quantity=quantity,
-        price=price,
-        currency="USD",
-        venue="XNAS",
-        counterparty="CP-1",
-        trade_time=T0 + dt.timedelta(microseconds=i * 1_000_000 // per_second),
-        source="bench",
-        ingest_time=None,
-        isin="US0000000001",
-        symbol="HOT",
-        mic="XNAS",
-        multiplier=Decimal(1),
-        book="B",
-        legal_entity="LE",
-        base_currency="USD",
-        counterparty_lei="LEI",
-        notional=quantity * price,
-        trade_date=T0.date(),
-        settlement_date=T0.date(),
-    )
+    return trade(
+        f"T{i:07d}", version, kind, i / per_second, str(10 + i % 90),
+        f"{100 + i % 97}.{version:02d}", instrument="HOT.XNAS", account=f"ACC-{i % 50:04d}",
+    )  # fmt: skip
 
 
 def largest_record(driver: TestDriver) -> int:
