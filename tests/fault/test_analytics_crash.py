@@ -95,5 +95,5 @@ def test_sigkilled_analytics_restarts_to_the_same_bars_and_no_duplicate_final_ba
     assert latest == hopping.bars
     assert finals == {k: 1 for k, bar in hopping.bars.items() if bar.final}
     # The last incarnation restored its windows from the changelogs, not from nothing.
-    assert "store restored service=analytics store=windows" in analytics.log()
+    assert "store restored service=analytics store=bar_windows" in analytics.log()
     assert "store restored service=analytics store=hop_bar_windows" in analytics.log()
