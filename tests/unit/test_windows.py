@@ -523,14 +523,12 @@ def test_no_record_of_a_window_grows_with_its_trades() -> None:
     sizes += [len(MsgpackCodec(TradeSlot).encode(slot)) for slot in p.slots.values()]
     sizes += [len(MsgpackCodec(tuple[str, ...]).encode(c)) for c in p.members.values()]
     assert max(sizes) < 8 * 1024
-    final = [
-        bar_trade(f"T{i:05d}", i * 4 / n, "20", "150.00")
+    effective = {  # the final version of every trade not cancelled
+        f"T{i:05d}": trade(f"T{i:05d}", 2, "AMEND", i * 4 / n, "20", "150.00")
         if i % 7 == 0
-        else bar_trade(f"T{i:05d}", i * 4 / n, "10", f"{100 + i % 97}.00")
+        else trade(f"T{i:05d}", 1, "NEW", i * 4 / n, "10", f"{100 + i % 97}.00")
         for i in range(n)
         if i % 14
-    ]
-    assert p.latest()[window_key(INSTRUMENT, at(0))] == bar_of(
-        INSTRUMENT, at(0), SPEC.size, "USD", final
-    )
-    assert window.count == len(final)
+    }
+    assert p.latest() == expected_bars(effective, SPEC, final=False)
+    assert window.count == len(effective)

@@ -180,8 +180,8 @@ class WindowState(msgspec.Struct, frozen=True, kw_only=True):
     low, those are found again from the window's live trades. The trades themselves are in
     their slots, and ``members`` counts the trade keys ever placed here (the member list,
     in chunks of :data:`MEMBERS_PER_CHUNK`; a key may repeat, and a trade that moved on is
-    skipped by its slot). No record of a window grows with its trades. ``currency`` is that of the
-    last event applied.
+    skipped by its slot). No record of a window grows with its trades. ``currency`` is that
+    of the last event applied.
     """
 
     instrument: str
@@ -221,35 +221,10 @@ def bar_of(
     an explicit context: sums and products exact, the quotient to 28 significant digits
     (more when its integer part needs them), half-even, so no trade value makes it raise.
     """
-    ordered = sorted(trades, key=lambda t: (t.trade_time, t.trade_id, t.account))
-    if not ordered:
-        return None
-    add, multiply = _EXACT.add, _EXACT.multiply
-    volume = _ZERO
-    value = _ZERO
-    notional = _ZERO
-    high = low = ordered[0].price
-    for trade in ordered:
-        volume = add(volume, trade.quantity)
-        value = add(value, multiply(trade.price, trade.quantity))
-        notional = add(notional, trade.notional)
-        high = max(high, trade.price)
-        low = min(low, trade.price)
-    return Bar(
-        instrument=instrument,
-        window_start=start,
-        window_end=start + size,
-        currency=currency,
-        open=ordered[0].price,
-        high=high,
-        low=low,
-        close=ordered[-1].price,
-        volume=volume,
-        vwap=vwap_of(value, volume),
-        notional=notional,
-        count=len(ordered),
-        final=final,
-    )
+    work = _Working(instrument, start, currency)
+    for trade in sorted(trades, key=_order):  # ties at the high or low keep the first
+        work.add(trade)
+    return window_bar(work, size, final)
 
 
 def vwap_of(value: Decimal, volume: Decimal) -> Decimal:
@@ -513,11 +488,16 @@ class WindowBatch:
         self._slots[key] = TradeSlot(new, event.version, trade)
         return Outcome.APPLIED
 
+    def _stored_chunks(self, key: str, state: _Working | WindowState) -> list[str]:
+        """Return the keys of window ``key``'s member chunks as stored (before this batch)."""
+        chunks = -(-state.members // MEMBERS_PER_CHUNK)
+        return [member_key(self.slot_prefix, key, chunk) for chunk in range(chunks)]
+
     def _member_keys(self, key: str, state: _Working | WindowState) -> list[str]:
         """Return the trade keys ever placed in window ``key``, each once, in placement order."""
         keys: list[str] = []
-        for chunk in range(-(-state.members // MEMBERS_PER_CHUNK)):
-            keys += self.members.get(member_key(self.slot_prefix, key, chunk)) or ()
+        for ckey in self._stored_chunks(key, state):
+            keys += self.members.get(ckey) or ()
         if isinstance(state, _Working):
             keys += state.added
         return list(dict.fromkeys(keys))
@@ -582,8 +562,7 @@ class WindowBatch:
             closed += 1
             if key in stored:
                 windows[key] = None
-            for chunk in range(-(-state.members // MEMBERS_PER_CHUNK)):
-                members[member_key(self.slot_prefix, key, chunk)] = None
+            members.update(dict.fromkeys(self._stored_chunks(key, state)))
             for tkey in self._member_keys(key, state):
                 skey = self.slot_prefix + slot_key(state.instrument, tkey)
                 slot = _latest(slots, self.slots, skey)
